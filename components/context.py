@@ -1,0 +1,22 @@
+"""Facts about the target account that several components need, looked up once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+
+@dataclass(frozen=True)
+class AwsContext:
+    account_id: pulumi.Output[str]
+    partition: pulumi.Output[str]
+    region: str
+    stack: str
+
+    @staticmethod
+    def lookup(region: str, stack: str) -> "AwsContext":
+        identity = aws.get_caller_identity_output()
+        partition = aws.get_partition_output()
+        return AwsContext(account_id=identity.account_id, partition=partition.partition,
+                          region=region, stack=stack)

@@ -1,0 +1,84 @@
+"""Pure builders of IAM, key and bucket policy documents (JSON strings with sorted keys).
+
+Sorted keys and fixed statement order keep the documents byte-identical across runs, so a
+`pulumi preview` after an unchanged config shows no diff.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Sequence
+
+
+def document(statements: Iterable[dict[str, Any]]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)}, sort_keys=True)
+
+
+def allow(actions: Sequence[str], resources: Sequence[str], sid: str | None = None,
+          **extra: Any) -> dict[str, Any]:
+    statement: dict[str, Any] = {"Effect": "Allow", "Action": sorted(actions), "Resource": list(resources)}
+    if sid:
+        statement["Sid"] = sid
+    statement.update(extra)
+    return statement
+
+
+def assume_role_policy(service: str, account_id: str | None = None) -> str:
+    """Trust policy for an AWS service; with account_id, only on behalf of this account
+    (guards against the confused-deputy problem)."""
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+    }
+    if account_id:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
+    return document([statement])
+
+
+def deny_insecure_transport(bucket_arn: str) -> dict[str, Any]:
+    return {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket_arn, f"{bucket_arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
+def stack_key_policy(partition: str, account_id: str, region: str) -> str:
+    """Key policy of the stack's KMS key.
+
+    IAM in this account decides who uses the key (the account-root statement, as AWS's default
+    key policy). AWS services that encrypt on our behalf without an IAM role of ours get
+    narrow statements: CloudWatch Logs (log groups of this account and region only) and the
+    services that publish to our encrypted SNS topics (EventBridge, SES).
+    """
+    root = f"arn:{partition}:iam::{account_id}:root"
+    return document([
+        {
+            "Sid": "AccountAdministersKeyThroughIam",
+            "Effect": "Allow",
+            "Principal": {"AWS": root},
+            "Action": "kms:*",  # AWS's default key policy: delegates every decision to IAM.
+            "Resource": "*",  # In a key policy, "*" means this key only.
+        },
+        {
+            "Sid": "CloudWatchLogsOfThisAccount",
+            "Effect": "Allow",
+            "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+            "Action": sorted(["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*",
+                              "kms:ReEncrypt*"]),
+            "Resource": "*",
+            "Condition": {"ArnLike": {
+                "kms:EncryptionContext:aws:logs:arn": f"arn:{partition}:logs:{region}:{account_id}:*"}},
+        },
+        {
+            "Sid": "PublishersToEncryptedTopics",
+            "Effect": "Allow",
+            "Principal": {"Service": ["events.amazonaws.com", "ses.amazonaws.com"]},
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+        },
+    ])

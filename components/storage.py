@@ -1,0 +1,222 @@
+"""Storage: the stack's KMS key, the REDCap file bucket, its access-log bucket, REDCap's S3
+credentials and the salt secret.
+
+What `pulumi destroy` leaves depends on `keep_on_destroy`: with it, the key, both buckets and
+the salt secret are dropped from state but kept in AWS (`retain_on_delete`), so a final database
+snapshot (encrypted with the key, and useless without the salt REDCap hashed its data with)
+stays restorable.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+from components import policies
+from components.context import AwsContext
+
+# Lifecycle of the REDCap file bucket and its logs (as the original): files REDCap keeps for
+# years but rarely reads move to cheaper classes; nothing expires.
+TRANSITIONS = ((90, "STANDARD_IA"), (180, "INTELLIGENT_TIERING"))
+
+
+@dataclass(frozen=True)
+class StorageArgs:
+    context: AwsContext
+    keep_on_destroy: bool
+    protect: bool
+    versioning: bool
+    alb_access_logs: bool = False
+
+
+class Storage(pulumi.ComponentResource):
+    kms_key_arn: pulumi.Output[str]
+    kms_key_id: pulumi.Output[str]
+    app_bucket_name: pulumi.Output[str]
+    app_bucket_arn: pulumi.Output[str]
+    log_bucket_name: pulumi.Output[str]
+    log_bucket_arn: pulumi.Output[str]
+    s3_credentials_secret_arn: pulumi.Output[str]
+    salt_secret_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: StorageArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("redcap:storage:Storage", name, None, opts)
+        ctx = args.context
+        # Data that must survive `pulumi destroy` when the stage keeps its data.
+        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=args.keep_on_destroy,
+                                      protect=args.protect)
+        child = pulumi.ResourceOptions(parent=self)
+
+        key = aws.kms.Key(
+            f"{name}-key",
+            description=f"REDCap {ctx.stack}: buckets, database, secrets and logs",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=pulumi.Output.all(ctx.partition, ctx.account_id).apply(
+                lambda a: policies.stack_key_policy(a[0], a[1], ctx.region)),
+            opts=keep,
+        )
+        aws.kms.Alias(f"{name}-key-alias", name=f"alias/redcap-{ctx.stack}", target_key_id=key.key_id,
+                      opts=child)
+
+        log_bucket = self._log_bucket(name, args, keep)
+        app_bucket = self._app_bucket(name, args, key, log_bucket, keep)
+        s3_secret = self._s3_credentials(name, key, app_bucket, child)
+        salt_secret = self._salt(name, key, args)
+
+        self.kms_key_arn = key.arn
+        self.kms_key_id = key.key_id
+        self.app_bucket_name = app_bucket.bucket
+        self.app_bucket_arn = app_bucket.arn
+        self.log_bucket_name = log_bucket.bucket
+        self.log_bucket_arn = log_bucket.arn
+        self.s3_credentials_secret_arn = s3_secret.arn
+        self.salt_secret_arn = salt_secret.arn
+        self.register_outputs({
+            "kmsKeyArn": self.kms_key_arn,
+            "appBucketName": self.app_bucket_name,
+            "logBucketName": self.log_bucket_name,
+            "s3CredentialsSecretArn": self.s3_credentials_secret_arn,
+            "saltSecretArn": self.salt_secret_arn,
+        })
+
+    # -- buckets ----------------------------------------------------------------------------
+
+    def _private_bucket(self, name: str, args: StorageArgs, keep: pulumi.ResourceOptions) -> aws.s3.Bucket:
+        bucket = aws.s3.Bucket(name, force_destroy=not args.keep_on_destroy, opts=keep)
+        child = pulumi.ResourceOptions(parent=self)
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-public-access", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
+            ignore_public_acls=True, restrict_public_buckets=True, opts=child)
+        aws.s3.BucketOwnershipControls(
+            f"{name}-ownership", bucket=bucket.id,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"), opts=child)
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-lifecycle", bucket=bucket.id,
+            rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="tiering", status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                transitions=[aws.s3.BucketLifecycleConfigurationRuleTransitionArgs(days=d, storage_class=c)
+                             for d, c in TRANSITIONS],
+                abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                    days_after_initiation=7),
+            )],
+            opts=child)
+        return bucket
+
+    def _log_bucket(self, name: str, args: StorageArgs, keep: pulumi.ResourceOptions) -> aws.s3.Bucket:
+        ctx = args.context
+        bucket = self._private_bucket(f"{name}-logs", args, keep)
+        child = pulumi.ResourceOptions(parent=self)
+        # S3 server access logs and ALB access logs can only be delivered to a bucket encrypted
+        # with S3-managed keys (AWS rejects SSE-KMS targets), so this bucket uses SSE-S3.
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-logs-encryption", bucket=bucket.id,
+            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="AES256"))],
+            opts=child)
+        elb_account = aws.elb.get_service_account_output() if args.alb_access_logs else None
+        policy = pulumi.Output.all(
+            bucket.arn, ctx.account_id, ctx.partition, elb_account.arn if elb_account else None,
+        ).apply(lambda a: log_bucket_policy(a[0], a[1], a[2], a[3]))
+        aws.s3.BucketPolicy(f"{name}-logs-policy", bucket=bucket.id, policy=policy, opts=child)
+        return bucket
+
+    def _app_bucket(self, name: str, args: StorageArgs, key: aws.kms.Key, log_bucket: aws.s3.Bucket,
+                    keep: pulumi.ResourceOptions) -> aws.s3.Bucket:
+        bucket = self._private_bucket(f"{name}-files", args, keep)
+        child = pulumi.ResourceOptions(parent=self)
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-files-encryption", bucket=bucket.id,
+            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="aws:kms", kms_master_key_id=key.arn),
+                bucket_key_enabled=True)],
+            opts=child)
+        aws.s3.BucketPolicy(
+            f"{name}-files-policy", bucket=bucket.id,
+            policy=bucket.arn.apply(lambda arn: policies.document([policies.deny_insecure_transport(arn)])),
+            opts=child)
+        aws.s3.BucketLogging(
+            f"{name}-files-logging", bucket=bucket.id, target_bucket=log_bucket.id,
+            target_prefix="s3-access/files/", opts=child)
+        if args.versioning:
+            aws.s3.BucketVersioning(
+                f"{name}-files-versioning", bucket=bucket.id,
+                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+                opts=child)
+        return bucket
+
+    # -- secrets ----------------------------------------------------------------------------
+
+    def _s3_credentials(self, name: str, key: aws.kms.Key, bucket: aws.s3.Bucket,
+                        child: pulumi.ResourceOptions) -> aws.secretsmanager.Secret:
+        """REDCap's S3 integration takes an access key pair (it cannot use an instance role)."""
+        user = aws.iam.User(f"{name}-s3-user", path="/redcap/", opts=child)
+        aws.iam.UserPolicy(
+            f"{name}-s3-user-policy", user=user.name,
+            policy=pulumi.Output.all(bucket.arn, key.arn).apply(lambda a: redcap_s3_user_policy(a[0], a[1])),
+            opts=child)
+        access_key = aws.iam.AccessKey(f"{name}-s3-key", user=user.name, opts=child)
+        secret = aws.secretsmanager.Secret(
+            f"{name}-s3-credentials", kms_key_id=key.arn,
+            description="REDCap S3 file storage: IAM access key pair (AccessKeyId, SecretAccessKey)",
+            opts=child)
+        aws.secretsmanager.SecretVersion(
+            f"{name}-s3-credentials-value", secret_id=secret.id,
+            secret_string=pulumi.Output.secret(pulumi.Output.all(access_key.id, access_key.secret).apply(
+                lambda a: json.dumps({"AccessKeyId": a[0], "SecretAccessKey": a[1]}, sort_keys=True))),
+            opts=child)
+        return secret
+
+    def _salt(self, name: str, key: aws.kms.Key, args: StorageArgs) -> aws.secretsmanager.Secret:
+        """REDCap hashes with this salt: a restored database needs the same one."""
+        keep = pulumi.ResourceOptions(parent=self, retain_on_delete=args.keep_on_destroy, protect=args.protect)
+        value = random.RandomPassword(f"{name}-salt-value", length=64, special=False,
+                                      opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+        secret = aws.secretsmanager.Secret(
+            f"{name}-salt", kms_key_id=key.arn,
+            description="REDCap database salt (REDCap uses sha256 of this value); keep it with every snapshot",
+            opts=keep)
+        aws.secretsmanager.SecretVersion(
+            f"{name}-salt-value", secret_id=secret.id, secret_string=value.result, opts=keep)
+        return secret
+
+
+def redcap_s3_user_policy(bucket_arn: str, key_arn: str) -> str:
+    return policies.document([
+        policies.allow(["s3:GetBucketLocation", "s3:ListBucket"], [bucket_arn], sid="ListFiles"),
+        policies.allow(["s3:DeleteObject", "s3:GetObject", "s3:PutObject"], [f"{bucket_arn}/*"],
+                       sid="ReadWriteFiles"),
+        policies.allow(["kms:Decrypt", "kms:GenerateDataKey"], [key_arn], sid="UseBucketKey"),
+    ])
+
+
+def log_bucket_policy(bucket_arn: str, account_id: str, partition: str, elb_account_arn: Optional[str]) -> str:
+    statements = [
+        policies.deny_insecure_transport(bucket_arn),
+        {
+            "Sid": "S3ServerAccessLogs",
+            "Effect": "Allow",
+            "Principal": {"Service": "logging.s3.amazonaws.com"},
+            "Action": "s3:PutObject",
+            "Resource": f"{bucket_arn}/s3-access/*",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+        },
+    ]
+    if elb_account_arn:
+        # Older regions deliver ALB logs from a regional ELB account, newer ones from the
+        # log-delivery service principal; grant both, only under the alb/ prefix of this account.
+        alb_prefix = f"{bucket_arn}/alb/AWSLogs/{account_id}/*"
+        statements.append({"Sid": "AlbAccessLogsRegionalAccount", "Effect": "Allow",
+                           "Principal": {"AWS": elb_account_arn}, "Action": "s3:PutObject",
+                           "Resource": alb_prefix})
+        statements.append({"Sid": "AlbAccessLogsDeliveryService", "Effect": "Allow",
+                           "Principal": {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
+                           "Action": "s3:PutObject", "Resource": alb_prefix})
+    return policies.document(statements)
