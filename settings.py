@@ -884,6 +884,71 @@ def _normalise_size(text: str, unit_lower: str, unit: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# What each key means (docs/settings.md is generated from the models and this table)
+# --------------------------------------------------------------------------------------------
+
+DESCRIPTIONS: dict[str, str] = {
+    "redCapLocalVersion": "Use `releases/<value>.zip` from the project folder (e.g. `redcap15.0.9`).",
+    "redCapS3Path": "Use a REDCap zip already in S3: `bucket/key.zip` or `s3://bucket/key.zip`. Exactly one of the two sources.",
+    "deployTag": "Readable part of the image tag instead of the version read from the zip name.",
+    "allowedIps": "WAF allow-list: IPv4 and IPv6 CIDRs (a bare address means one host). Empty: everyone.",
+    "allowedCountries": "WAF geo allow-list: ISO 3166-1 alpha-2 codes. Empty: every country.",
+    "domain": "Domain of the site; FQDN = `subdomain.domain`, or `domain` alone.",
+    "subdomain": "Label(s) placed before `domain`.",
+    "hostInRoute53": "`true`: create a hosted zone for the FQDN; a zone name: use that existing zone; `false`: no Route53 (docs/domains.md).",
+    "email": "Operator address: notifications, SES identity when there is no zone, sender address.",
+    "bounceNotificationEmail": "Receives SES bounce and complaint notifications.",
+    "phpTimezone": "PHP `date.timezone` (IANA name).",
+    "port": "Container HTTP port (Apache runs as www-data, so above 1024).",
+    "cpu": "App Runner instance CPU (`0.25 vCPU` to `4 vCPU`).",
+    "memory": "App Runner instance memory; must pair with `cpu`.",
+    "appRunnerConcurrency": "App Runner concurrent requests per instance before scaling out.",
+    "appRunnerMinSize": "App Runner minimum instances.",
+    "appRunnerMaxSize": "App Runner maximum instances.",
+    "ecs": "Present: run on ECS Fargate behind an HTTPS load balancer instead of App Runner.",
+    "ecs.cpu": "Fargate task CPU (`0.25 vCPU` to `16 vCPU`, or CPU units).",
+    "ecs.memory": "Fargate task memory (`4 GB` or MiB); must pair with `ecs.cpu`.",
+    "ecs.certificateArn": "An existing ACM certificate for the FQDN (instead of one validated in a Route53 zone).",
+    "ecs.scaling": "Target-tracking autoscaling of the ECS service.",
+    "ecs.scaling.minContainers": "Minimum tasks.",
+    "ecs.scaling.maxContainers": "Maximum tasks.",
+    "ecs.scaling.requestsPerContainer": "Target requests per task per minute (ALB request count).",
+    "ecs.scaling.cpuUtilization": "Target average CPU percent.",
+    "ecs.scaling.memoryUtilization": "Target average memory percent.",
+    "cronSecret": "Secret for the cron.php HMAC (`pulumi config set --secret`). Unset: generated once and kept in state.",
+    "cronMinutes": "Minutes between cron.php calls; 0 = no schedule (lets a 0-ACU database pause).",
+    "db": "Aurora Serverless v2 settings.",
+    "db.engineVersion": "Aurora MySQL 3 version (the minimum; AWS applies minor upgrades). Must be >= a snapshot's version when restoring.",
+    "db.dbReaders": "Reader instances (0 to 15); REDCap's read-replica mode is on only with readers.",
+    "db.dbSnapshotId": "Restore from this cluster snapshot (creates a new cluster: docs/restore.md).",
+    "db.maxAllowedPacket": "Cluster parameter `max_allowed_packet` in bytes.",
+    "db.preferredMaintenanceWindow": "`ddd:HH:mm-ddd:HH:mm` UTC, 30 minutes to 24 hours. Unset: AWS picks.",
+    "db.scaling": "Serverless v2 capacity range.",
+    "db.scaling.minCapacityAcu": "Minimum ACUs (0 = pause when idle; needs Aurora MySQL 3.08.0 or later).",
+    "db.scaling.maxCapacityAcu": "Maximum ACUs (at least 1).",
+    "db.backtrackHours": "Backtrack window in hours (0 to 72; can only be enabled when the cluster is created).",
+    "db.backupRetentionDays": "Automated backup retention in days (1 to 35).",
+    "dbAuth": "How REDCap logs in to the database: `iam` (token per connection) or `password`.",
+    "ec2ServerStack": "Present: a temporary tunnel host reached through SSM port forwarding (docs/tunnel.md).",
+    "ec2ServerStack.durationHours": "Hours before the host shuts itself down and terminates (1 to 72).",
+    "ec2ServerStack.instanceType": "EC2 instance type.",
+    "generalLogRetention": "Retention of every log group, in days or a name like `one_year`. Unset: per resource.",
+    "externalResources": "Resources managed elsewhere.",
+    "externalResources.wafWebAcl": "Associate this regional WAFv2 web ACL instead of creating one.",
+    "natGateways": "`onePerAz` (resilient) or `single` (cheaper).",
+    "removalPolicy": "What `pulumi destroy` leaves: `destroy` nothing, `snapshot` a final DB snapshot plus key, buckets and salt, `retain` the cluster too (docs/destroy.md).",
+    "deletionProtection": "RDS deletion protection and Pulumi `protect` on the data. Unset: true unless removalPolicy is destroy.",
+    "imageBuild": "Where the image is built: `codebuild` (in AWS) or `local` (Docker on this machine).",
+    "guardDuty": "Enable a GuardDuty detector (one per account and region).",
+    "nsDelegation": "Present: this stack only writes NS delegation records (docs/domains.md).",
+    "nsDelegation.domain": "The existing hosted zone that receives the NS records.",
+    "nsDelegation.records": "`[{name, nameServers: [...]}]` or `[{name, fromStack: org/project/stack}]`.",
+    "appBucketVersioning": "Keep earlier versions of REDCap's files in the bucket.",
+    "wafSqliRulesToCount": "Rules of AWSManagedRulesSQLiRuleSet to only count (e.g. `SQLi_BODY`, which REDCap calculated fields trigger).",
+}
+
+
+# --------------------------------------------------------------------------------------------
 # Reading the config
 # --------------------------------------------------------------------------------------------
 
@@ -954,7 +1019,7 @@ def load_settings(raw_config: Mapping[str, str], *, stack: str, region: Optional
         try:
             values[key] = _decode(key, raw_config[full_key])
         except _KeyProblem as kp:
-            problems.append((kp.key, "<unparseable>", str(kp.problem)))
+            problems.append((kp.key, kp.value, str(kp.problem)))
     if not region:
         problems.append(("aws:region", None, "the AWS region must be set: "
                          "allowed: an AWS region; example: pulumi config set aws:region us-east-1"))

@@ -12,6 +12,7 @@ password is managed by RDS in Secrets Manager (rotated by RDS, never in Pulumi s
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal, Optional, Sequence
 
@@ -174,9 +175,10 @@ class Database(pulumi.ComponentResource):
 
 
 def cluster_identifier(stack: str, suffix_hex: str) -> str:
-    """`redcap-<stack>-<8 hex>`: at most 63 characters, letters, digits and hyphens."""
-    base = "".join(c if c.isalnum() else "-" for c in f"redcap-{stack}".lower()).strip("-")
-    return f"{base[:54].rstrip('-')}-{suffix_hex}"
+    """`redcap-<stack>-<8 hex>`: at most 63 characters, letters, digits and single hyphens
+    (RDS rejects consecutive hyphens and a trailing one)."""
+    base = re.sub(r"-+", "-", "".join(c if c.isalnum() else "-" for c in f"redcap-{stack}".lower()))
+    return f"{base[:54].strip('-')}-{suffix_hex}"
 
 
 def final_snapshot_name(identifier: str) -> str:
