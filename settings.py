@@ -1023,18 +1023,51 @@ def load_settings(raw_config: Mapping[str, str], *, stack: str, region: Optional
     if not region:
         problems.append(("aws:region", None, "the AWS region must be set: "
                          "allowed: an AWS region; example: pulumi config set aws:region us-east-1"))
-    settings: Optional[StageSettings] = None
-    try:
-        settings = StageSettings.model_validate({"stack": stack, "region": region or "", **values})
-    except ValidationError as err:
-        problems.extend(_explain(err, values))
-    except _CrossProblems as cp:
-        problems.extend((k, v, str(p)) for k, v, p in cp.problems)
+    settings, field_problems, cross_problems = _validate({"stack": stack, "region": region or "", **values})
+    problems.extend(field_problems)
+    if field_problems:
+        # Check the rules across keys too, on the keys that are valid on their own, so one run
+        # reports everything; skip a rule that reads a key already reported as wrong.
+        failed = {key.split(".")[0] for key, _, _ in field_problems}
+        retry = {k: v for k, v in values.items() if k not in failed}
+        _, _, cross_problems = _validate({"stack": stack, "region": region or "", **retry})
+        cross_problems = [p for p in cross_problems if not (CROSS_RULE_INPUTS[p[0]] & failed)]
+    problems.extend(cross_problems)
     if problems or settings is None:
         # aws:region is not a redcap key: show it without the prefix.
         msg = format_problems(problems).replace("redcap:aws:region", "aws:region")
         raise SettingsError(msg)
     return settings
+
+
+# The keys each rule across keys reads (the first element of its problem names the rule).
+CROSS_RULE_INPUTS: dict[str, set[str]] = {
+    "redCapLocalVersion/redCapS3Path": {"redCapLocalVersion", "redCapS3Path"},
+    "redCapS3Path": {"redCapS3Path", "deployTag"},
+    "memory": {"cpu", "memory"},
+    "appRunnerMinSize": {"appRunnerMinSize", "appRunnerMaxSize"},
+    "subdomain": {"subdomain", "domain"},
+    "hostInRoute53": {"hostInRoute53", "domain"},
+    "ecs": {"ecs", "domain", "hostInRoute53"},
+    "ecs.certificateArn": {"ecs", "domain"},
+    "email": {"email", "domain", "hostInRoute53"},
+    "allowedIps/allowedCountries": {"allowedIps", "allowedCountries", "externalResources"},
+}
+
+
+def _validate(values: dict[str, Any]) -> tuple[Optional[StageSettings], list[tuple[str, Any, str]],
+                                                 list[tuple[str, Any, str]]]:
+    """(settings or None, problems of single keys, problems across keys)."""
+    try:
+        return StageSettings.model_validate(values), [], []
+    except ValidationError as err:
+        explained = _explain(err, values)
+    cross = [p for p in explained if isinstance(p, _CrossRow)]
+    return None, [p for p in explained if not isinstance(p, _CrossRow)], cross
+
+
+class _CrossRow(tuple):
+    """A problem row produced by a rule across keys."""
 
 
 def _explain(err: ValidationError, values: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
@@ -1044,7 +1077,7 @@ def _explain(err: ValidationError, values: Mapping[str, Any]) -> list[tuple[str,
         key = ".".join(loc) if loc else "(settings)"
         ctx_err = (e.get("ctx") or {}).get("error")
         if isinstance(ctx_err, _CrossProblems):
-            out.extend((k, v, str(p)) for k, v, p in ctx_err.problems)
+            out.extend(_CrossRow((k, v, str(p))) for k, v, p in ctx_err.problems)
             continue
         value = e.get("input")
         if isinstance(ctx_err, Problem):

@@ -22,6 +22,8 @@ from components.context import AwsContext
 # Lifecycle of the REDCap file bucket and its logs (as the original): files REDCap keeps for
 # years but rarely reads move to cheaper classes; nothing expires.
 TRANSITIONS = ((90, "STANDARD_IA"), (180, "INTELLIGENT_TIERING"))
+SALT_GENERATION_ARGS = ["length", "special", "upper", "lower", "numeric", "minLower", "minUpper",
+                        "minNumeric", "minSpecial", "overrideSpecial"]
 
 
 @dataclass(frozen=True)
@@ -177,8 +179,11 @@ class Storage(pulumi.ComponentResource):
     def _salt(self, name: str, key: aws.kms.Key, args: StorageArgs) -> aws.secretsmanager.Secret:
         """REDCap hashes with this salt: a restored database needs the same one."""
         keep = pulumi.ResourceOptions(parent=self, retain_on_delete=args.keep_on_destroy, protect=args.protect)
-        value = random.RandomPassword(f"{name}-salt-value", length=64, special=False,
-                                      opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+        # The salt must never change once REDCap has hashed with it: ignore the generation
+        # parameters, so an imported old salt (docs/restore.md) is kept as it is.
+        value = random.RandomPassword(
+            f"{name}-salt-value", length=64, special=False,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, ignore_changes=SALT_GENERATION_ARGS))
         secret = aws.secretsmanager.Secret(
             f"{name}-salt", kms_key_id=key.arn,
             description="REDCap database salt (REDCap uses sha256 of this value); keep it with every snapshot",

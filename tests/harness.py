@@ -32,6 +32,15 @@ SECRET_PLACEHOLDER = "mock-secret-value-from-stack-file"
 
 # Object keys whose values are secrets in the mock world: tests search program inputs for them.
 MOCK_SECRET_VALUES = ("mock-access-key-secret", "mock-random-password-0123456789", "mock-smtp-password")
+# Easy DKIM tokens SES would issue (deliberately unsorted: the program sorts them).
+MOCK_DKIM_TOKENS = ("tokenccc3333", "tokenaaa1111", "tokenbbb2222")
+
+
+def stack_reference_outputs(stack_name: str) -> dict[str, Any]:
+    """Outputs a referenced stack (`org/project/stack`) exposes under mocks: its zone's name
+    servers, derived from the stack name so tests can tell two references apart."""
+    slug = stack_name.replace("/", "-")
+    return {"nameServers": [f"ns-2.{slug}.awsdns.test", f"ns-1.{slug}.awsdns.test"]}
 
 
 def stack_files(root: Path = ROOT) -> list[str]:
@@ -101,6 +110,7 @@ class Recorded:
     ignore_changes: list[str] = field(default_factory=list)
     parent: str = ""
     dependencies: list[str] = field(default_factory=list)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
     additional_secret_outputs: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
     remote: bool = False
@@ -114,6 +124,8 @@ class StackRun:
     outputs: dict[str, Any]
     secret_outputs: set[str]
     config: dict[str, str]
+    # Resources read rather than registered (StackReference, Resource.get): not in `resources`.
+    reads: list[Recorded] = field(default_factory=list)
 
     def of_type(self, type_: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == type_]
@@ -189,10 +201,77 @@ def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str
     if type_ == "aws:cloudwatch/logGroup:LogGroup":
         group = inputs.get("name") or f"{name}-0a1b2c"
         return {"arn": _arn("logs", f"log-group:{group}", region), "name": group}
+    if type_ == "aws:acm/certificate:Certificate":
+        domain = inputs.get("domainName", name)
+        return {"arn": _arn("acm", f"certificate/{name}-0000-1111-2222-333344445555", region),
+                "domainValidationOptions": [{
+                    "domainName": domain, "resourceRecordName": f"_0a1b2c3d.{domain}.",
+                    "resourceRecordType": "CNAME", "resourceRecordValue": f"_4e5f6a7b.{name}.acm-validations.aws."}]}
+    if type_ == "aws:acm/certificateValidation:CertificateValidation":
+        return {"certificateArn": inputs.get("certificateArn")}
+    if type_ == "aws:route53/record:Record":
+        return {"fqdn": inputs.get("name")}
+    if type_ == "aws:sesv2/emailIdentity:EmailIdentity":
+        identity = inputs.get("emailIdentity", name)
+        out: dict[str, Any] = {"arn": _arn("ses", f"identity/{identity}", region),
+                               "identityType": "EMAIL_ADDRESS" if "@" in identity else "DOMAIN"}
+        if "@" not in identity:
+            out["dkimSigningAttributes"] = {**(inputs.get("dkimSigningAttributes") or {}),
+                                            "tokens": list(MOCK_DKIM_TOKENS)}
+        return out
+    if type_ == "aws:sesv2/configurationSet:ConfigurationSet":
+        return {"arn": _arn("ses", f"configuration-set/{inputs.get('configurationSetName', name)}", region)}
+    if type_ == "aws:guardduty/detector:Detector":
+        return {"id": "mockdetector0123456789abcdef", "arn": _arn("guardduty", "detector/mockdetector", region)}
     if type_ == "aws:route53/zone:Zone":
         return {"zoneId": f"Z{name.upper().replace('-', '')[:12]}", "nameServers": [
             "ns-1.awsdns-01.org", "ns-2.awsdns-02.co.uk", "ns-3.awsdns-03.com", "ns-4.awsdns-04.net"]}
+    if type_ in COMPUTE_OUTPUTS:
+        return COMPUTE_OUTPUTS[type_](name, inputs, region)
     return {"arn": arn}
+
+
+# Compute (issue 4): what the provider computes for the image pipeline, App Runner, ECS and EC2.
+MOCK_APPRUNNER_VALIDATION_RECORDS = (
+    # Deliberately unsorted and with a repeat: the program sorts and de-duplicates them.
+    {"name": "_b2.redcap.example.org.", "type": "CNAME", "value": "_v2.acm-validations.aws.", "status": "PENDING"},
+    {"name": "_a1.redcap.example.org.", "type": "CNAME", "value": "_v1.acm-validations.aws.", "status": "PENDING"},
+    {"name": "_a1.redcap.example.org.", "type": "CNAME", "value": "_v1.acm-validations.aws.", "status": "PENDING"},
+)
+COMPUTE_OUTPUTS: dict[str, Callable[[str, dict[str, Any], str], dict[str, Any]]] = {
+    "aws:ecr/repository:Repository": lambda name, inputs, region: {
+        "arn": _arn("ecr", f"repository/{inputs.get('name', name)}", region), "registryId": ACCOUNT_ID,
+        "repositoryUrl": f"{ACCOUNT_ID}.dkr.ecr.{region}.amazonaws.com/{inputs.get('name', name)}"},
+    "aws:codebuild/project:Project": lambda name, inputs, region: {
+        "arn": _arn("codebuild", f"project/{inputs.get('name', name)}", region)},
+    "aws:lambda/function:Function": lambda name, inputs, region: {
+        "arn": _arn("lambda", f"function:{inputs.get('name', name)}", region),
+        "invokeArn": f"arn:aws:apigateway:{region}:lambda:path/functions/{inputs.get('name', name)}/invocations"},
+    "aws:lambda/invocation:Invocation": lambda name, inputs, region: {
+        "result": json.dumps({"imageTag": json.loads(inputs.get("input") or "{}").get("imageTag"), "status": "built"})},
+    "aws:apprunner/service:Service": lambda name, inputs, region: {
+        "arn": _arn("apprunner", f"service/{inputs.get('serviceName', name)}/0123456789abcdef", region),
+        "serviceId": "0123456789abcdef", "serviceUrl": f"mock{name.replace('-', '')}.{region}.awsapprunner.com"},
+    "aws:apprunner/customDomainAssociation:CustomDomainAssociation": lambda name, inputs, region: {
+        "dnsTarget": f"mockredcapservice.{region}.awsapprunner.com",
+        "certificateValidationRecords": [dict(r) for r in MOCK_APPRUNNER_VALIDATION_RECORDS]},
+    "aws:lb/loadBalancer:LoadBalancer": lambda name, inputs, region: {
+        "arn": _arn("elasticloadbalancing", f"loadbalancer/app/{inputs.get('name', name)}/50dc6c495c0c9188", region),
+        "arnSuffix": f"app/{inputs.get('name', name)}/50dc6c495c0c9188", "zoneId": "Z35SXDOTRQ7X7K",
+        "dnsName": f"{inputs.get('name', name)}-1234567890.{region}.elb.amazonaws.com"},
+    "aws:lb/targetGroup:TargetGroup": lambda name, inputs, region: {
+        "arn": _arn("elasticloadbalancing", f"targetgroup/{name}/73e2d6bc24d8a067", region),
+        "arnSuffix": f"targetgroup/{name}/73e2d6bc24d8a067"},
+    "aws:ecs/cluster:Cluster": lambda name, inputs, region: {
+        "arn": _arn("ecs", f"cluster/{inputs.get('name', name)}", region)},
+    "aws:ecs/taskDefinition:TaskDefinition": lambda name, inputs, region: {
+        "arn": _arn("ecs", f"task-definition/{inputs.get('family', name)}:1", region), "revision": 1},
+    "aws:ec2/instance:Instance": lambda name, inputs, region: {
+        "id": "i-0123456789abcdef0", "arn": _arn("ec2", "instance/i-0123456789abcdef0", region),
+        "privateIp": "10.0.2.10"},
+    "docker:index/image:Image": lambda name, inputs, region: {
+        "repoDigest": f"{str(inputs.get('imageName', name)).split(':')[0]}@sha256:{'ab' * 32}"},
+}
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -213,6 +292,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "isolatedSubnetIds": ["subnet-isolated-a", "subnet-isolated-b"],
             }
             return f"{args.name}-id", state
+        if args.typ == "pulumi:pulumi:StackReference":
+            # The SDK reads a StackReference as a resource whose `outputs` hold the other stack's exports.
+            return args.name, {"name": args.name, "outputs": stack_reference_outputs(args.name),
+                               "secretOutputNames": []}
         if not args.custom:
             return None, {}
         state = dict(args.inputs)
@@ -252,6 +335,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return {"userName": "AWS", "password": "mock-ecr-password", "proxyEndpoint": "https://mock.ecr"}
         if token == "aws:ssm/getParameter:getParameter":
             return {"value": "ami-0mockal2023", "name": args.args.get("name"), "type": "String"}
+        if token == "aws:s3/getObject:getObject":
+            return {"bucket": args.args.get("bucket"), "key": args.args.get("key"), "etag": '"9b2cf535f27731c974343645a3985328"',
+                    "contentType": "application/zip", "body": ""}
         return {}
 
 
@@ -261,6 +347,18 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: RecordingMocks):
         super().__init__(mocks)
         self.recorded: list[Recorded] = []
+        self.reads: list[Recorded] = []
+
+    def ReadResource(self, request):  # noqa: N802 (gRPC method name)
+        response = super().ReadResource(request)
+        from pulumi.runtime import rpc
+
+        registration = self.resources.get(response.urn)
+        self.reads.append(Recorded(
+            urn=response.urn, type=request.type, name=request.name, custom=True,
+            inputs=_plain(rpc.deserialize_properties(request.properties)), id=request.id,
+            outputs=_plain(dict(registration.state)) if registration else {}, parent=request.parent))
+        return response
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
         response = super().RegisterResource(request)
@@ -283,6 +381,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             ignore_changes=list(request.ignoreChanges),
             parent=request.parent,
             dependencies=list(request.dependencies),
+            property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
             additional_secret_outputs=list(request.additionalSecretOutputs),
             delete_before_replace=request.deleteBeforeReplace,
             remote=request.remote,
@@ -299,7 +398,30 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, pulumi.Resource):
         return getattr(value, "_mock_urn", repr(value))
+    if isinstance(value, (pulumi.Asset, pulumi.Archive)):
+        return _asset_fingerprint(value)
     return value
+
+
+def _asset_fingerprint(value: Any) -> dict[str, Any]:
+    """Assets as Pulumi compares them: by content, not by path or object identity."""
+    import hashlib
+
+    if isinstance(value, pulumi.FileAsset):
+        return {"fileAsset": hashlib.sha256(Path(value.path).read_bytes()).hexdigest()}
+    if isinstance(value, pulumi.StringAsset):
+        return {"stringAsset": hashlib.sha256(value.text.encode()).hexdigest()}
+    if isinstance(value, pulumi.AssetArchive):
+        return {"assetArchive": {k: _plain(v) for k, v in sorted(value.assets.items())}}
+    if isinstance(value, pulumi.FileArchive):
+        root = Path(value.path)
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        digest = hashlib.sha256()
+        for f in files:
+            digest.update(str(f.relative_to(root) if root.is_dir() else f.name).encode())
+            digest.update(hashlib.sha256(f.read_bytes()).digest())
+        return {"fileArchive": digest.hexdigest()}
+    return {"asset": repr(value)}
 
 
 def unwrap_secrets(value: Any) -> Any:
@@ -361,7 +483,22 @@ def run_program(stack: str, overrides: Optional[dict[str, Any]] = None, *,
 
     resolve()
     return StackRun(stack=stack, resources=list(monitor.recorded), outputs=outputs,
-                    secret_outputs=secret_outputs, config=config)
+                    secret_outputs=secret_outputs, config=config, reads=list(monitor.reads))
+
+
+_RUN_CACHE: dict[str, StackRun] = {}
+
+
+def cached_run(stack: str, overrides: Optional[dict[str, Any]] = None) -> StackRun:
+    """run_program, evaluated once per (stack, overrides) in this test session.
+
+    For tests that only read the result. Tests that change the environment (monkeypatch) or that
+    need a fresh evaluation (determinism) call run_program.
+    """
+    key = json.dumps([stack, overrides or {}], sort_keys=True, default=repr)
+    if key not in _RUN_CACHE:
+        _RUN_CACHE[key] = run_program(stack, overrides)
+    return _RUN_CACHE[key]
 
 
 def all_strings(value: Any) -> Iterable[str]:

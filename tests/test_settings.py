@@ -413,3 +413,19 @@ def test_every_key_is_documented_in_pulumi_yaml_or_settings_reference():
                    "cronMinutes", "db", "dbAuth", "ec2ServerStack", "generalLogRetention", "externalResources",
                    "natGateways", "removalPolicy", "deletionProtection", "imageBuild", "guardDuty", "nsDelegation"}
     assert design_keys <= set(settings.KNOWN_KEYS)
+
+
+def test_rules_across_keys_are_reported_with_single_key_problems():
+    text = problems_of(port=80, email=None, cpu="1 vCPU", memory="6 GB")
+    assert "(3 problems)" in text
+    assert "redcap:port = '80'" in text
+    assert "redcap:email = null: allowed: an SES identity" in text
+    assert "redcap:memory = '6 GB': allowed: for cpu 1 vCPU" in text
+
+
+def test_a_rule_across_keys_is_not_reported_when_its_input_is_already_wrong():
+    # The bad domain is reported; "no SES identity" would only be a consequence of it.
+    text = problems_of(email=None, domain="localhost")
+    assert "redcap:domain = 'localhost'" in text
+    assert "an SES identity" not in text
+    assert "(1 problem)" in text
