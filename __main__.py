@@ -4,56 +4,253 @@ import pulumi
 import settings as stage
 from components.context import AwsContext
 from components.database import Database, DatabaseArgs
+from components.delegation import NsDelegation, NsDelegationArgs
+from components.dns import Domain, DomainArgs
+from components.email import Email, EmailArgs
+from components.firewall import Firewall, FirewallArgs
 from components.network import Network, NetworkArgs
+from components.security import ThreatDetection
 from components.storage import Storage, StorageArgs
+from components.apprunner import AppRunnerArgs, AppRunnerService
+from components.cron import Cron, CronArgs
+from components.ecs import FargateArgs, FargateService
+from components.image import Image, ImageArgs, config_sql_path
+from components.runtime import DatabaseAppLogin, RuntimeArgs, runtime_contract
+from components.tunnel import TunnelArgs, TunnelHost
 
 config, secrets = stage.from_pulumi()
-context = AwsContext.lookup(region=config.region, stack=config.stack)
 
-storage = Storage("redcap", StorageArgs(
-    context=context,
-    keep_on_destroy=config.keep_data_on_destroy,
-    protect=config.protect_data,
-    versioning=config.app_bucket_versioning,
-    alb_access_logs=config.uses_ecs,
-))
 
-network = Network("redcap", NetworkArgs(
-    context=context,
-    nat_gateways=config.nat_gateways,
-    flow_log_retention_days=config.log_retention(60),
-    kms_key_arn=storage.kms_key_arn,
-))
+def delegation_stack(ns_delegation: stage.NsDelegation) -> None:
+    """redcap:nsDelegation: this stack writes NS records in the parent zone and nothing else."""
+    delegation = NsDelegation("redcap", NsDelegationArgs(
+        domain=ns_delegation.domain,
+        records=ns_delegation.records,
+    ))
+    pulumi.export("delegatedNames", delegation.delegated_names)
 
-database = Database("redcap", DatabaseArgs(
-    context=context,
-    engine_version=config.db.engine_version,
-    readers=config.db.db_readers,
-    snapshot_id=config.db.db_snapshot_id,
-    max_allowed_packet=config.db.max_allowed_packet,
-    maintenance_window=config.db.preferred_maintenance_window,
-    min_acu=config.db.scaling.min_capacity_acu,
-    max_acu=config.db.scaling.max_capacity_acu,
-    backtrack_hours=config.db.backtrack_hours,
-    backup_retention_days=config.db.backup_retention_days,
-    log_retention_days=config.log_retention(365),
-    removal_policy=config.removal_policy,
-    protect=config.protect_data,
-    kms_key_arn=storage.kms_key_arn,
-    subnet_ids=network.isolated_subnet_ids,
-    security_group_id=network.database_security_group_id,
-))
 
-pulumi.export("vpcId", network.vpc_id)
-pulumi.export("publicSubnetIds", network.public_subnet_ids)
-pulumi.export("privateSubnetIds", network.private_subnet_ids)
-pulumi.export("isolatedSubnetIds", network.isolated_subnet_ids)
-pulumi.export("dbClusterIdentifier", database.cluster_identifier)
-pulumi.export("dbEndpoint", database.endpoint)
-pulumi.export("dbReaderEndpoint", database.reader_endpoint)
-pulumi.export("dbMasterSecretArn", database.master_secret_arn)
-if database.final_snapshot_identifier is not None:
-    pulumi.export("dbFinalSnapshotIdentifier", database.final_snapshot_identifier)
-pulumi.export("appBucketName", storage.app_bucket_name)
-pulumi.export("logBucketName", storage.log_bucket_name)
-pulumi.export("kmsKeyArn", storage.kms_key_arn)
+def application_stack() -> None:
+    """REDCap itself, in the order settings -> context -> storage -> network -> database -> edge
+    -> compute -> exports."""
+    context = AwsContext.lookup(region=config.region, stack=config.stack)
+
+    storage = Storage("redcap", StorageArgs(
+        context=context,
+        keep_on_destroy=config.keep_data_on_destroy,
+        protect=config.protect_data,
+        versioning=config.app_bucket_versioning,
+        alb_access_logs=config.uses_ecs,
+    ))
+
+    network = Network("redcap", NetworkArgs(
+        context=context,
+        nat_gateways=config.nat_gateways,
+        flow_log_retention_days=config.log_retention(60),
+        kms_key_arn=storage.kms_key_arn,
+    ))
+
+    database = Database("redcap", DatabaseArgs(
+        context=context,
+        engine_version=config.db.engine_version,
+        readers=config.db.db_readers,
+        snapshot_id=config.db.db_snapshot_id,
+        max_allowed_packet=config.db.max_allowed_packet,
+        maintenance_window=config.db.preferred_maintenance_window,
+        min_acu=config.db.scaling.min_capacity_acu,
+        max_acu=config.db.scaling.max_capacity_acu,
+        backtrack_hours=config.db.backtrack_hours,
+        backup_retention_days=config.db.backup_retention_days,
+        log_retention_days=config.log_retention(365),
+        removal_policy=config.removal_policy,
+        protect=config.protect_data,
+        kms_key_arn=storage.kms_key_arn,
+        subnet_ids=network.isolated_subnet_ids,
+        security_group_id=network.database_security_group_id,
+    ))
+
+    # Edge (issue 3): WAF, domain, e-mail, threat detection.
+    firewall = Firewall("redcap", FirewallArgs(
+        context=context,
+        kms_key_arn=storage.kms_key_arn,
+        log_retention_days=config.log_retention(365),
+        allowed_ips=config.allowed_ips,
+        allowed_countries=config.allowed_countries,
+        cron_secret=secrets.cron_secret,
+        external_web_acl_arn=config.external_resources.waf_web_acl,
+        sqli_rules_to_count=config.waf_sqli_rules_to_count,
+    ))
+
+    domain = Domain("redcap", DomainArgs(
+        domain=config.domain,
+        subdomain=config.subdomain,
+        host_in_route53=config.host_in_route53,
+        certificate=config.uses_ecs and config.ecs.certificate_arn is None,
+    )) if config.domain else None
+
+    email = Email("redcap", EmailArgs(
+        context=context,
+        kms_key_arn=storage.kms_key_arn,
+        domain=domain.fqdn if domain is not None and domain.zone_id is not None else None,
+        zone_id=domain.zone_id if domain is not None else None,
+        email=config.email,
+        bounce_notification_email=config.bounce_notification_email,
+    ))
+
+    threat_detection = ThreatDetection("redcap") if config.guard_duty else None
+
+    # Compute (issue 4): image, runtime contract, App Runner or ECS, cron, tunnel host.
+    languages_dir = stage.PROJECT_DIR / "languages"
+    image = Image("redcap", ImageArgs(
+        context=context,
+        build=config.image_build,
+        tag_prefix=config.image_tag_prefix,
+        port=config.port,
+        kms_key_arn=storage.kms_key_arn,
+        config_sql=config_sql_path(stage.PROJECT_DIR / "sql"),
+        build_dir=stage.PROJECT_DIR / "build",
+        redcap_zip=stage.RELEASES_DIR / f"{config.red_cap_local_version}.zip" if config.red_cap_local_version else None,
+        redcap_s3_uri=config.red_cap_s3_path,
+        languages_dir=languages_dir if languages_dir.is_dir() else None,
+        vpc_id=network.vpc_id,
+        private_subnet_ids=network.private_subnet_ids,
+        log_bucket_name=storage.log_bucket_name,
+        log_retention_days=config.log_retention(365),
+        artifacts_force_destroy=not config.keep_data_on_destroy,
+        ca_bundle=stage.RELEASES_DIR / "rds-ca-bundle.pem" if (stage.RELEASES_DIR / "rds-ca-bundle.pem").is_file() else None,
+    ))
+    app_login = DatabaseAppLogin("redcap-db-app", username=database.app_user, kms_key_arn=storage.kms_key_arn) \
+        if config.db_auth == "password" else None
+    runtime = runtime_contract(RuntimeArgs(
+        context=context,
+        port=config.port,
+        php_timezone=config.php_timezone,
+        db_auth=config.db_auth,
+        db_host=database.endpoint,
+        db_port=database.port,
+        db_name=database.database_name,
+        db_master_secret_arn=database.master_secret_arn,
+        db_app_user=database.app_user,
+        db_app_user_arn=database.app_user_arn,
+        db_reader_host=database.reader_endpoint if config.db.db_readers > 0 else None,
+        db_app_secret_arn=app_login.secret_arn if app_login is not None else None,
+        salt_secret_arn=storage.salt_secret_arn,
+        s3_bucket=storage.app_bucket_name,
+        s3_secret_arn=storage.s3_credentials_secret_arn,
+        kms_key_arn=storage.kms_key_arn,
+        security_group_id=network.app_security_group_id,
+        ses_secret_arn=email.smtp_credentials_secret_arn,
+        smtp_email=email.sender_address,
+        admin_password_secret_arn=storage.admin_password_secret_arn,
+    ))
+    if config.ecs is not None:
+        ecs = config.ecs
+        assert domain is not None  # settings require redcap:domain with an ecs block
+        fargate = FargateService("redcap", FargateArgs(
+            context=context,
+            image_uri=image.image_uri,
+            repository_arn=image.repository_arn,
+            runtime=runtime,
+            vpc_id=network.vpc_id,
+            public_subnet_ids=network.public_subnet_ids,
+            private_subnet_ids=network.private_subnet_ids,
+            cpu=ecs.cpu,
+            memory=ecs.memory,
+            min_containers=ecs.scaling.min_containers,
+            max_containers=ecs.scaling.max_containers,
+            requests_per_container=ecs.scaling.requests_per_container,
+            cpu_utilization=ecs.scaling.cpu_utilization,
+            memory_utilization=ecs.scaling.memory_utilization,
+            certificate_arn=ecs.certificate_arn or domain.certificate_arn,
+            web_acl_arn=firewall.web_acl_arn,
+            log_bucket_name=storage.log_bucket_name,
+            kms_key_arn=storage.kms_key_arn,
+            log_retention_days=config.log_retention(731),
+            deletion_protection=config.protect_data,
+            fqdn=domain.fqdn,
+            zone_id=domain.zone_id,
+        ))
+        service_url, custom_url = fargate.load_balancer_url, fargate.custom_url
+        # The certificate is for the FQDN only, so cron calls the custom domain.
+        cron_host, runtime_kind = pulumi.Output.from_input(domain.fqdn), "ecs"
+        pulumi.export("loadBalancerUrl", service_url)
+        pulumi.export("ecsClusterName", fargate.cluster_name)
+        pulumi.export("ecsServiceName", fargate.service_name)
+    else:
+        apprunner = AppRunnerService("redcap", AppRunnerArgs(
+            context=context,
+            image_uri=image.image_uri,
+            repository_arn=image.repository_arn,
+            runtime=runtime,
+            private_subnet_ids=network.private_subnet_ids,
+            cpu=config.cpu,
+            memory=config.memory,
+            max_concurrency=config.app_runner_concurrency,
+            min_size=config.app_runner_min_size,
+            max_size=config.app_runner_max_size,
+            web_acl_arn=firewall.web_acl_arn,
+            kms_key_arn=storage.kms_key_arn,
+            fqdn=domain.fqdn if domain is not None and domain.zone_id is not None else None,
+            zone_id=domain.zone_id if domain is not None else None,
+            zone_name=domain.zone_name if domain is not None else None,
+            notification_email=config.email,
+        ))
+        service_url, custom_url = apprunner.service_url, apprunner.custom_url
+        # The default URL works before the custom domain's certificate is validated.
+        cron_host, runtime_kind = apprunner.service_url, "apprunner"
+        pulumi.export("appRunnerServiceUrl", service_url)
+    Cron("redcap-cron", CronArgs(context=context, host=cron_host, search_string=firewall.cron_search_string,
+                            minutes=config.cron_minutes, runtime_kind=runtime_kind))
+    if config.ec2_server_stack is not None:
+        tunnel = TunnelHost("redcap-tunnel", TunnelArgs(
+            context=context,
+            instance_type=config.ec2_server_stack.instance_type,
+            duration_hours=config.ec2_server_stack.duration_hours,
+            subnet_id=network.private_subnet_ids.apply(lambda ids: ids[0]),
+            image_uri=image.image_uri,
+            repository_arn=image.repository_arn,
+            runtime=runtime,
+            kms_key_arn=storage.kms_key_arn,
+        ))
+        pulumi.export("tunnelInstanceId", tunnel.instance_id)
+        pulumi.export("ssmPortForward", tunnel.port_forward_command)
+    site_url = pulumi.Output.from_input(custom_url or service_url)
+    pulumi.export("siteUrl", site_url)
+    if custom_url:
+        pulumi.export("customServiceUrl", custom_url)
+    pulumi.export("upgradeUrl", site_url.apply(lambda url: f"{url}/upgrade.php"))
+    pulumi.export("imageUri", image.image_uri)
+    pulumi.export("imageTag", image.tag)
+    pulumi.export("ecrRepositoryUrl", image.repository_url)
+
+    pulumi.export("vpcId", network.vpc_id)
+    pulumi.export("publicSubnetIds", network.public_subnet_ids)
+    pulumi.export("privateSubnetIds", network.private_subnet_ids)
+    pulumi.export("isolatedSubnetIds", network.isolated_subnet_ids)
+    pulumi.export("dbClusterIdentifier", database.cluster_identifier)
+    pulumi.export("dbEndpoint", database.endpoint)
+    pulumi.export("dbReaderEndpoint", database.reader_endpoint)
+    pulumi.export("dbMasterSecretArn", database.master_secret_arn)
+    if database.final_snapshot_identifier is not None:
+        pulumi.export("dbFinalSnapshotIdentifier", database.final_snapshot_identifier)
+    pulumi.export("appBucketName", storage.app_bucket_name)
+    pulumi.export("logBucketName", storage.log_bucket_name)
+    pulumi.export("kmsKeyArn", storage.kms_key_arn)
+    pulumi.export("adminPasswordSecretArn", storage.admin_password_secret_arn)
+    pulumi.export("webAclArn", firewall.web_acl_arn)
+    if domain is not None:
+        pulumi.export("domainName", domain.fqdn)
+        if domain.name_servers is not None:
+            # Delegate to these (docs/domains.md); a delegation stack reads them by this name.
+            pulumi.export("nameServers", domain.name_servers)
+    pulumi.export("sesIdentityArn", email.identity_arn)
+    pulumi.export("senderAddress", email.sender_address)
+    pulumi.export("smtpCredentialsSecretArn", email.smtp_credentials_secret_arn)
+    if threat_detection is not None:
+        pulumi.export("guardDutyDetectorId", threat_detection.detector_id)
+
+
+if config.ns_delegation is not None:
+    delegation_stack(config.ns_delegation)
+else:
+    application_stack()

@@ -16,7 +16,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from components import policies
+from components import buckets, policies
 from components.context import AwsContext
 
 # Lifecycle of the REDCap file bucket and its logs (as the original): files REDCap keeps for
@@ -44,6 +44,7 @@ class Storage(pulumi.ComponentResource):
     log_bucket_arn: pulumi.Output[str]
     s3_credentials_secret_arn: pulumi.Output[str]
     salt_secret_arn: pulumi.Output[str]
+    admin_password_secret_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: StorageArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("redcap:storage:Storage", name, None, opts)
@@ -69,6 +70,7 @@ class Storage(pulumi.ComponentResource):
         app_bucket = self._app_bucket(name, args, key, log_bucket, keep)
         s3_secret = self._s3_credentials(name, key, app_bucket, child)
         salt_secret = self._salt(name, key, args)
+        admin_secret = self._initial_admin_password(name, key, child)
 
         self.kms_key_arn = key.arn
         self.kms_key_id = key.key_id
@@ -78,25 +80,20 @@ class Storage(pulumi.ComponentResource):
         self.log_bucket_arn = log_bucket.arn
         self.s3_credentials_secret_arn = s3_secret.arn
         self.salt_secret_arn = salt_secret.arn
+        self.admin_password_secret_arn = admin_secret.arn
         self.register_outputs({
             "kmsKeyArn": self.kms_key_arn,
             "appBucketName": self.app_bucket_name,
             "logBucketName": self.log_bucket_name,
             "s3CredentialsSecretArn": self.s3_credentials_secret_arn,
             "saltSecretArn": self.salt_secret_arn,
+            "adminPasswordSecretArn": self.admin_password_secret_arn,
         })
 
     # -- buckets ----------------------------------------------------------------------------
 
     def _private_bucket(self, name: str, args: StorageArgs, keep: pulumi.ResourceOptions) -> aws.s3.Bucket:
-        bucket = aws.s3.Bucket(name, force_destroy=not args.keep_on_destroy, opts=keep)
-        child = pulumi.ResourceOptions(parent=self)
-        aws.s3.BucketPublicAccessBlock(
-            f"{name}-public-access", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
-            ignore_public_acls=True, restrict_public_buckets=True, opts=child)
-        aws.s3.BucketOwnershipControls(
-            f"{name}-ownership", bucket=bucket.id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"), opts=child)
+        bucket = buckets.private_bucket(name, force_destroy=not args.keep_on_destroy, parent=self, opts=keep)
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle", bucket=bucket.id,
             rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
@@ -107,7 +104,7 @@ class Storage(pulumi.ComponentResource):
                 abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
                     days_after_initiation=7),
             )],
-            opts=child)
+            opts=pulumi.ResourceOptions(parent=self))
         return bucket
 
     def _log_bucket(self, name: str, args: StorageArgs, keep: pulumi.ResourceOptions) -> aws.s3.Bucket:
@@ -132,21 +129,10 @@ class Storage(pulumi.ComponentResource):
     def _app_bucket(self, name: str, args: StorageArgs, key: aws.kms.Key, log_bucket: aws.s3.Bucket,
                     keep: pulumi.ResourceOptions) -> aws.s3.Bucket:
         bucket = self._private_bucket(f"{name}-files", args, keep)
+        buckets.encrypt_with_key(f"{name}-files", bucket, key.arn, self)
+        buckets.tls_only(f"{name}-files", bucket, self)
+        buckets.log_access(f"{name}-files", bucket, log_bucket.id, "files", self)
         child = pulumi.ResourceOptions(parent=self)
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-files-encryption", bucket=bucket.id,
-            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="aws:kms", kms_master_key_id=key.arn),
-                bucket_key_enabled=True)],
-            opts=child)
-        aws.s3.BucketPolicy(
-            f"{name}-files-policy", bucket=bucket.id,
-            policy=bucket.arn.apply(lambda arn: policies.document([policies.deny_insecure_transport(arn)])),
-            opts=child)
-        aws.s3.BucketLogging(
-            f"{name}-files-logging", bucket=bucket.id, target_bucket=log_bucket.id,
-            target_prefix="s3-access/files/", opts=child)
         if args.versioning:
             aws.s3.BucketVersioning(
                 f"{name}-files-versioning", bucket=bucket.id,
@@ -190,6 +176,22 @@ class Storage(pulumi.ComponentResource):
             opts=keep)
         aws.secretsmanager.SecretVersion(
             f"{name}-salt-value", secret_id=secret.id, secret_string=value.result, opts=keep)
+        return secret
+
+
+    def _initial_admin_password(self, name: str, key: aws.kms.Key,
+                                child: pulumi.ResourceOptions) -> aws.secretsmanager.Secret:
+        """REDCap's site_admin password on a new database: generated, never a known default, and
+        temporary (REDCap asks for a new one at first login; container/README.md)."""
+        value = random.RandomPassword(
+            f"{name}-admin-password-value", length=24, special=False, min_upper=2, min_lower=2,
+            min_numeric=2, opts=child)
+        secret = aws.secretsmanager.Secret(
+            f"{name}-admin-password", kms_key_id=key.arn,
+            description="REDCap site_admin initial (temporary) password, used once on a new database",
+            opts=child)
+        aws.secretsmanager.SecretVersion(
+            f"{name}-admin-password-value", secret_id=secret.id, secret_string=value.result, opts=child)
         return secret
 
 

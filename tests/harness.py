@@ -135,8 +135,8 @@ class StackRun:
         assert len(found) == 1, f"expected one {type_} named *{name_contains}*, found {[r.name for r in found]}"
         return found[0]
 
-    def named(self, name: str) -> Recorded:
-        found = [r for r in self.resources if r.name == name]
+    def named(self, name: str, type_: Optional[str] = None) -> Recorded:
+        found = [r for r in self.resources if r.name == name and (type_ is None or r.type == type_)]
         assert len(found) == 1, f"expected one resource named {name}, found {len(found)}"
         return found[0]
 

@@ -117,7 +117,7 @@ def test_one_rotating_kms_key(dev, prod):
 
 
 def _bucket_children(run: StackRun, bucket_name: str, type_: str) -> list[dict]:
-    bucket = run.named(bucket_name)
+    bucket = run.named(bucket_name, BUCKET)
     return [r.inputs for r in run.of_type(type_) if r.inputs.get("bucket") == bucket.id]
 
 
@@ -131,7 +131,7 @@ def test_buckets_are_private_tls_only_and_tiered(prod, bucket):
     policy = json.loads(_bucket_children(prod, bucket, "aws:s3/bucketPolicy:BucketPolicy")[0]["policy"])
     deny = next(s for s in policy["Statement"] if s.get("Sid") == "DenyInsecureTransport")
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    arn = prod.named(bucket).outputs["arn"]
+    arn = prod.named(bucket, BUCKET).outputs["arn"]
     assert deny["Resource"] == [arn, f"{arn}/*"]
     rules = _bucket_children(prod, bucket, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")[0]["rules"]
     assert [(t["days"], t["storageClass"]) for t in rules[0]["transitions"]] == [
@@ -147,7 +147,7 @@ def test_file_bucket_encrypted_with_the_stack_key_and_logged(prod):
                                                            "kmsMasterKeyId": prod.one(KEY).outputs["arn"]}
     assert rule["bucketKeyEnabled"] is True
     logging = _bucket_children(prod, "redcap-files", "aws:s3/bucketLogging:BucketLogging")[0]
-    assert logging["targetBucket"] == prod.named("redcap-logs").id
+    assert logging["targetBucket"] == prod.named("redcap-logs", BUCKET).id
 
 
 def test_log_bucket_takes_s3_and_alb_logs_only_from_this_account(prod, dev):
@@ -173,7 +173,7 @@ def test_versioning_when_the_stage_asks(dev, prod):
 
 def test_redcap_s3_user_is_scoped_to_its_bucket_and_key(prod):
     policy = json.loads(prod.one("aws:iam/userPolicy:UserPolicy", "s3-user").inputs["policy"])
-    arn = prod.named("redcap-files").outputs["arn"]
+    arn = prod.named("redcap-files", BUCKET).outputs["arn"]
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
     assert by_sid["ListFiles"]["Resource"] == [arn]
     assert by_sid["ReadWriteFiles"]["Resource"] == [f"{arn}/*"]
@@ -229,7 +229,7 @@ def test_cluster_security_settings(dev, prod):
         assert c["masterUserSecretKmsKeyId"] == run.one(KEY).outputs["arn"]
         assert c["backtrackWindow"] == 86400
         assert sorted(c["enabledCloudwatchLogsExports"]) == ["audit", "error", "general", "slowquery"]
-        assert c["vpcSecurityGroupIds"] == [run.named("redcap-database").id]
+        assert c["vpcSecurityGroupIds"] == [run.named("redcap-database", "aws:ec2/securityGroup:SecurityGroup").id]
         assert c["copyTagsToSnapshot"] is True
         subnets = run.one("aws:rds/subnetGroup:SubnetGroup").inputs["subnetIds"]
         assert subnets == ["subnet-isolated-a", "subnet-isolated-b"]
@@ -280,7 +280,7 @@ def test_master_secret_and_endpoints_exported(prod):
     assert prod.outputs["dbEndpoint"].endswith(".rds.amazonaws.com")
     assert prod.outputs["isolatedSubnetIds"] == ["subnet-isolated-a", "subnet-isolated-b"]
     assert prod.outputs["vpcId"] == "vpc-0mock"
-    assert prod.outputs["appBucketName"] == prod.named("redcap-files").id
+    assert prod.outputs["appBucketName"] == prod.named("redcap-files", BUCKET).id
 
 
 # --- destroy semantics ---------------------------------------------------------------------------

@@ -1,0 +1,237 @@
+"""AppRunnerService: REDCap on AWS App Runner (stages without an `ecs` block).
+
+App Runner takes no new AWS customers since 2026-04-30; accounts that already use it keep it,
+and ECS Fargate (components/ecs.py) is the equally complete alternative.
+
+The service runs the pinned image (an immutable tag, so only `pulumi up` changes what runs;
+automatic deployments are off), egresses through the VPC (NAT, S3 gateway, Secrets Manager
+endpoint) via a VPC connector on the private subnets, checks /healthz over HTTP, is encrypted
+with the stack key and protected by the web ACL. With a Route53 zone, the FQDN is associated
+natively (CustomDomainAssociation) and its certificate-validation CNAMEs and the site record are
+written in the zone. With an e-mail address, service operation results are mailed through an
+encrypted SNS topic.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from components import policies
+from components.context import AwsContext
+from components.runtime import RuntimeContract
+
+HEALTH_PATH = "/healthz"
+# Operation results worth a mail (seed-inventory 7.1).
+OPERATION_STATUSES = (
+    "DeploymentCompletedSuccessfully", "DeploymentFailed",
+    "PauseServiceCompletedSuccessfully", "PauseServiceFailed",
+    "ResumeServiceCompletedSuccessfully", "ResumeServiceFailed",
+    "UpdateServiceCompletedSuccessfully", "UpdateServiceFailed",
+)
+# Route53 hosted zones of App Runner's service endpoints, for alias records at a zone apex
+# (a CNAME cannot sit at the apex). Other regions: use a subdomain, which gets a CNAME.
+APPRUNNER_HOSTED_ZONES = {
+    "us-east-2": "Z0224347AD7KVHMLOX31",
+    "us-east-1": "Z01915732ZBZKC8D32TPT",
+    "us-west-2": "Z02243383FTQ64HJ5772Q",
+    "ap-southeast-1": "Z09819469CZ3KQ8PWMCL",
+    "ap-southeast-2": "Z03657752RA8799S0TI5I",
+    "ap-northeast-1": "Z08491812XW6IPYLR6CCA",
+    "eu-central-1": "Z0334911C2FDI2Q9M4FZ",
+    "eu-west-1": "Z087551914Z2PCAU0QHMW",
+}
+RECORD_TTL = 300
+
+
+@dataclass(frozen=True)
+class AppRunnerArgs:
+    context: AwsContext
+    image_uri: pulumi.Input[str]
+    repository_arn: pulumi.Input[str]
+    runtime: RuntimeContract
+    private_subnet_ids: pulumi.Input[Sequence[str]]
+    cpu: str
+    memory: str
+    max_concurrency: int
+    min_size: int
+    max_size: int
+    web_acl_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    # Custom domain: the FQDN and the zone that holds it (zone_name == fqdn: apex record).
+    fqdn: Optional[str] = None
+    zone_id: Optional[pulumi.Input[str]] = None
+    zone_name: Optional[str] = None
+    notification_email: Optional[str] = None
+
+
+def short_name(stack: str, limit: int) -> str:
+    """`redcap-<stack>` within an App Runner name limit (letters, digits, - and _)."""
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in f"redcap-{stack}")
+    return cleaned[:limit].rstrip("-_")
+
+
+def access_policy(repository_arn: str) -> str:
+    return policies.document([
+        # ECR issues registry login tokens account-wide: the action has no resource type.
+        policies.allow(["ecr:GetAuthorizationToken"], ["*"], sid="RegistryLogin"),
+        policies.allow(["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:DescribeImages",
+                        "ecr:GetDownloadUrlForLayer"], [repository_arn], sid="PullImage"),
+    ])
+
+
+def notification_pattern(service_name: str) -> str:
+    return json.dumps({"source": ["aws.apprunner"],
+                       "detail": {"serviceName": [service_name], "operationStatus": list(OPERATION_STATUSES)}},
+                      sort_keys=True)
+
+
+def topic_policy(topic_arn: str, rule_arn: str) -> str:
+    return policies.document([{
+        "Sid": "EventBridgeRule", "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+        "Action": "sns:Publish", "Resource": topic_arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
+    }])
+
+
+def validation_records(records: Optional[list[Any]]) -> list[tuple[str, str, str]]:
+    """(name, type, value) of the certificate-validation records, sorted and de-duplicated."""
+    found = set()
+    for record in records or []:
+        get = record.get if isinstance(record, dict) else (lambda k, r=record: getattr(r, k, None))
+        if get("name") and get("value"):
+            found.add((str(get("name")), str(get("type") or "CNAME"), str(get("value"))))
+    return sorted(found)
+
+
+def is_apex(fqdn: str, zone_name: Optional[str]) -> bool:
+    return zone_name is not None and fqdn.rstrip(".") == zone_name.rstrip(".")
+
+
+class AppRunnerService(pulumi.ComponentResource):
+    service_arn: pulumi.Output[str]
+    service_url: pulumi.Output[str]
+    custom_url: Optional[str]
+
+    def __init__(self, name: str, args: AppRunnerArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("redcap:apprunner:AppRunnerService", name, None, opts)
+        ctx = args.context
+        child = pulumi.ResourceOptions(parent=self)
+        service_name = short_name(ctx.stack, 40)
+
+        access_role = aws.iam.Role(
+            f"{name}-access-role",
+            assume_role_policy=ctx.account_id.apply(
+                lambda a: policies.assume_role_policy("build.apprunner.amazonaws.com", a)),
+            opts=child)
+        access = aws.iam.RolePolicy(
+            f"{name}-access", role=access_role.id,
+            policy=pulumi.Output.from_input(args.repository_arn).apply(access_policy), opts=child)
+        instance_role = aws.iam.Role(
+            f"{name}-instance-role",
+            assume_role_policy=ctx.account_id.apply(
+                lambda a: policies.assume_role_policy("tasks.apprunner.amazonaws.com", a)),
+            opts=child)
+        runtime_grants = aws.iam.RolePolicy(f"{name}-runtime", role=instance_role.id,
+                                            policy=args.runtime.role_policy, opts=child)
+
+        connector = aws.apprunner.VpcConnector(
+            f"{name}-connector", vpc_connector_name=short_name(ctx.stack, 40),
+            subnets=args.private_subnet_ids, security_groups=[args.runtime.security_group_id], opts=child)
+        scaling = aws.apprunner.AutoScalingConfigurationVersion(
+            f"{name}-scaling", auto_scaling_configuration_name=short_name(ctx.stack, 32),
+            max_concurrency=args.max_concurrency, min_size=args.min_size, max_size=args.max_size, opts=child)
+
+        service = aws.apprunner.Service(
+            f"{name}-service",
+            service_name=service_name,
+            source_configuration={
+                # The tag is immutable and changes only with `pulumi up`: never deploy behind its back.
+                "auto_deployments_enabled": False,
+                "authentication_configuration": {"access_role_arn": access_role.arn},
+                "image_repository": {
+                    "image_identifier": args.image_uri,
+                    "image_repository_type": "ECR",
+                    "image_configuration": {"port": str(args.runtime.port),
+                                            "runtime_environment_variables": args.runtime.environment},
+                },
+            },
+            instance_configuration={"cpu": args.cpu, "memory": args.memory, "instance_role_arn": instance_role.arn},
+            network_configuration={
+                "egress_configuration": {"egress_type": "VPC", "vpc_connector_arn": connector.arn},
+                "ingress_configuration": {"is_publicly_accessible": True},
+            },
+            health_check_configuration={"protocol": "HTTP", "path": HEALTH_PATH, "interval": 10, "timeout": 5,
+                                        "healthy_threshold": 1, "unhealthy_threshold": 5},
+            auto_scaling_configuration_arn=scaling.arn,
+            encryption_configuration={"kms_key": args.kms_key_arn},
+            # No observability configuration: X-Ray tracing needs an instrumented app, and REDCap is not.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[access, runtime_grants]))
+        aws.wafv2.WebAclAssociation(f"{name}-waf", resource_arn=service.arn, web_acl_arn=args.web_acl_arn,
+                                    opts=child)
+
+        self.service_arn = service.arn
+        self.service_url = service.service_url.apply(lambda u: f"https://{u}")
+        self.custom_url = None
+        pending: list[pulumi.Output[Any]] = []
+        if args.fqdn and args.zone_id is not None:
+            self.custom_url = f"https://{args.fqdn}"
+            pending.append(self._custom_domain(name, args, service))
+        if args.notification_email:
+            self._notifications(name, args, service_name)
+
+        self.register_outputs({"serviceArn": self.service_arn, "serviceUrl": self.service_url,
+                               "customUrl": self.custom_url, "domainRecords": pulumi.Output.all(*pending)})
+
+    def _custom_domain(self, name: str, args: AppRunnerArgs, service: aws.apprunner.Service) -> pulumi.Output[Any]:
+        assert args.fqdn is not None and args.zone_id is not None
+        child = pulumi.ResourceOptions(parent=self)
+        association = aws.apprunner.CustomDomainAssociation(
+            f"{name}-domain", domain_name=args.fqdn, service_arn=service.arn, enable_www_subdomain=False, opts=child)
+
+        if is_apex(args.fqdn, args.zone_name):
+            hosted_zone = APPRUNNER_HOSTED_ZONES.get(args.context.region)
+            if hosted_zone is None:
+                raise ValueError(
+                    f"App Runner has no known alias hosted zone in {args.context.region}, so {args.fqdn} (a zone "
+                    f"apex) cannot point at it; use a subdomain (redcap:subdomain), which gets a CNAME")
+            aws.route53.Record(
+                f"{name}-site", zone_id=args.zone_id, name=args.fqdn, type="A",
+                aliases=[{"name": association.dns_target, "zone_id": hosted_zone, "evaluate_target_health": False}],
+                allow_overwrite=True, opts=child)
+        else:
+            aws.route53.Record(
+                f"{name}-site", zone_id=args.zone_id, name=args.fqdn, type="CNAME", ttl=RECORD_TTL,
+                records=[association.dns_target], allow_overwrite=True, opts=child)
+
+        # App Runner tells how many validation records it wants only after the association
+        # exists, so they are written from its output. Their names are stable per index of the
+        # sorted list, so a repeated `pulumi up` changes nothing.
+        zone_id = args.zone_id
+
+        def write(records: Optional[list[Any]]) -> list[str]:
+            written = []
+            for index, (record_name, record_type, value) in enumerate(validation_records(records)):
+                aws.route53.Record(
+                    f"{name}-domain-validation-{index}", zone_id=zone_id, name=record_name, type=record_type,
+                    ttl=RECORD_TTL, records=[value], allow_overwrite=True, opts=child)
+                written.append(record_name)
+            return written
+
+        return association.certificate_validation_records.apply(write)
+
+    def _notifications(self, name: str, args: AppRunnerArgs, service_name: str) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        topic = aws.sns.Topic(f"{name}-notifications", kms_master_key_id=args.kms_key_arn,
+                              display_name=f"REDCap {args.context.stack} App Runner", opts=child)
+        rule = aws.cloudwatch.EventRule(
+            f"{name}-operations", description="App Runner operation results of the REDCap service",
+            event_pattern=notification_pattern(service_name), opts=child)
+        aws.sns.TopicPolicy(f"{name}-notifications-policy", arn=topic.arn,
+                            policy=pulumi.Output.all(topic.arn, rule.arn).apply(lambda a: topic_policy(a[0], a[1])),
+                            opts=child)
+        aws.cloudwatch.EventTarget(f"{name}-operations-mail", rule=rule.name, arn=topic.arn, opts=child)
+        aws.sns.TopicSubscription(f"{name}-notifications-email", topic=topic.arn, protocol="email",
+                                  endpoint=args.notification_email, opts=child)

@@ -1,0 +1,238 @@
+"""Email: the SES identity REDCap sends from, the SMTP credentials of the container, and
+bounce/complaint notifications.
+
+- With a Route53 zone: a domain identity for the FQDN with Easy DKIM (the three CNAMEs are
+  written into the zone; SES v2 verifies a domain through them) and MAIL FROM `mail.<fqdn>`
+  with its MX and SPF records. In every zone mode the FQDN is the zone's own name or lies inside
+  the zone, and only names under the FQDN are written, so an existing organisation zone
+  (hostInRoute53 = '<zone>') keeps its own mail records untouched.
+- `email` is the sender address (msmtp `from`). When it is not inside the verified domain (or
+  there is no zone) it is an identity of its own: its owner confirms the verification mail once.
+- SMTP credentials without the original's Lambda: an IAM user allowed only ses:SendEmail /
+  ses:SendRawEmail from our identities, an access key, and the key's `ses_smtp_password_v4`,
+  stored as {"username", "password"} in a secret encrypted with the stack key.
+- `bounce_notification_email`: a configuration set whose BOUNCE and COMPLAINT events go to an
+  encrypted SNS topic with an e-mail subscription; every identity uses it by default.
+
+A new SES account is in the sandbox (only verified recipients): docs/email.md explains the exit.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from components import policies
+from components.context import AwsContext
+
+DKIM_TOKENS = 3  # Easy DKIM always issues three tokens
+DNS_TTL = 1800
+SEND_ACTIONS = ("ses:SendEmail", "ses:SendRawEmail")
+BOUNCE_EVENTS = ("BOUNCE", "COMPLAINT")
+SPF_RECORD = "v=spf1 include:amazonses.com ~all"
+
+
+# --------------------------------------------------------------------------------------------
+# Pure helpers
+# --------------------------------------------------------------------------------------------
+
+def mail_from_domain(domain: str) -> str:
+    return f"mail.{domain}"
+
+
+def dkim_record(token: str, domain: str) -> tuple[str, str]:
+    """(record name, CNAME value) of one Easy DKIM token."""
+    return f"{token}._domainkey.{domain}", f"{token}.dkim.amazonses.com"
+
+
+def mail_from_mx(region: str) -> str:
+    return f"10 feedback-smtp.{region}.amazonses.com"
+
+
+def in_domain(address: str, domain: str) -> bool:
+    """True when the address is at the domain or one of its subdomains (covered by its identity)."""
+    host = address.rpartition("@")[2].lower()
+    return host == domain or host.endswith("." + domain)
+
+
+def sender_address(email: Optional[str], domain: Optional[str]) -> str:
+    if email:
+        return email
+    if domain:
+        return f"no-reply@{domain}"
+    raise ValueError("SES needs redcap:email or a domain with a Route53 zone")
+
+
+def address_identity_needed(email: Optional[str], domain: Optional[str]) -> bool:
+    return bool(email) and not (domain and in_domain(email, domain))
+
+
+def smtp_send_policy(identity_arns: Sequence[str], configuration_set_arn: Optional[str]) -> str:
+    """Send only from our identities. SES also authorises the configuration set a message uses."""
+    resources = sorted(identity_arns) + ([configuration_set_arn] if configuration_set_arn else [])
+    return policies.document([policies.allow(SEND_ACTIONS, resources, sid="SendFromRedcapIdentities")])
+
+
+def bounce_topic_policy(topic_arn: str, account_id: str, configuration_set_arn: str) -> str:
+    return policies.document([
+        {
+            "Sid": "SesPublishesEventsOfOurConfigurationSet",
+            "Effect": "Allow",
+            "Principal": {"Service": "ses.amazonaws.com"},
+            "Action": "sns:Publish",
+            "Resource": topic_arn,
+            "Condition": {"StringEquals": {"aws:SourceAccount": account_id,
+                                           "aws:SourceArn": configuration_set_arn}},
+        },
+        {
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "sns:Publish",
+            "Resource": topic_arn,
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        },
+    ])
+
+
+def smtp_credentials_json(access_key_id: str, smtp_password: str) -> str:
+    """The container contract: {"username": <access key id>, "password": <SMTP password>}."""
+    return json.dumps({"username": access_key_id, "password": smtp_password}, sort_keys=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The component
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EmailArgs:
+    context: AwsContext
+    kms_key_arn: pulumi.Input[str]
+    # The FQDN and the zone holding it; both None when there is no Route53 zone.
+    domain: Optional[str] = None
+    zone_id: Optional[pulumi.Input[str]] = None
+    email: Optional[str] = None
+    bounce_notification_email: Optional[str] = None
+
+
+class Email(pulumi.ComponentResource):
+    sender_address: str
+    identity_arn: pulumi.Output[str]
+    identity_arns: pulumi.Output[list[str]]
+    configuration_set_name: Optional[str]
+    smtp_credentials_secret_arn: pulumi.Output[str]
+    bounce_topic_arn: Optional[pulumi.Output[str]]
+
+    def __init__(self, name: str, args: EmailArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("redcap:email:Email", name, None, opts)
+        if (args.domain is None) != (args.zone_id is None):
+            raise ValueError("EmailArgs.domain and EmailArgs.zone_id go together")
+        ctx = args.context
+        child = pulumi.ResourceOptions(parent=self)
+        self.sender_address = sender_address(args.email, args.domain)
+
+        self.configuration_set_name = None
+        self.bounce_topic_arn = None
+        # Identities name the configuration set through the resource's output, so SES sees the
+        # set created before an identity refers to it.
+        configuration_set: Optional[aws.sesv2.ConfigurationSet] = None
+        if args.bounce_notification_email:
+            configuration_set = self._bounces(name, args, child)
+        set_name = configuration_set.configuration_set_name if configuration_set else None
+        configuration_set_arn = configuration_set.arn if configuration_set else None
+
+        identities: list[aws.sesv2.EmailIdentity] = []
+        if args.domain is not None and args.zone_id is not None:
+            identities.append(self._domain_identity(name, args.domain, args.zone_id, set_name, ctx, child))
+        if address_identity_needed(args.email, args.domain):
+            identities.append(aws.sesv2.EmailIdentity(
+                f"{name}-address", email_identity=args.email, configuration_set_name=set_name, opts=child))
+        self.identity_arn = identities[0].arn
+        self.identity_arns = pulumi.Output.all(*[i.arn for i in identities]).apply(sorted)
+
+        self.smtp_credentials_secret_arn = self._smtp_user(name, args, configuration_set_arn, child)
+        self.register_outputs({
+            "senderAddress": self.sender_address,
+            "identityArn": self.identity_arn,
+            "smtpCredentialsSecretArn": self.smtp_credentials_secret_arn,
+            "configurationSetName": self.configuration_set_name,
+        })
+
+    def _domain_identity(self, name: str, domain: str, zone_id: pulumi.Input[str],
+                         configuration_set_name: Optional[pulumi.Output[str]], ctx: AwsContext,
+                         child: pulumi.ResourceOptions) -> aws.sesv2.EmailIdentity:
+        identity = aws.sesv2.EmailIdentity(
+            f"{name}-domain", email_identity=domain,
+            dkim_signing_attributes={"next_signing_key_length": "RSA_2048_BIT"},
+            configuration_set_name=configuration_set_name, opts=child)
+        tokens = identity.dkim_signing_attributes.apply(lambda attrs: sorted(attrs.tokens or []))
+        # Three records by index (the count is fixed), never created inside an apply.
+        for index in range(DKIM_TOKENS):
+            token = tokens.apply(lambda t, i=index: t[i])
+            aws.route53.Record(
+                f"{name}-dkim-{index}", zone_id=zone_id, type="CNAME", ttl=DNS_TTL,
+                name=token.apply(lambda t: dkim_record(t, domain)[0]),
+                records=[token.apply(lambda t: dkim_record(t, domain)[1])],
+                opts=child)
+        aws.sesv2.EmailIdentityMailFromAttributes(
+            f"{name}-mail-from", email_identity=identity.email_identity,
+            mail_from_domain=mail_from_domain(domain), behavior_on_mx_failure="USE_DEFAULT_VALUE", opts=child)
+        aws.route53.Record(
+            f"{name}-mail-from-mx", zone_id=zone_id, name=mail_from_domain(domain), type="MX", ttl=DNS_TTL,
+            records=[mail_from_mx(ctx.region)], opts=child)
+        aws.route53.Record(
+            f"{name}-mail-from-spf", zone_id=zone_id, name=mail_from_domain(domain), type="TXT", ttl=DNS_TTL,
+            records=[SPF_RECORD], opts=child)
+        return identity
+
+    def _bounces(self, name: str, args: EmailArgs, child: pulumi.ResourceOptions) -> aws.sesv2.ConfigurationSet:
+        ctx = args.context
+        self.configuration_set_name = f"redcap-{ctx.stack}"
+        configuration_set = aws.sesv2.ConfigurationSet(
+            f"{name}-configuration-set", configuration_set_name=self.configuration_set_name, opts=child)
+        topic = aws.sns.Topic(
+            f"{name}-bounces", kms_master_key_id=args.kms_key_arn,
+            display_name=f"REDCap {ctx.stack} e-mail bounces", opts=child)
+        topic_policy = aws.sns.TopicPolicy(
+            f"{name}-bounces-policy", arn=topic.arn,
+            policy=pulumi.Output.all(topic.arn, ctx.account_id, configuration_set.arn).apply(
+                lambda a: bounce_topic_policy(a[0], a[1], a[2])),
+            opts=child)
+        aws.sns.TopicSubscription(
+            f"{name}-bounces-subscription", topic=topic.arn, protocol="email",
+            endpoint=args.bounce_notification_email, opts=child)
+        aws.sesv2.ConfigurationSetEventDestination(
+            f"{name}-bounces-destination", configuration_set_name=configuration_set.configuration_set_name,
+            event_destination_name="bounces-and-complaints",
+            event_destination={"enabled": True, "matching_event_types": list(BOUNCE_EVENTS),
+                               "sns_destination": {"topic_arn": topic.arn}},
+            # SES may publish as soon as the destination exists: the topic must already let it.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[topic_policy]))
+        self.bounce_topic_arn = topic.arn
+        return configuration_set
+
+    def _smtp_user(self, name: str, args: EmailArgs, configuration_set_arn: Optional[pulumi.Output[str]],
+                   child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+        user = aws.iam.User(f"{name}-smtp-user", path="/redcap/", opts=child)
+        aws.iam.UserPolicy(
+            f"{name}-smtp-send", user=user.name,
+            policy=pulumi.Output.all(self.identity_arns, configuration_set_arn).apply(
+                lambda a: smtp_send_policy(a[0], a[1])),
+            opts=child)
+        # The provider derives the SigV4 SMTP password for its region (the original's Lambda).
+        access_key = aws.iam.AccessKey(
+            f"{name}-smtp-key", user=user.name,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["secret", "sesSmtpPasswordV4"]))
+        secret = aws.secretsmanager.Secret(
+            f"{name}-smtp-credentials", kms_key_id=args.kms_key_arn,
+            description="REDCap SES SMTP credentials (username, password) for msmtp", opts=child)
+        aws.secretsmanager.SecretVersion(
+            f"{name}-smtp-credentials-value", secret_id=secret.id,
+            secret_string=pulumi.Output.secret(pulumi.Output.all(access_key.id, access_key.ses_smtp_password_v4).apply(
+                lambda a: smtp_credentials_json(a[0], a[1]))),
+            opts=child)
+        return secret.arn
+

@@ -1,0 +1,295 @@
+"""Firewall: the REGIONAL WAFv2 web ACL in front of REDCap, its IP sets, WAF logging, and the
+cron shared secret.
+
+The rules are exactly the original's (names, priorities, statements, actions; docs/waf.md has
+the table), each built by a pure function below so tests compare them with the spec. Beyond the
+original: IPv6 allow-list entries get their own IP set, requests are logged to an encrypted
+CloudWatch log group with the cookie and authorization headers redacted, and individual SQLi
+sub-rules can be switched to count (REDCap calculated fields trip SQLi_BODY, upstream #57).
+
+The component never associates the ACL: the compute component that owns the App Runner service
+or the load balancer creates the `wafv2.WebAclAssociation` with `web_acl_arn`. With
+`external_web_acl_arn` that ARN is passed through and no ACL of ours exists.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+from components.context import AwsContext
+
+# Rule names and priorities of the original (prototyping/constructs/Waf.ts); WAF evaluates by
+# priority, the names show up in metrics, logs and the console.
+COUNTRY_RULE = ("country-list", 10)
+CRON_RULE = ("cron-execution", 20)
+RATE_RULE = ("rate-filter", 30)
+IP_RULE = ("ip-filter", 40)
+MANAGED_RULE_GROUPS: tuple[tuple[str, int], ...] = (
+    ("AWSManagedRulesAmazonIpReputationList", 200),
+    ("AWSManagedRulesCommonRuleSet", 300),
+    ("AWSManagedRulesKnownBadInputsRuleSet", 400),
+    ("AWSManagedRulesSQLiRuleSet", 500),
+)
+# CommonRuleSet rules that block ordinary REDCap use (file uploads, rich-text fields, API
+# clients without a User-Agent): counted, not blocked, as the original does since v1.1.2 (#87).
+COMMON_RULES_TO_COUNT: tuple[str, ...] = (
+    "CrossSiteScripting_BODY", "GenericRFI_BODY", "NoUserAgent_HEADER", "SizeRestrictions_BODY",
+)
+CRON_METRIC = "redcap-cron-exec"
+CRON_PATH_SUFFIX = "cron.php"
+CRON_QUERY_ARGUMENT = "secret"
+RATE_LIMIT = 3000           # requests per IP ...
+RATE_WINDOW_SECONDS = 300   # ... per 5 minutes (the CloudFormation default the original relied on)
+RESPONSE_BODY_KEY = "response"
+RESPONSE_BODY = "<div> Access denied </div>"
+BLOCKED_STATUS = 403
+# Headers that carry REDCap session cookies and API/basic credentials: never written to logs.
+REDACTED_HEADERS: tuple[str, ...] = ("authorization", "cookie")
+CRON_SECRET_LENGTH = 48
+
+
+# --------------------------------------------------------------------------------------------
+# Pure functions: the cron HMAC and one rule body per rule (snake_case pulumi input dicts)
+# --------------------------------------------------------------------------------------------
+
+def cron_search_string(secret: str) -> str:
+    """hex(HMAC-SHA256(key=secret, msg=reversed secret)), byte for byte the original's value.
+
+    The original reverses with JS `split('').reverse()` (UTF-16 code units), which equals
+    Python's `[::-1]` for every character of the Basic Multilingual Plane.
+    """
+    return hmac.new(secret.encode("utf-8"), secret[::-1].encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def visibility(metric_name: str, sampled: bool = True) -> dict[str, Any]:
+    return {"cloudwatch_metrics_enabled": True, "metric_name": metric_name,
+            "sampled_requests_enabled": sampled}
+
+
+def _no_transformation() -> list[dict[str, Any]]:
+    return [{"priority": 0, "type": "NONE"}]
+
+
+def cron_path_match() -> dict[str, Any]:
+    """The request path ends with cron.php (REDCap's cron entry point)."""
+    return {"byte_match_statement": {
+        "field_to_match": {"uri_path": {}},
+        "positional_constraint": "ENDS_WITH",
+        "search_string": CRON_PATH_SUFFIX,
+        "text_transformations": _no_transformation(),
+    }}
+
+
+def _not(statement: dict[str, Any]) -> dict[str, Any]:
+    return {"not_statement": {"statement": statement}}
+
+
+def _block_with_body() -> dict[str, Any]:
+    return {"block": {"custom_response": {"response_code": BLOCKED_STATUS,
+                                          "custom_response_body_key": RESPONSE_BODY_KEY}}}
+
+
+def country_rule(countries: Sequence[str]) -> dict[str, Any]:
+    """Block other countries, except cron.php (EventBridge calls it from unknown AWS addresses)."""
+    name, priority = COUNTRY_RULE
+    return {
+        "name": name,
+        "priority": priority,
+        "action": _block_with_body(),
+        "statement": {"and_statement": {"statements": [
+            _not({"geo_match_statement": {"country_codes": sorted(set(countries))}}),
+            _not(cron_path_match()),
+        ]}},
+        "visibility_config": visibility(name),
+    }
+
+
+def cron_rule(search_string: pulumi.Input[str]) -> dict[str, Any]:
+    """Block cron.php unless its `secret` query argument is exactly the HMAC."""
+    name, priority = CRON_RULE
+    return {
+        "name": name,
+        "priority": priority,
+        "action": {"block": {}},
+        "statement": {"and_statement": {"statements": [
+            cron_path_match(),
+            _not({"byte_match_statement": {
+                "field_to_match": {"single_query_argument": {"name": CRON_QUERY_ARGUMENT}},
+                "positional_constraint": "EXACTLY",
+                "search_string": search_string,
+                "text_transformations": _no_transformation(),
+            }}),
+        ]}},
+        "visibility_config": visibility(CRON_METRIC),
+    }
+
+
+def rate_rule() -> dict[str, Any]:
+    name, priority = RATE_RULE
+    return {
+        "name": name,
+        "priority": priority,
+        "action": {"block": {}},
+        "statement": {"rate_based_statement": {
+            "aggregate_key_type": "IP",
+            "limit": RATE_LIMIT,
+            "evaluation_window_sec": RATE_WINDOW_SECONDS,
+        }},
+        "visibility_config": visibility(name),
+    }
+
+
+def ip_rule(ip_set_arns: Sequence[pulumi.Input[str]]) -> dict[str, Any]:
+    """Block addresses in none of the allow-list IP sets (IPv4 and/or IPv6), except cron.php.
+
+    AND(NOT in-v4-set, NOT in-v6-set, NOT cron) rather than NOT(OR(...)): the same logic within
+    the three statement levels the provider's `rules` schema supports.
+    """
+    if not ip_set_arns:
+        raise ValueError("ip_rule needs at least one IP set")
+    name, priority = IP_RULE
+    return {
+        "name": name,
+        "priority": priority,
+        "action": _block_with_body(),
+        "statement": {"and_statement": {"statements": [
+            *[_not({"ip_set_reference_statement": {"arn": arn}}) for arn in ip_set_arns],
+            _not(cron_path_match()),
+        ]}},
+        "visibility_config": visibility(name),
+    }
+
+
+def managed_rule(group: str, priority: int, rules_to_count: Sequence[str] = ()) -> dict[str, Any]:
+    """An AWS managed rule group, its own actions kept (override none) except the counted rules."""
+    statement: dict[str, Any] = {"vendor_name": "AWS", "name": group}
+    if rules_to_count:
+        statement["rule_action_overrides"] = [
+            {"name": rule, "action_to_use": {"count": {}}} for rule in sorted(set(rules_to_count))]
+    name = f"AWS-{group}"
+    return {
+        "name": name,
+        "priority": priority,
+        "override_action": {"none": {}},
+        "statement": {"managed_rule_group_statement": statement},
+        "visibility_config": visibility(name),
+    }
+
+
+def managed_rules(sqli_rules_to_count: Sequence[str] = ()) -> list[dict[str, Any]]:
+    counted = {"AWSManagedRulesCommonRuleSet": COMMON_RULES_TO_COUNT,
+               "AWSManagedRulesSQLiRuleSet": tuple(sqli_rules_to_count)}
+    return [managed_rule(group, priority, counted.get(group, ())) for group, priority in MANAGED_RULE_GROUPS]
+
+
+def web_acl_rules(*, countries: Sequence[str], search_string: pulumi.Input[str],
+                  ip_set_arns: Sequence[pulumi.Input[str]],
+                  sqli_rules_to_count: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Every rule of the ACL in priority order; the geo and IP rules only when their list is set."""
+    rules: list[dict[str, Any]] = []
+    if countries:
+        rules.append(country_rule(countries))
+    rules.append(cron_rule(search_string))
+    rules.append(rate_rule())
+    if ip_set_arns:
+        rules.append(ip_rule(ip_set_arns))
+    rules.extend(managed_rules(sqli_rules_to_count))
+    return sorted(rules, key=lambda r: r["priority"])
+
+
+def split_by_family(cidrs: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(IPv4 CIDRs, IPv6 CIDRs), each sorted and de-duplicated; a WAF IP set holds one family."""
+    v4 = sorted({c for c in cidrs if ipaddress.ip_network(c).version == 4})
+    v6 = sorted({c for c in cidrs if ipaddress.ip_network(c).version == 6})
+    return v4, v6
+
+
+def redacted_fields() -> list[dict[str, Any]]:
+    return [{"single_header": {"name": header}} for header in REDACTED_HEADERS]
+
+
+# --------------------------------------------------------------------------------------------
+# The component
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FirewallArgs:
+    context: AwsContext
+    kms_key_arn: pulumi.Input[str]
+    log_retention_days: int
+    allowed_ips: tuple[str, ...] = ()
+    allowed_countries: tuple[str, ...] = ()
+    # Secret Output from redcap:cronSecret; None = generate one (pulumi-random, kept in state).
+    cron_secret: Optional[pulumi.Output[str]] = None
+    external_web_acl_arn: Optional[str] = None
+    sqli_rules_to_count: tuple[str, ...] = ()
+
+
+class Firewall(pulumi.ComponentResource):
+    web_acl_arn: pulumi.Output[str]
+    cron_search_string: pulumi.Output[str]
+    log_group_name: Optional[pulumi.Output[str]]
+
+    def __init__(self, name: str, args: FirewallArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("redcap:firewall:Firewall", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        ctx = args.context
+
+        secret = args.cron_secret if args.cron_secret is not None else random.RandomPassword(
+            f"{name}-cron-secret",
+            # Letters and digits only: the HMAC goes into a URL query string unescaped.
+            length=CRON_SECRET_LENGTH, special=False,
+            opts=child).result
+        self.cron_search_string = pulumi.Output.secret(pulumi.Output.from_input(secret).apply(cron_search_string))
+        self.log_group_name = None
+
+        if args.external_web_acl_arn:
+            # Somebody else's ACL (its rules, its logging): nothing of ours to create.
+            self.web_acl_arn = pulumi.Output.from_input(args.external_web_acl_arn)
+        else:
+            self.web_acl_arn = self._web_acl(name, args, ctx, child)
+
+        self.register_outputs({"webAclArn": self.web_acl_arn})
+
+    def _web_acl(self, name: str, args: FirewallArgs, ctx: AwsContext,
+                 child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+        v4, v6 = split_by_family(args.allowed_ips)
+        ip_set_arns: list[pulumi.Output[str]] = []
+        for version, addresses in (("IPV4", v4), ("IPV6", v6)):
+            if addresses:
+                ip_set = aws.wafv2.IpSet(
+                    f"{name}-allowed-{version.lower()}", scope="REGIONAL", ip_address_version=version,
+                    addresses=addresses, description=f"REDCap {ctx.stack}: allowed {version} addresses",
+                    opts=child)
+                ip_set_arns.append(ip_set.arn)
+
+        acl = aws.wafv2.WebAcl(
+            f"{name}-web-acl",
+            scope="REGIONAL",
+            description=f"REDCap {ctx.stack}",
+            default_action={"allow": {}},
+            custom_response_bodies=[{"key": RESPONSE_BODY_KEY, "content_type": "TEXT_HTML",
+                                     "content": RESPONSE_BODY}],
+            rules=web_acl_rules(countries=args.allowed_countries, search_string=self.cron_search_string,
+                                ip_set_arns=ip_set_arns, sqli_rules_to_count=args.sqli_rules_to_count),
+            # Sampled requests off at ACL level, as the original; the WAF log has every request.
+            visibility_config=visibility(f"redcap-{ctx.stack}-waf", sampled=False),
+            opts=child,
+        )
+
+        # WAF only delivers to log groups whose name starts with aws-waf-logs-.
+        group = aws.cloudwatch.LogGroup(
+            f"{name}-waf-logs", name=f"aws-waf-logs-redcap-{ctx.stack}",
+            retention_in_days=args.log_retention_days, kms_key_id=args.kms_key_arn, opts=child)
+        self.log_group_name = group.name
+        aws.wafv2.WebAclLoggingConfiguration(
+            f"{name}-waf-logging", resource_arn=acl.arn, log_destination_configs=[group.arn],
+            redacted_fields=redacted_fields(), opts=child)
+        return acl.arn

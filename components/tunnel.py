@@ -1,0 +1,127 @@
+"""TunnelHost: a temporary EC2 instance running the REDCap image, reached only through an SSM
+port-forwarding session (for long requests such as big imports, which App Runner cuts at 120 s).
+
+Amazon Linux 2023 in a private subnet, no public IP, IMDSv2 only (hop limit 2 so the container
+can reach the instance role), encrypted gp3 root. User data logs in to ECR, runs the same image
+with the HTTPS vhost on 127.0.0.1:8081 (only the SSM session reaches it) and schedules its own
+end: `shutdown -h +<minutes>` with instance_initiated_shutdown_behavior = terminate. No timestamp
+enters the program, so repeated `pulumi up` runs see no diff; docs/tunnel.md says what a refresh
+reports once the instance has ended, and how to remove it from the stack.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+
+from components import policies
+from components.context import AwsContext
+from components.runtime import RuntimeContract
+
+TLS_PORT = 8081
+AL2023_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+ROOT_VOLUME_GIB = 20
+
+
+@dataclass(frozen=True)
+class TunnelArgs:
+    context: AwsContext
+    instance_type: str
+    duration_hours: float
+    subnet_id: pulumi.Input[str]
+    image_uri: pulumi.Input[str]
+    repository_arn: pulumi.Input[str]
+    runtime: RuntimeContract
+    kms_key_arn: pulumi.Input[str]
+
+
+def shutdown_minutes(duration_hours: float) -> int:
+    return max(1, int(round(duration_hours * 60)))
+
+
+def user_data(*, region: str, image_uri: str, environment: dict[str, str], duration_hours: float) -> str:
+    """Boot script. Every value is quoted; the environment holds ARNs and host names only."""
+    registry = image_uri.split("/", 1)[0]
+    env = {**environment, "TLS_PORT": str(TLS_PORT)}
+    env_args = " ".join(f"-e {shlex.quote(f'{k}={v}')}" for k, v in sorted(env.items()))
+    return "\n".join([
+        "#!/bin/bash",
+        "set -euo pipefail",
+        # First, so the host ends on time even if a later step fails.
+        f"shutdown -h +{shutdown_minutes(duration_hours)} 'REDCap tunnel host: duration over'",
+        "dnf install -y docker",
+        "systemctl enable --now docker",
+        f"aws ecr get-login-password --region {shlex.quote(region)} | "
+        f"docker login --username AWS --password-stdin {shlex.quote(registry)}",
+        f"docker run -d --name redcap --restart unless-stopped -p 127.0.0.1:{TLS_PORT}:{TLS_PORT} "
+        f"{env_args} {shlex.quote(image_uri)}",
+        "",
+    ])
+
+
+def port_forward_command(instance_id: str, region: str) -> str:
+    parameters = f'{{"portNumber":["{TLS_PORT}"],"localPortNumber":["{TLS_PORT}"]}}'
+    return (f"aws ssm start-session --target {instance_id} --document-name AWS-StartPortForwardingSession "
+            f"--parameters '{parameters}' --region {region}")
+
+
+def pull_policy(repository_arn: str) -> str:
+    return policies.document([
+        # ECR issues registry login tokens account-wide: the action has no resource type.
+        policies.allow(["ecr:GetAuthorizationToken"], ["*"], sid="RegistryLogin"),
+        policies.allow(["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                       [repository_arn], sid="PullImage"),
+    ])
+
+
+class TunnelHost(pulumi.ComponentResource):
+    instance_id: pulumi.Output[str]
+    port_forward_command: pulumi.Output[str]
+
+    def __init__(self, name: str, args: TunnelArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("redcap:tunnel:TunnelHost", name, None, opts)
+        ctx = args.context
+        child = pulumi.ResourceOptions(parent=self)
+
+        role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=ctx.account_id.apply(lambda a: policies.assume_role_policy("ec2.amazonaws.com", a)),
+            opts=child)
+        aws.iam.RolePolicyAttachment(
+            f"{name}-ssm", role=role.name,
+            policy_arn=ctx.partition.apply(lambda p: f"arn:{p}:iam::aws:policy/AmazonSSMManagedInstanceCore"),
+            opts=child)
+        aws.iam.RolePolicy(f"{name}-runtime", role=role.id, policy=args.runtime.role_policy, opts=child)
+        pull = aws.iam.RolePolicy(f"{name}-pull", role=role.id,
+                                  policy=pulumi.Output.from_input(args.repository_arn).apply(pull_policy), opts=child)
+        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
+
+        # The AMI id moves with every AL2023 release; a running host is not replaced for that.
+        ami = aws.ssm.get_parameter_output(name=AL2023_AMI_PARAMETER)
+        instance = aws.ec2.Instance(
+            f"{name}-instance",
+            ami=ami.value,
+            instance_type=args.instance_type,
+            subnet_id=args.subnet_id,
+            vpc_security_group_ids=[args.runtime.security_group_id],
+            associate_public_ip_address=False,
+            iam_instance_profile=profile.name,
+            monitoring=True,
+            instance_initiated_shutdown_behavior="terminate",
+            metadata_options={"http_endpoint": "enabled", "http_tokens": "required",
+                              "http_put_response_hop_limit": 2},
+            root_block_device={"volume_type": "gp3", "volume_size": ROOT_VOLUME_GIB, "encrypted": True,
+                               "kms_key_id": args.kms_key_arn, "delete_on_termination": True},
+            user_data=pulumi.Output.all(args.image_uri, args.runtime.environment).apply(
+                lambda a: user_data(region=ctx.region, image_uri=a[0], environment=a[1],
+                                    duration_hours=args.duration_hours)),
+            user_data_replace_on_change=True,
+            tags={"Name": f"redcap-{ctx.stack}-tunnel"},
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ami"], depends_on=[pull]))
+
+        self.instance_id = instance.id
+        self.port_forward_command = instance.id.apply(lambda i: port_forward_command(i, ctx.region))
+        self.register_outputs({"instanceId": self.instance_id, "portForwardCommand": self.port_forward_command})

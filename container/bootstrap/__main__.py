@@ -1,0 +1,163 @@
+"""Entry point: ``python3 -m bootstrap [CMD...]`` (the image's ENTRYPOINT; CMD = Apache).
+
+Order (container/README.md "Start-time bootstrap"):
+ 1. validate the environment and the configuration SQL file (nothing written yet);
+ 2. read the secrets;
+ 3. wait for the writer (bounded exponential backoff), connect as the master user;
+ 4. under a database lock: application user, database.php, REDCap install if the database is
+    empty, read-replica flag, configuration SQL once per database (with the initial site_admin
+    password from REDCAP_ADMIN_SECRET_ID), then the S3 settings following the infrastructure;
+ 5. msmtp configuration when SES credentials are given;
+ 6. exec the CMD with the same environment (plus PHP_TIMEZONE's default). Secrets are never
+    exported to the environment (the original exported them, visible to every PHP page).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Callable, Mapping, Sequence
+
+import pymysql
+
+from .config_sql import ConfigSqlFile, apply_config_sql_once, load_config_sql
+from .database import app_user_statements, bootstrap_lock, execute, open_master
+from .database_php import DATABASE_PHP_MODE, DatabasePhp, redcap_salt, render_database_php
+from .errors import BootstrapError, DatabaseStepError, redact
+from .files import write_atomic
+from .install import install_if_empty
+from .logs import setup_logging
+from .msmtp import clear_msmtprc, write_msmtprc
+from .replica import bypass_lag_check, set_replica_flag
+from .s3_settings import desired_s3_settings, sync_s3_settings
+from .secrets import Fetch, Secrets, app_user_name, boto3_fetcher, load_secrets
+from .settings import Settings, load_settings
+
+log = logging.getLogger("bootstrap")
+
+
+def secret_values(secrets: Secrets) -> list[str]:
+    values = [secrets.master.password, secrets.salt, redcap_salt(secrets.salt),
+              secrets.s3_secret_access_key]
+    if secrets.app:
+        values.append(secrets.app.password)
+    if secrets.ses:
+        values.append(secrets.ses.password)
+    if secrets.admin_password:
+        values.append(secrets.admin_password)
+    return values
+
+
+def database_php_config(settings: Settings, secrets: Secrets) -> DatabasePhp:
+    return DatabasePhp(
+        host=settings.db_host, port=settings.db_port, db=settings.db_name,
+        username=app_user_name(settings, secrets), auth=settings.db_auth,
+        password=secrets.app.password if secrets.app else None, region=settings.aws_region,
+        tls=settings.db_tls, salt_hex=redcap_salt(secrets.salt),
+        reader_host=settings.db_reader_host)
+
+
+def prepare_database(settings: Settings, secrets: Secrets, config_sql: ConfigSqlFile,
+                     hide: list[str]) -> None:
+    """Step 3 and 4: wait for the writer, then everything that needs the database."""
+    conn = open_master(settings, secrets)
+    try:
+        with bootstrap_lock(conn, settings.db_name):
+            user = app_user_name(settings, secrets)
+            try:
+                execute(conn, app_user_statements(
+                    settings, user, secrets.app.password if secrets.app else None))
+            except pymysql.err.Error as exc:
+                raise DatabaseStepError(
+                    f"creating/updating application user {user!r} failed: "
+                    f"{redact(str(exc), hide)}") from None
+            log.info("application user %r ready (%s authentication)", user, settings.db_auth)
+            php_path = os.path.join(settings.redcap_root, "database.php")
+            changed = write_atomic(php_path, render_database_php(
+                database_php_config(settings, secrets)), DATABASE_PHP_MODE)
+            log.info("%s %s", php_path, "written" if changed else "unchanged")
+            install_if_empty(conn, settings.db_name, settings.redcap_root, hide)
+            set_replica_flag(conn, settings.db_reader_host)
+            if settings.db_reader_host:
+                bypass_lag_check(settings.redcap_root)
+            apply_config_sql_once(conn, config_sql, {
+                "s3_bucket": settings.s3_bucket,
+                "s3_access_key_id": secrets.s3_access_key_id,
+                "s3_secret_access_key": secrets.s3_secret_access_key,
+                "aws_region": settings.aws_region,
+            }, initial_admin_password=secrets.admin_password)
+            # After the once-only step, at every start: the S3 rows are infrastructure.
+            sync_s3_settings(conn, desired_s3_settings(
+                settings.s3_bucket, secrets.s3_access_key_id, secrets.s3_secret_access_key,
+                settings.aws_region))
+    finally:
+        try:
+            conn.close()  # also releases the lock
+        except pymysql.err.Error:
+            pass  # already closed by a failure; that failure is what gets reported
+
+
+def bootstrap(env: Mapping[str, str],
+              fetcher: Callable[[Settings], Fetch] = boto3_fetcher) -> None:
+    """Everything before the exec; raises BootstrapError subclasses with exit codes."""
+    settings = load_settings(env)
+    config_sql = load_config_sql(settings.config_sql_path)
+    log.info("environment valid: database %s:%d/%s, auth=%s, tls=%s, reader=%s, ses=%s",
+             settings.db_host, settings.db_port, settings.db_name, settings.db_auth,
+             settings.db_tls, settings.db_reader_host or "none",
+             "yes" if settings.ses_secret_id else "no")
+    secrets = load_secrets(settings, fetcher(settings))
+    log.info("secrets read")
+    hide = secret_values(secrets)
+    try:
+        prepare_database(settings, secrets, config_sql, hide)
+    except BootstrapError:
+        raise
+    except pymysql.err.Error as exc:
+        # e.g. the connection dropped mid-way: report it cleanly, without secret values.
+        raise DatabaseStepError(f"database step failed: {redact(str(exc), hide)}") from None
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure, still without secrets
+        raise BootstrapError(f"unexpected {type(exc).__name__}: "
+                             f"{redact(str(exc), hide)}") from None
+    if secrets.ses and settings.smtp_email:
+        changed = write_msmtprc(settings.msmtprc_path, settings.aws_region, secrets.ses.username,
+                                secrets.ses.password, settings.smtp_email)
+        log.info("%s %s (SES SMTP, from %s)", settings.msmtprc_path,
+                 "written" if changed else "unchanged", settings.smtp_email)
+    else:
+        cleared = clear_msmtprc(settings.msmtprc_path)
+        log.info("no SES credentials: mail sending is not configured%s",
+                 f" ({settings.msmtprc_path} cleared)" if cleared else "")
+
+
+def child_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The CMD's environment: unchanged, plus defaults the PHP configuration refers to."""
+    out = dict(env)
+    if not out.get("PHP_TIMEZONE", "").strip():
+        out["PHP_TIMEZONE"] = "UTC"
+    return out
+
+
+def main(argv: Sequence[str]) -> int:
+    setup_logging()
+    try:
+        bootstrap(os.environ)
+    except BootstrapError as exc:
+        log.error("%s", exc)
+        log.error("start aborted (exit code %d)", exc.exit_code)
+        return exc.exit_code
+    if not argv:
+        log.info("bootstrap complete; no command to run")
+        return 0
+    log.info("bootstrap complete; starting %s", argv[0])
+    sys.stdout.flush()
+    try:
+        os.execvpe(argv[0], list(argv), child_environment(os.environ))
+    except OSError as exc:
+        log.error("cannot start %s: %s", argv[0], exc.strerror)
+        return 127
+    return 0  # not reached: exec replaces the process
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

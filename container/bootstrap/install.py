@@ -1,0 +1,61 @@
+"""REDCap's own installer, run once on an empty database (the original's step 6).
+
+"Empty" means: no redcap_config table in DB_NAME. After install.php the table must exist, or
+the start fails clearly (aws-samples/redcap-on-aws#80: the installer "succeeded" and the next
+step died with "Table 'redcap.redcap_config' doesn't exist").
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Iterable
+
+from .database import table_exists
+from .errors import DatabaseStepError, redact
+
+log = logging.getLogger("bootstrap")
+
+# The original's invocation: install.php believes it received POST /install.php?auto=1&sql=1.
+INSTALL_CODE = ('$_GET["auto"]=1; $_GET["sql"]=1; $_SERVER["REQUEST_METHOD"]="POST"; '
+                '$_SERVER["PHP_SELF"]="install.php"; require_once("install.php");')
+INSTALL_TIMEOUT_SECONDS = 900
+
+
+def install_command(php: str = "php") -> list[str]:
+    return [php, "-r", INSTALL_CODE]
+
+
+def install_if_empty(conn: Any, db_name: str, redcap_root: str, hide: Iterable[str]) -> bool:
+    """Run install.php when redcap_config is absent; return True if it ran."""
+    if table_exists(conn, db_name, "redcap_config"):
+        log.info("REDCap schema present (redcap_config exists): install skipped")
+        return False
+    root = Path(redcap_root)
+    if not (root / "install.php").is_file():
+        raise DatabaseStepError(f"database {db_name} is empty but {root}/install.php is missing: "
+                                "the image does not contain REDCap's installer")
+    php = shutil.which("php")
+    if php is None:
+        raise DatabaseStepError("database is empty but no 'php' binary is on PATH to run "
+                                "install.php")
+    log.info("database %s is empty: running REDCap's install.php", db_name)
+    try:
+        result = subprocess.run(install_command(php), cwd=root, capture_output=True,
+                                text=True, errors="replace", timeout=INSTALL_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise DatabaseStepError(f"REDCap install.php did not finish within "
+                                f"{INSTALL_TIMEOUT_SECONDS}s") from None
+    output = redact(result.stdout + result.stderr, hide)
+    if not table_exists(conn, db_name, "redcap_config"):
+        raise DatabaseStepError(
+            f"REDCap install.php exited {result.returncode} but table redcap_config does not exist "
+            f"in {db_name} (cf. aws-samples/redcap-on-aws#80); installer output (tail):\n"
+            + output[-2000:])
+    if result.returncode != 0:
+        # The schema exists, but an installer error must not pass silently.
+        raise DatabaseStepError(f"REDCap install.php exited {result.returncode}; output (tail):\n"
+                                + output[-2000:])
+    log.info("REDCap installed (install.php printed %d bytes)", len(output))
+    return True

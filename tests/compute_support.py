@@ -1,0 +1,115 @@
+"""Stack runs shared by the compute tests (issue 4), evaluated once per test session.
+
+Variants (besides the committed dev and prod stacks):
+- apprunner-domain: prod's zone (redcap.example.org, a zone of its own: apex alias record) with
+  App Runner instead of ECS, cron every 5 minutes;
+- apprunner-cname: dev with redcap.example.org in the existing zone example.org (CNAME), the
+  tunnel host, and dbAuth password;
+- ecs-local: ECS with a certificate ARN and no Route53, port 9090, imageBuild local from a fake
+  releases/redcap15.0.9.zip (made in a temporary folder, never committed).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import pytest
+
+import settings
+from components.firewall import cron_search_string
+from harness import MOCK_SECRET_VALUES, Recorded, StackRun, all_strings, run_program, unwrap_secrets
+from policy.model import SIG_KEY, Resource
+from policy.rules import violations_for
+
+CERTIFICATE_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "dev": ("dev", {}),
+    "prod": ("prod", {}),
+    "apprunner-domain": ("prod", {"ecs": None, "cronMinutes": 5}),
+    "apprunner-cname": ("dev", {"domain": "redcap.example.org", "hostInRoute53": "example.org",
+                                "ec2ServerStack": {"durationHours": 2.5}, "dbAuth": "password"}),
+    "ecs-local": ("dev", {"ecs": {"cpu": "1 vCPU", "memory": "2 GB", "certificateArn": CERTIFICATE_ARN,
+                                  "scaling": {"minContainers": 1, "maxContainers": 3, "requestsPerContainer": 100,
+                                              "cpuUtilization": 60, "memoryUtilization": 80}},
+                          "domain": "redcap.example.org", "hostInRoute53": False, "port": 9090, "cronMinutes": 2,
+                          "imageBuild": "local", "redCapS3Path": None, "redCapLocalVersion": "redcap15.0.9"}),
+}
+# The generated cron secret under mocks is the RandomPassword mock value.
+CRON_HMAC = cron_search_string(MOCK_SECRET_VALUES[1])
+
+
+def fake_releases() -> Path:
+    """A releases/ folder with a tiny REDCap zip and an RDS CA bundle stand-in."""
+    folder = Path(tempfile.mkdtemp(prefix="redcap-releases-"))
+    with zipfile.ZipFile(folder / "redcap15.0.9.zip", "w") as archive:
+        archive.writestr("redcap/index.php", "<?php echo 'fake REDCap';\n")
+    (folder / "rds-ca-bundle.pem").write_text("-----BEGIN CERTIFICATE-----\nfake\n-----END CERTIFICATE-----\n")
+    return folder
+
+
+@functools.cache
+def releases_dir() -> Path:
+    return fake_releases()
+
+
+def run_variant_uncached(variant: str, **kwargs: Any) -> StackRun:
+    stack, overrides = VARIANTS[variant]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(settings, "RELEASES_DIR", releases_dir())
+        return run_program(stack, overrides, **kwargs)
+
+
+@functools.cache
+def run_variant(variant: str) -> StackRun:
+    return run_variant_uncached(variant)
+
+
+def policy_of(resource: Recorded, key: str = "policy") -> dict[str, Any]:
+    return json.loads(unwrap_secrets(resource.inputs[key]))
+
+
+def statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    found = document["Statement"]
+    return found if isinstance(found, list) else [found]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def iam_documents(run: StackRun) -> Iterable[tuple[Recorded, dict[str, Any]]]:
+    for res in run.of_type("aws:iam/rolePolicy:RolePolicy") + run.of_type("aws:iam/policy:Policy"):
+        yield res, policy_of(res)
+
+
+def policy_violations(run: StackRun) -> list[str]:
+    resources = [Resource.from_mock(type=r.type, name=r.name, inputs=r.inputs, outputs=r.outputs, id=r.id,
+                                    options={"parent": r.parent}, urn=r.urn, dependencies=r.dependencies)
+                 for r in run.resources]
+    return [f"{v.rule}: {v.resource_name}: {v.message}" for v in violations_for(resources)]
+
+
+def secret_values() -> tuple[str, ...]:
+    return (*MOCK_SECRET_VALUES, CRON_HMAC, "mock-ecr-password")
+
+
+def plain_parts(value: Any) -> Any:
+    """The value with every secret-wrapped part (encrypted in state) replaced by a marker."""
+    if isinstance(value, dict):
+        if SIG_KEY in value:
+            return "<secret>"
+        return {k: plain_parts(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_parts(v) for v in value]
+    return value
+
+
+def leaked_secrets(value: Any) -> list[str]:
+    """Secret values found in the plain (not secret-wrapped) parts of an input."""
+    texts = list(all_strings(plain_parts(value)))
+    return sorted({s for s in secret_values() for t in texts if s in t})
+

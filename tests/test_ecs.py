@@ -1,0 +1,169 @@
+"""ECS Fargate (components/ecs.py): prod (Route53 zone, certificate from the Domain component) and
+a stage with a certificate ARN, no Route53, port 9090 and other scaling settings."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from compute_support import CERTIFICATE_ARN, policy_of, policy_violations, run_variant, statements
+
+
+def task_definition(run):
+    return run.one("aws:ecs/taskDefinition:TaskDefinition")
+
+
+def container(run):
+    return json.loads(task_definition(run).inputs["containerDefinitions"])[0]
+
+
+def test_cluster_has_container_insights():
+    cluster = run_variant("prod").one("aws:ecs/cluster:Cluster")
+    assert cluster.inputs["settings"] == [{"name": "containerInsights", "value": "enabled"}]
+
+
+@pytest.mark.parametrize("variant, cpu, memory, port", [("prod", "2048", "4096", 8080), ("ecs-local", "1024", "2048", 9090)])
+def test_task_definition_is_fargate_x86_with_settings_sizes(variant, cpu, memory, port):
+    run = run_variant(variant)
+    inputs = task_definition(run).inputs
+    assert (inputs["cpu"], inputs["memory"]) == (cpu, memory)
+    assert inputs["networkMode"] == "awsvpc" and inputs["requiresCompatibilities"] == ["FARGATE"]
+    assert inputs["runtimePlatform"] == {"operatingSystemFamily": "LINUX", "cpuArchitecture": "X86_64"}
+    assert inputs["ephemeralStorage"] == {"sizeInGib": 21}
+    assert inputs["taskRoleArn"] == run.named("redcap-task-role").outputs["arn"]
+    assert inputs["executionRoleArn"] == run.named("redcap-execution-role").outputs["arn"]
+    definition = container(run)
+    assert definition["image"] == run.outputs["imageUri"] and ":latest" not in definition["image"]
+    assert definition["portMappings"] == [{"containerPort": port, "hostPort": port, "protocol": "tcp"}]
+    assert {e["name"]: e["value"] for e in definition["environment"]}["PORT"] == str(port)
+
+
+def test_container_logs_go_to_an_encrypted_group_with_retention():
+    run = run_variant("prod")
+    group = run.named("redcap-container-logs")
+    assert group.inputs["name"] == "/ecs/redcap-prod"
+    assert group.inputs["retentionInDays"] == 731 and group.inputs["kmsKeyId"] == run.outputs["kmsKeyArn"]
+    options = container(run)["logConfiguration"]
+    assert options["logDriver"] == "awslogs" and options["options"]["awslogs-group"] == "/ecs/redcap-prod"
+    execution = {s["Sid"]: s for s in statements(policy_of(run.named("redcap-execution")))}
+    assert execution["WriteLogs"]["Resource"] == [f"{group.outputs['arn']}:*"]
+    assert execution["PullImage"]["Resource"] == [run.one("aws:ecr/repository:Repository").outputs["arn"]]
+
+
+def test_service_in_private_subnets_with_rollback_and_autoscaled_count():
+    run = run_variant("prod")
+    service = run.one("aws:ecs/service:Service")
+    network = service.inputs["networkConfiguration"]
+    assert network["subnets"] == run.outputs["privateSubnetIds"] and network["assignPublicIp"] is False
+    assert sorted(network["securityGroups"]) == sorted([run.named("redcap-app").id, run.named("redcap-tasks").id])
+    assert service.inputs["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+    assert service.inputs["launchType"] == "FARGATE"
+    assert service.inputs["taskDefinition"] == task_definition(run).outputs["arn"]
+    assert service.inputs["desiredCount"] == 2 and service.ignore_changes == ["desiredCount"]
+    target_group = run.one("aws:lb/targetGroup:TargetGroup")
+    assert service.inputs["loadBalancers"] == [{"targetGroupArn": target_group.outputs["arn"],
+                                                "containerName": "redcap", "containerPort": 8080}]
+
+
+def test_alb_is_public_with_long_idle_timeout_dropped_headers_and_access_logs():
+    run = run_variant("prod")
+    alb = run.one("aws:lb/loadBalancer:LoadBalancer")
+    inputs = alb.inputs
+    assert inputs["internal"] is False and inputs["loadBalancerType"] == "application"
+    assert inputs["subnets"] == run.outputs["publicSubnetIds"]
+    assert inputs["idleTimeout"] == 4000 and inputs["dropInvalidHeaderFields"] is True
+    assert inputs["accessLogs"] == {"bucket": run.outputs["logBucketName"], "prefix": "alb", "enabled": True}
+    assert inputs["enableDeletionProtection"] is True  # prod protects its data
+    assert run_variant("ecs-local").one("aws:lb/loadBalancer:LoadBalancer").inputs["enableDeletionProtection"] is False
+
+
+def test_https_listener_uses_tls13_and_the_domain_certificate_http_only_redirects():
+    run = run_variant("prod")
+    https, http = run.named("redcap-https"), run.named("redcap-http")
+    validation = run.one("aws:acm/certificateValidation:CertificateValidation")
+    assert https.inputs["port"] == 443 and https.inputs["protocol"] == "HTTPS"
+    assert https.inputs["sslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert https.inputs["certificateArn"] == validation.outputs["certificateArn"]
+    assert https.inputs["defaultActions"] == [{"type": "forward",
+                                               "targetGroupArn": run.one("aws:lb/targetGroup:TargetGroup").outputs["arn"]}]
+    assert http.inputs["port"] == 80 and http.inputs["defaultActions"] == [
+        {"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}}]
+
+
+def test_a_given_certificate_arn_replaces_the_domain_certificate():
+    run = run_variant("ecs-local")
+    assert run.named("redcap-https").inputs["certificateArn"] == CERTIFICATE_ARN
+    assert run.of_type("aws:acm/certificate:Certificate") == []
+    assert run.of_type("aws:route53/record:Record") == []  # no zone: the operator points DNS at the ALB
+    assert run.outputs["siteUrl"] == "https://redcap.example.org"
+    assert run.outputs["loadBalancerUrl"].endswith(".elb.amazonaws.com")
+
+
+@pytest.mark.parametrize("variant, port", [("prod", 8080), ("ecs-local", 9090)])
+def test_target_group_checks_health_on_the_container_port(variant, port):
+    target_group = run_variant(variant).one("aws:lb/targetGroup:TargetGroup")
+    assert target_group.inputs["port"] == port and target_group.inputs["targetType"] == "ip"
+    assert target_group.inputs["healthCheck"]["path"] == "/healthz"
+    assert target_group.inputs["healthCheck"]["port"] == "traffic-port"
+
+
+@pytest.mark.parametrize("variant, port", [("prod", 8080), ("ecs-local", 9090)])
+def test_world_reaches_the_alb_on_80_and_443_only_and_the_alb_reaches_tasks_on_the_container_port(variant, port):
+    run = run_variant(variant)
+    alb_sg, tasks_sg = run.named("redcap-load-balancer"), run.named("redcap-tasks")
+    ingress = run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    egress = run.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+    alb_in = sorted((r.inputs["fromPort"], r.inputs["toPort"], r.inputs.get("cidrIpv4")) for r in ingress
+                    if r.inputs["securityGroupId"] == alb_sg.id)
+    assert alb_in == [(80, 80, "0.0.0.0/0"), (443, 443, "0.0.0.0/0")]
+    alb_out = [r.inputs for r in egress if r.inputs["securityGroupId"] == alb_sg.id]
+    assert alb_out == [{"securityGroupId": alb_sg.id, "referencedSecurityGroupId": tasks_sg.id, "ipProtocol": "tcp",
+                        "fromPort": port, "toPort": port, "description": "to the REDCap container port"}]
+    tasks_in = [r.inputs for r in ingress if r.inputs["securityGroupId"] == tasks_sg.id]
+    assert [(r["referencedSecurityGroupId"], r["fromPort"], r["toPort"]) for r in tasks_in] == [(alb_sg.id, port, port)]
+    assert run.one("aws:lb/loadBalancer:LoadBalancer").inputs["securityGroups"] == [alb_sg.id]
+
+
+@pytest.mark.parametrize("variant, bounds, targets", [
+    ("prod", (2, 6), {"cpu": 70, "memory": 70, "requests": 200}),
+    ("ecs-local", (1, 3), {"cpu": 60, "memory": 80, "requests": 100}),
+])
+def test_target_tracking_on_cpu_memory_and_requests(variant, bounds, targets):
+    run = run_variant(variant)
+    target = run.one("aws:appautoscaling/target:Target")
+    assert (target.inputs["minCapacity"], target.inputs["maxCapacity"]) == bounds
+    assert target.inputs["resourceId"] == f"service/redcap-{run.stack}/redcap-{run.stack}"
+    assert target.inputs["scalableDimension"] == "ecs:service:DesiredCount"
+    for suffix, metric in (("cpu", "ECSServiceAverageCPUUtilization"), ("memory", "ECSServiceAverageMemoryUtilization"),
+                           ("requests", "ALBRequestCountPerTarget")):
+        policy = run.named(f"redcap-scale-on-{suffix}").inputs
+        config = policy["targetTrackingScalingPolicyConfiguration"]
+        assert policy["policyType"] == "TargetTrackingScaling" and config["targetValue"] == targets[suffix]
+        assert config["predefinedMetricSpecification"]["predefinedMetricType"] == metric
+    label = run.named("redcap-scale-on-requests").inputs["targetTrackingScalingPolicyConfiguration"][
+        "predefinedMetricSpecification"]["resourceLabel"]
+    alb, tg = run.one("aws:lb/loadBalancer:LoadBalancer"), run.one("aws:lb/targetGroup:TargetGroup")
+    assert label == f"{alb.outputs['arnSuffix']}/{tg.outputs['arnSuffix']}"
+
+
+@pytest.mark.parametrize("variant", ["prod", "ecs-local"])
+def test_waf_on_the_alb_and_the_policy_pack_passes(variant):
+    run = run_variant(variant)
+    association = run.one("aws:wafv2/webAclAssociation:WebAclAssociation")
+    assert association.inputs["resourceArn"] == run.one("aws:lb/loadBalancer:LoadBalancer").outputs["arn"]
+    assert association.inputs["webAclArn"] == run.outputs["webAclArn"]
+    assert policy_violations(run) == []
+
+
+def test_alias_record_for_the_fqdn_in_the_zone():
+    run = run_variant("prod")
+    site = run.named("redcap-site")
+    alb = run.one("aws:lb/loadBalancer:LoadBalancer")
+    assert site.inputs["zoneId"] == run.one("aws:route53/zone:Zone").outputs["zoneId"]
+    assert (site.inputs["name"], site.inputs["type"]) == ("redcap.example.org", "A")
+    assert site.inputs["aliases"] == [{"name": alb.outputs["dnsName"], "zoneId": alb.outputs["zoneId"],
+                                       "evaluateTargetHealth": True}]
+    assert run.outputs["siteUrl"] == "https://redcap.example.org"
+    assert run.outputs["loadBalancerUrl"] == f"https://{alb.outputs['dnsName']}"
+    assert run.outputs["nameServers"] and run.outputs["upgradeUrl"] == "https://redcap.example.org/upgrade.php"
+    assert "appRunnerServiceUrl" not in run.outputs and not run.of_type("aws:apprunner/service:Service")

@@ -1,0 +1,470 @@
+"""The real container image: built once per session from an assembled context (fixture REDCap
+zip, the repository's configuration SQL, a test CA bundle) on the local Debian trixie base, run
+against MariaDB and moto on loopback, and checked from the outside over HTTP and through
+docker exec / inspect / save.
+
+The end-to-end run uses DB_AUTH=password and DB_TLS=off (the local MariaDB has neither IAM nor
+TLS); the IAM token include is checked inside the image against botocore directly.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import http.client
+import io
+import json
+import re
+import ssl
+import subprocess
+import tarfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from unittest import mock
+
+import botocore.session
+import pytest
+
+from image_support import (LANGUAGE_CONTENT, LANGUAGE_FILE, REDCAP_VERSION, BuiltImage, RunningApp,
+                           build_image, docker, start_app, wait_http)
+from services import free_port
+
+pytestmark = pytest.mark.docker
+
+VERSION_DIR = f"redcap_v{REDCAP_VERSION}"
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory: pytest.TempPathFactory) -> BuiltImage:
+    return build_image(tmp_path_factory.mktemp("image"))
+
+
+@pytest.fixture(scope="session")
+def app(image: BuiltImage, mariadb, moto_server) -> Iterator[RunningApp]:
+    running = start_app(image.tag, mariadb, moto_server, extra_env={"PHP_TIMEZONE": "Europe/Berlin"})
+    yield running
+    running.stop()
+
+
+def request(app: RunningApp, path: str, headers: dict[str, str] | None = None,
+            method: str = "GET") -> tuple[int, dict[str, str], str]:
+    """One request without following redirects; header names lower-cased."""
+    conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=15)
+    try:
+        conn.request(method, path, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def wait_for_log(app: RunningApp, needle: str, timeout: float = 10) -> list[str]:
+    """Container log lines containing needle, waiting for them: Apache writes the access log
+    after the response has gone out, and Docker copies container output asynchronously."""
+    deadline = time.monotonic() + timeout
+    while not (lines := [line for line in app.logs().splitlines() if needle in line]):
+        assert time.monotonic() < deadline, f"{needle!r} did not appear in the container log"
+        time.sleep(0.1)
+    return lines
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP
+
+def test_health_endpoint(app: RunningApp) -> None:
+    status, headers, body = request(app, "/healthz")
+    assert (status, body) == (200, "ok\n")
+    assert headers["content-type"].startswith("text/plain")
+    assert "set-cookie" not in headers and "x-powered-by" not in headers
+
+
+def test_health_endpoint_needs_neither_php_nor_database(image: BuiltImage) -> None:
+    """Apache alone (no bootstrap, no database anywhere): /healthz is 200, the PHP page is not."""
+    port = free_port()
+    name = f"redcap-test-nodb-{port}"
+    docker("run", "-d", "--name", name, "--network", "host", "-e", f"PORT={port}",
+           "--entrypoint", "/usr/local/bin/redcap-apache", image.tag)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", 30, container=name)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+        conn.request("GET", "/")
+        r = conn.getresponse()
+        assert r.status == 500 and "REDCap fixture DB error" in r.read().decode()
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"PORT": "80"}, "PORT must be a port number above 1024, got '80'"),
+    ({"PORT": "8080x"}, "PORT must be a port number above 1024, got '8080x'"),
+    ({"PORT": "18080", "TLS_PORT": "18080"}, "TLS_PORT must differ from PORT (18080)"),
+], ids=["privileged", "not-a-number", "same-as-tls"])
+def test_ports_are_checked_before_apache_starts(image: BuiltImage, env: dict[str, str], message: str) -> None:
+    args = ["run", "--rm", "--network", "none", "--entrypoint", "/usr/local/bin/redcap-apache"]
+    for k, v in env.items():
+        args += ["-e", f"{k}={v}"]
+    r = docker(*args, image.tag, check=False)
+    assert (r.returncode, r.stderr.strip()) == (64, f"redcap-apache: {message}")
+
+
+def test_app_page_is_php_with_a_database_connection(app: RunningApp) -> None:
+    status, headers, body = request(app, "/")
+    assert status == 200, body
+    # The fixture's index.php queries the database through database.php and mysqli; the
+    # version comes from redcap_config, which the bootstrap's install step created.
+    assert body.strip() == f"REDCap fixture OK db={app.db_name} version={REDCAP_VERSION}"
+    assert "x-powered-by" not in headers
+
+
+def test_old_version_urls_redirect_to_the_current_version(app: RunningApp) -> None:
+    status, headers, _ = request(app, "/redcap_v13.7.2/DataEntry/image_view.php?id=5&doc_id_hash=ab%2Fc")
+    assert status == 302
+    assert headers["location"] == (f"http://127.0.0.1:{app.port}/{VERSION_DIR}/DataEntry/image_view.php"
+                                   "?id=5&doc_id_hash=ab%2Fc")
+    # Behind the load balancer: the scheme the client used, the host it asked for.
+    status, headers, _ = request(app, "/redcap_v12.0.1/index.php",
+                                 {"X-Forwarded-Proto": "https", "Host": "redcap.example.org"})
+    assert (status, headers["location"]) == (302, f"https://redcap.example.org/{VERSION_DIR}/index.php")
+    # Nonsense in X-Forwarded-Proto is not copied into the redirect.
+    status, headers, _ = request(app, "/redcap_v12.0.1/", {"X-Forwarded-Proto": "javascript"})
+    assert headers["location"].startswith("http://127.0.0.1:")
+    # The current version is served, not redirected.
+    status, _, body = request(app, f"/{VERSION_DIR}/VERSION")
+    assert (status, body) == (200, REDCAP_VERSION + "\n")
+
+
+def test_no_directory_listing_and_private_paths(app: RunningApp) -> None:
+    for path in (f"/{VERSION_DIR}/", f"/{VERSION_DIR}/Config/", "/languages/", "/modules/"):
+        status, _, body = request(app, path)
+        assert status in (403, 404), path
+        assert "Index of" not in body and LANGUAGE_FILE not in body, path
+    for path in ("/temp/", "/edocs/", "/database.php", "/temp/x.csv", "/.env"):
+        status, _, body = request(app, path)
+        assert status == 403, path
+        assert "$password" not in body
+
+
+def test_server_tokens_prod_and_security_headers(app: RunningApp) -> None:
+    for path in ("/", "/healthz", "/no-such-page"):
+        status, headers, body = request(app, path)
+        assert headers["server"] == "Apache", path
+        assert "Debian" not in body and "Apache/" not in body, path
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["x-frame-options"] == "SAMEORIGIN"
+        assert headers["referrer-policy"] == "strict-origin-when-cross-origin"
+        assert "strict-transport-security" not in headers
+    _, headers, _ = request(app, "/healthz", {"X-Forwarded-Proto": "https"})
+    assert headers["strict-transport-security"] == "max-age=31536000"
+    status, _, _ = request(app, "/", method="TRACE")
+    assert status == 405
+
+
+def test_https_port_with_a_certificate_made_at_start(app: RunningApp, image: BuiltImage) -> None:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with urllib.request.urlopen(f"https://127.0.0.1:{app.tls_port}/healthz", context=ctx, timeout=10) as r:
+        assert r.read() == b"ok\n"
+    cert = ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", app.tls_port)))
+    on_disk = app.exec("openssl", "x509", "-outform", "DER", "-in", "/var/lib/redcap/tls/cert.pem", text=False)
+    assert on_disk.stdout == cert
+    key_mode = app.exec("stat", "-c", "%U %a", "/var/lib/redcap/tls/key.pem").stdout.split()
+    assert key_mode == ["www-data", "600"]
+    # No key or certificate in the image itself.
+    empty = docker("run", "--rm", "--entrypoint", "ls", image.tag, "-A", "/var/lib/redcap/tls").stdout
+    assert empty.strip() == ""
+
+
+def test_access_log_has_forwarded_client_and_no_query_strings(app: RunningApp) -> None:
+    request(app, "/index.php?s=SURVEYHASH123&secret=CRONSECRET456",
+            {"X-Forwarded-For": "198.51.100.23", "User-Agent": "log-probe/1"})
+    lines = wait_for_log(app, "log-probe/1")
+    assert lines[-1].startswith("198.51.100.23 "), lines
+    assert '"GET /index.php HTTP/1.1" 200' in lines[-1]
+    logs = app.logs()
+    assert "SURVEYHASH123" not in logs and "CRONSECRET456" not in logs
+    assert "GET /healthz" not in logs, "health checks are not logged"
+
+
+# --------------------------------------------------------------------------------------------
+# inside the running container
+
+def test_processes_run_as_www_data(app: RunningApp, image: BuiltImage) -> None:
+    config = json.loads(docker("image", "inspect", image.tag).stdout)[0]["Config"]
+    assert config["User"] == "33:33"
+    assert config["Entrypoint"] == ["python3", "-m", "bootstrap"]
+    assert config["Cmd"] == ["/usr/local/bin/redcap-apache"]
+    assert config["StopSignal"] == "SIGWINCH"
+    # Every process, including PID 1 (Apache, exec'd by the bootstrap), is uid 33 = www-data.
+    out = app.exec("sh", "-c", "for s in /proc/[0-9]*/status; do "
+                               "awk '/^Name:/{n=$2} /^Uid:/{print n, $2, $3}' $s; done").stdout
+    procs = [line.split() for line in out.splitlines() if line.strip()]
+    assert procs and all(uid == "33" and euid == "33" for _, uid, euid in procs), procs
+    assert app.exec("cat", "/proc/1/comm").stdout.strip() == "apache2"
+    assert app.exec("id", "-un").stdout.strip() == "www-data"
+
+
+def test_database_php_contents(app: RunningApp) -> None:
+    text = app.exec("cat", "/var/www/html/database.php").stdout
+    s = app.secrets
+    assert f"$hostname = '127.0.0.1';" in text
+    assert f"$port     = {app.env['DB_PORT']};" in text
+    assert f"$db       = '{app.db_name}';" in text
+    assert f"$username = '{app.app_user}';" in text
+    assert f"$password = '{s.app_password}';" in text
+    assert f"$salt = '{hashlib.sha256(s.salt.encode()).hexdigest()}';" in text
+    assert "$db_ssl_verify_server_cert = false;" in text
+    assert "$read_replica_hostname = '';" in text
+    assert s.master_password not in text and s.salt not in text and s.s3_secret_key not in text
+    assert app.exec("stat", "-c", "%U %a", "/var/www/html/database.php").stdout.split() == ["www-data", "640"]
+
+
+def test_writable_paths_are_only_what_redcap_writes(app: RunningApp) -> None:
+    """Everything www-data can write, on the whole image filesystem."""
+    # Contents of the writable directories are whatever the running app put there; not listed.
+    pruned = " -o ".join(f"-path {p}" for p in (
+        "/proc", "/sys", "/dev", "'/tmp/*'", "'/var/tmp/*'", "'/var/www/html/temp/*'", "'/var/www/html/edocs/*'",
+        "'/var/www/html/modules/*'", "'/var/lib/php/sessions/*'"))
+    out = app.exec("sh", "-c", f"find / -xdev \\( {pruned} \\) -prune -o -writable -print 2>/dev/null || true"
+                   ).stdout.split()
+    assert sorted(set(out)) == sorted([
+        # REDCap: temp files, local file storage, external modules; database.php from the bootstrap.
+        "/var/www/html/temp", "/var/www/html/edocs", "/var/www/html/modules", "/var/www/html/database.php",
+        # Bootstrap and redcap-apache at start: SES SMTP account, TLS key and certificate.
+        "/etc/msmtprc", "/var/lib/redcap/tls", "/var/lib/redcap/tls/cert.pem", "/var/lib/redcap/tls/key.pem",
+        # Apache's own run, lock, log and cache directories; PHP sessions (unused: REDCap keeps
+        # sessions in the database); the world-writable temporary directories.
+        "/run/apache2", "/run/apache2/apache2.pid", "/run/apache2/socks", "/run/lock", "/run/lock/apache2", "/var/lock",
+        "/var/log/apache2", "/var/cache/apache2/mod_cache_disk", "/var/lib/php/sessions", "/tmp", "/var/tmp",
+    ])
+
+
+def test_redcap_files_languages_ca_bundle_and_sql(app: RunningApp, image: BuiltImage) -> None:
+    assert app.exec("cat", f"/var/www/html/languages/{LANGUAGE_FILE}").stdout == LANGUAGE_CONTENT
+    assert app.exec("ls", "/var/www/html/languages").stdout.split() == [LANGUAGE_FILE]
+    ctx = image.context
+    assert app.exec("cat", "/usr/local/share/redcap/rds-ca-bundle.pem").stdout == \
+        (ctx / "rds-ca-bundle.pem").read_text()
+    assert app.exec("cat", "/etc/redcap/redcap-config.sql").stdout == (ctx / "redcap-config.sql").read_text()
+    assert app.exec("cat", "/usr/local/share/redcap/rds_iam_auth.php").stdout == \
+        (ctx / "rds_iam_auth.php").read_text()
+    assert "Define REDCAP_VERSION redcap_v14.0.0" in \
+        app.exec("cat", "/etc/apache2/conf-enabled/redcap-version.conf").stdout
+    # Read-replica lag check bypassed at build time, so REDCap's code needs no write access.
+    assert "$bypassReadReplicaLagCheck=true)" in \
+        app.exec("cat", f"/var/www/html/{VERSION_DIR}/Config/init_functions.php").stdout
+    # The zip itself never reaches the final image.
+    assert app.exec("sh", "-c", "ls /tmp/redcap.zip /tmp/unpacked /out 2>&1 || true").stdout.count("No such") == 3
+
+
+PHP_PROBE = r"""<?php
+header('Content-Type: application/json');
+error_log('php-error-log-probe');
+$pdf = sys_get_temp_dir() . '/probe.pdf';
+exec('gs -q -dSAFER -dBATCH -dNOPAUSE -sDEVICE=pdfwrite -o ' . escapeshellarg($pdf) . ' -c showpage');
+$im = new Imagick();
+$im->readImage($pdf);
+unlink($pdf);
+$ini = [];
+foreach (['upload_max_filesize', 'post_max_size', 'max_input_vars', 'session.cookie_secure',
+          'session.cookie_httponly', 'date.timezone', 'display_errors', 'expose_php', 'error_log',
+          'opcache.enable', 'opcache.validate_timestamps', 'apc.enabled'] as $k) {
+    $ini[$k] = ini_get($k);
+}
+echo json_encode([
+    'sapi' => PHP_SAPI,
+    'version' => PHP_MAJOR_VERSION . '.' . PHP_MINOR_VERSION,
+    'ext' => array_map('strtolower', get_loaded_extensions()),
+    'gd_jpeg' => gd_info()['JPEG Support'] ?? false,
+    'pdf_pages' => $im->getNumberImages(),
+    'opcache' => opcache_get_status(false)['opcache_enabled'] ?? false,
+    'apcu' => apcu_enabled(),
+    'ini' => $ini,
+    'sendmail' => ini_get('sendmail_path'),
+    'https' => $_SERVER['HTTPS'] ?? null,
+    'remote' => $_SERVER['REMOTE_ADDR'],
+    'aws_region' => getenv('AWS_REGION'),
+]);
+"""
+
+
+def test_php_under_apache(app: RunningApp) -> None:
+    """A probe page placed for the duration of the test (as root; REDCap's tree is read-only)."""
+    probe = "zz-probe-" + hashlib.sha256(app.name.encode()).hexdigest()[:8] + ".php"
+    docker("exec", "-i", "-u", "0", app.name, "sh", "-c", f"cat > /var/www/html/{probe}", input=PHP_PROBE)
+    try:
+        status, _, body = request(app, "/" + probe, {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.5"})
+    finally:
+        app.exec("rm", "-f", f"/var/www/html/{probe}", user="0")
+    assert status == 200, body
+    info = json.loads(body)
+    assert (info["sapi"], info["version"]) == ("apache2handler", "8.4")
+    for ext in ("mysqli", "gd", "zip", "curl", "xml", "dom", "mbstring", "intl", "imagick", "apcu",
+                "zend opcache", "openssl", "json"):
+        assert ext in info["ext"], ext
+    assert info["gd_jpeg"] is True
+    assert info["pdf_pages"] == 1, "ImageMagick policy must allow PDF"
+    assert info["opcache"] is True and info["apcu"] is True
+    assert info["ini"] == {
+        "upload_max_filesize": "1000M", "post_max_size": "1000M", "max_input_vars": "100000",
+        "session.cookie_secure": "1", "session.cookie_httponly": "1", "date.timezone": "Europe/Berlin",
+        "display_errors": "", "expose_php": "", "error_log": "/dev/stdout",
+        "opcache.enable": "1", "opcache.validate_timestamps": "0", "apc.enabled": "1",
+    }
+    assert info["sendmail"].startswith("/usr/sbin/sendmail")
+    assert info["https"] == "on", "X-Forwarded-Proto: https from the load balancer sets HTTPS"
+    assert info["remote"] == "203.0.113.5", "client address from X-Forwarded-For"
+    # rds_iam_auth.php reads AWS_* from the environment under Apache too.
+    assert info["aws_region"] == app.env["AWS_REGION"]
+    assert app.exec("readlink", "-f", "/usr/sbin/sendmail").stdout.strip().endswith("msmtp")
+    assert wait_for_log(app, "php-error-log-probe"), "PHP errors reach the container log"
+
+
+def test_iam_token_include_on_php_84_with_apcu(app: RunningApp) -> None:
+    """The include in the image (PHP 8.4, APCu shared cache) gives botocore's token."""
+    now = 1_767_225_600
+    code = (
+        "require '/usr/local/share/redcap/rds_iam_auth.php';"
+        "$a = redcap_rds_auth_token('db.cluster-x.us-east-1.rds.amazonaws.com', 3306, 'redcap_user', 'us-east-1', "
+        f"{now});"
+        "$b = redcap_rds_auth_token('db.cluster-x.us-east-1.rds.amazonaws.com', 3306, 'redcap_user', 'us-east-1', "
+        f"{now + 60});"
+        "$info = apcu_cache_info();"
+        "echo json_encode(['a' => $a, 'same' => $a === $b, 'entries' => count($info['cache_list'])]);"
+    )
+    r = app.exec("env", "AWS_ACCESS_KEY_ID=AKIAIMAGE", "AWS_SECRET_ACCESS_KEY=imagesecret",
+                 "AWS_SESSION_TOKEN=imagetoken", "php", "-d", "apc.enable_cli=1", "-r", code)
+    out = json.loads(r.stdout)
+    session = botocore.session.Session()
+    session.set_credentials("AKIAIMAGE", "imagesecret", "imagetoken")
+    client = session.create_client("rds", region_name="us-east-1")
+    with mock.patch("botocore.auth.get_current_datetime",
+                    return_value=dt.datetime.fromtimestamp(now, dt.timezone.utc)):
+        expected = client.generate_db_auth_token("db.cluster-x.us-east-1.rds.amazonaws.com", 3306, "redcap_user")
+    assert out == {"a": expected, "same": True, "entries": 1}
+
+
+def test_runtime_packages_only(image: BuiltImage) -> None:
+    packages = docker("run", "--rm", "--entrypoint", "dpkg-query", image.tag, "-W", "-f", "${Package}\\n").stdout.split()
+    dev = [p for p in packages if p.endswith("-dev") or p in ("gcc", "g++", "make", "cpp", "composer", "awscli")]
+    assert dev == [], dev
+    for needed in ("apache2", "libapache2-mod-php8.4", "ghostscript", "msmtp-mta", "ca-certificates",
+                   "python3-boto3", "python3-pymysql", "php8.4-imagick", "php8.4-apcu"):
+        assert needed in packages, needed
+    tools = docker("run", "--rm", "--entrypoint", "sh", image.tag, "-c",
+                   "command -v gcc cc make composer aws pip3 || true").stdout
+    assert tools.strip() == "", f"build or AWS tools on PATH: {tools}"
+
+
+def test_imagemagick_policy_file_is_present_and_allows_pdf(image: BuiltImage) -> None:
+    policy = docker("run", "--rm", "--entrypoint", "cat", image.tag, "/etc/ImageMagick-7/policy.xml").stdout
+    active = re.sub(r"<!--.*?-->", "", policy, flags=re.S)
+    assert not re.search(r'rights="none"[^>]*pattern="[^"]*PDF', active)
+
+
+# --------------------------------------------------------------------------------------------
+# secrets stay out of image metadata, layers, logs
+
+def scan_tar(data: bytes, needles: list[bytes], where: str) -> list[str]:
+    """Names of tar members (recursing into layer tars) whose content contains a needle."""
+    found = []
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        for member in tf:
+            if not member.isfile():
+                continue
+            content = tf.extractfile(member).read()
+            if member.name.endswith(".tar") or member.name.startswith("blobs/"):
+                try:
+                    found += scan_tar(content, needles, f"{where}/{member.name}")
+                    continue
+                except tarfile.TarError:
+                    pass
+            found += [f"{where}/{member.name}: {n.decode()}" for n in needles if n in content]
+    return found
+
+
+@pytest.fixture(scope="module")
+def saved_image(image: BuiltImage) -> bytes:
+    """`docker save` of the image: its config and every layer, as the registry would get them."""
+    return subprocess.run(["docker", "save", image.tag], capture_output=True, timeout=300, check=True).stdout
+
+
+def test_no_secret_in_inspect_history_layers_or_logs(app: RunningApp, image: BuiltImage,
+                                                     saved_image: bytes) -> None:
+    values = app.secrets.values()
+    inspect = docker("inspect", app.name).stdout + docker("image", "inspect", image.tag).stdout
+    history = docker("history", "--no-trunc", image.tag).stdout
+    logs = app.logs()
+    for v in values:
+        assert v not in inspect, "secret in docker inspect"
+        assert v not in history, "secret in docker history"
+        assert v not in logs, "secret in container logs"
+    # The container's environment holds only ARNs and settings.
+    env = json.loads(docker("inspect", app.name).stdout)[0]["Config"]["Env"]
+    assert any(e.startswith("DB_SECRET_ID=arn:aws:secretsmanager:") for e in env)
+    # Every layer of the image, byte for byte: no secret and no private key.
+    assert scan_tar(saved_image, [v.encode() for v in values], "image") == []
+
+
+PRIVATE_KEY_PEM = re.compile(rb"-----BEGIN ((?:RSA |EC |ENCRYPTED )?PRIVATE KEY)-----\r?\n[A-Za-z0-9+/=\r\n]{64,}-----END \1-----")
+
+
+def test_no_private_key_in_the_image(saved_image: bytes) -> None:
+    """Not even a throwaway one (the original shipped a self-signed key): the TLS key is made at
+    container start. Only a complete PEM block in a non-ELF file counts."""
+    found: list[str] = []
+
+    def walk(data: bytes, where: str) -> None:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+            for member in tf:
+                if not member.isfile():
+                    continue
+                content = tf.extractfile(member).read()
+                if member.name.endswith("layer.tar"):
+                    walk(content, f"{where}/{member.name}")
+                # ELF libraries are skipped: GnuTLS embeds a known key for its FIPS self-test.
+                elif not content.startswith(b"\x7fELF") and PRIVATE_KEY_PEM.search(content):
+                    found.append(f"{where}/{member.name}")
+
+    walk(saved_image, "image")
+    assert found == []
+
+
+# --------------------------------------------------------------------------------------------
+# builds that must fail (the runtime stage comes from the layer cache, so these are quick)
+
+def bad_zip(path: Path, members: dict[str, str]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, content in members.items():
+            zf.writestr(name, content)
+    return path
+
+
+@pytest.mark.parametrize("members,message", [
+    ({"redcap/index.php": "<?php", "redcap/database.php": "<?php"}, "redcap.zip has no redcap_vX.Y.Z directory"),
+    ({"other/redcap_v14.0.0/x.php": "<?php"}, "redcap.zip has no top-level redcap/ directory"),
+], ids=["no-version-dir", "no-redcap-dir"])
+def test_build_fails_on_a_malformed_zip(image: BuiltImage, tmp_path: Path, members: dict[str, str],
+                                        message: str) -> None:
+    from container.context import assemble_context
+    from image_support import BASE_IMAGE
+
+    ctx_inputs = {"redcap_zip": bad_zip(tmp_path / "bad.zip", members), "languages_dir": None,
+                  "config_sql": image.context / "redcap-config.sql", "ca_bundle": image.context / "rds-ca-bundle.pem"}
+    ctx = assemble_context(tmp_path / "ctx", **ctx_inputs)
+    r = subprocess.run(["docker", "build", "--force-rm", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", str(ctx)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0
+    assert message in r.stdout + r.stderr
+
+
+def test_build_fails_on_a_privileged_port(image: BuiltImage) -> None:
+    from image_support import BASE_IMAGE
+
+    r = subprocess.run(["docker", "build", "--force-rm", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
+                        "--build-arg", "PORT=443", str(image.context)], capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0
+    assert "PORT must be a port number above 1024, got '443'" in r.stdout + r.stderr
