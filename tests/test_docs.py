@@ -39,3 +39,53 @@ def test_readme_starts_with_the_two_commands():
 
 def test_ci_runs_the_readme_test_command():
     assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+# --- commands in the docs name things that exist ---------------------------------------------
+
+DOC_FILES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"), ROOT / "container" / "README.md"])
+
+
+def _doc_text() -> str:
+    return "\n".join(p.read_text() for p in DOC_FILES)
+
+
+DELIBERATE_TYPOS = {"allowedIp"}  # README shows the error a typo gives
+
+
+def _valid_key_path(path: str) -> bool:
+    """`db.scaling.minCapacityAcu` or `allowedIps[0]` against the settings models."""
+    keys = {k for k, *_ in rows()}
+    plain = re.sub(r"\[\d+\]", "", path)
+    return plain in keys
+
+
+def test_every_redcap_key_in_the_docs_exists():
+    # Type tokens (redcap:storage:Storage) are not config keys; README's typo example is deliberate.
+    found = set(re.findall(r"redcap:([A-Za-z][A-Za-z0-9.\[\]]*[A-Za-z0-9\]])(?![A-Za-z0-9.\[\]:])", _doc_text()))
+    assert found, "no redcap: keys found in the docs"
+    unknown = sorted(k for k in found if not _valid_key_path(k) and k not in DELIBERATE_TYPOS)
+    assert unknown == [], f"docs name config keys that settings.py does not have: {unknown}"
+
+
+def test_every_stack_output_in_the_docs_is_exported():
+    from harness import cached_run
+    from variants import VARIANTS
+
+    exported: set[str] = set()
+    for _, stack, overrides in VARIANTS:
+        exported |= set(cached_run(stack, overrides).outputs)
+    named = set(re.findall(r"pulumi stack output ([A-Za-z][A-Za-z0-9]*)", _doc_text()))
+    assert named, "no `pulumi stack output` commands found in the docs"
+    assert sorted(named - exported) == [], "docs read stack outputs the program does not export"
+
+
+def test_linked_docs_and_scripts_exist():
+    text = _doc_text()
+    for rel in set(re.findall(r"(?<![/\w.-])((?:docs|scripts|benchmarks|container|sql|policy|ops)/[A-Za-z0-9_./-]+)", text)):
+        rel = rel.rstrip(".,)")
+        if "<" in rel or "*" in rel:
+            continue
+        generated = any(subprocess.run(["git", "check-ignore", "-q", candidate], cwd=ROOT).returncode == 0
+                        for candidate in (rel, rel + "/"))  # generated files and folders (venv/, build/)
+        assert (ROOT / rel).exists() or generated, f"docs mention {rel}, which does not exist"

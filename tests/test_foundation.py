@@ -373,3 +373,25 @@ def test_same_config_gives_identical_inputs(stack, overrides):
     first, second = run_program(stack, overrides), run_program(stack, overrides)
     assert sorted(_snapshot(first)) == sorted(_snapshot(second))
     assert first.outputs == second.outputs
+
+
+@pytest.mark.parametrize("removal", ["destroy", "snapshot", "retain"])
+@pytest.mark.parametrize("protection", [True, False])
+def test_every_removal_policy_and_protection_combination(removal, protection):
+    """What `pulumi destroy` will do is fixed by these recorded inputs and options (docs/destroy.md)."""
+    run = run_program("prod", {"removalPolicy": removal, "deletionProtection": protection})
+    cluster = run.one(CLUSTER)
+    keep = removal != "destroy"
+    assert cluster.inputs["skipFinalSnapshot"] is (removal == "destroy")
+    assert cluster.inputs.get("finalSnapshotIdentifier") == ("redcap-prod-a1b2c3d4-final" if keep else None)
+    assert cluster.inputs["deleteAutomatedBackups"] is (not keep)
+    assert cluster.inputs["deletionProtection"] is protection and cluster.protect is protection
+    assert cluster.retain_on_delete is (removal == "retain")
+    for instance in run.of_type(INSTANCE):
+        assert instance.protect is protection and instance.retain_on_delete is (removal == "retain")
+    for type_, name in DATA:
+        r = run.one(type_, name)
+        assert (r.retain_on_delete, r.protect) == (keep, protection), r.name
+    for bucket in ("redcap-files", "redcap-logs"):
+        assert run.named(bucket, BUCKET).inputs["forceDestroy"] is (not keep)
+    assert ("dbFinalSnapshotIdentifier" in run.outputs) is keep
