@@ -48,6 +48,7 @@ def application_stack() -> None:
         nat_gateways=config.nat_gateways,
         flow_log_retention_days=config.log_retention(60),
         kms_key_arn=storage.kms_key_arn,
+        keep_database_network=config.removal_policy == "retain",
     ))
 
     database = Database("redcap", DatabaseArgs(

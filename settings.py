@@ -107,6 +107,8 @@ _WAF_ACL_ARN_RE = re.compile(
     r"^arn:aws[a-z-]*:wafv2:[a-z0-9-]+:\d{12}:regional/webacl/[A-Za-z0-9_-]{1,128}/[0-9a-f-]{36}$"
 )
 _ACM_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
+# Graviton (arm64) families have a "g" after the generation digit: t4g, m7gd, c6gn, x2gd.
+_GRAVITON_FAMILY_RE = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*$")
 _STACK_REF_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\d[a-z0-9-]*\.(nano|micro|small|medium|large|metal|\d*xlarge)$")
 
@@ -491,6 +493,9 @@ class TunnelSettings(_Model):
     def _type(cls, v: Any) -> str:
         if not _INSTANCE_TYPE_RE.match(str(v)):
             raise Problem("an EC2 instance type family.size", "t3.medium")
+        if _GRAVITON_FAMILY_RE.match(str(v).split(".")[0]):
+            raise Problem("an x86_64 instance type (the image is linux/amd64; Graviton types such as "
+                          "t4g cannot run it)", "t3.medium")
         return str(v)
 
 
@@ -978,6 +983,10 @@ _STRUCTURED_EXAMPLES = {
 }
 
 
+STACK_NAME_LABEL = "stack name"
+_STACK_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+
 class _KeyProblem(Exception):
     def __init__(self, key: str, value: Any, problem: Problem):
         self.key, self.value, self.problem = key, value, problem
@@ -992,7 +1001,9 @@ def format_problems(problems: list[tuple[str, Any, str]]) -> str:
     lines = [f"Invalid stage settings ({len(problems)} problem{'s' if len(problems) != 1 else ''}); "
              "nothing was created:"]
     for key, value, detail in problems:
-        lines.append(f"  - redcap:{key} = {_show(value)}: {detail}")
+        # aws:* keys and the stack name are shown as they are; everything else is a redcap: key.
+        name = key if (":" in key or key == STACK_NAME_LABEL) else f"redcap:{key}"
+        lines.append(f"  - {name} = {_show(value)}: {detail}")
     return "\n".join(lines)
 
 
@@ -1020,6 +1031,11 @@ def load_settings(raw_config: Mapping[str, str], *, stack: str, region: Optional
             values[key] = _decode(key, raw_config[full_key])
         except _KeyProblem as kp:
             problems.append((kp.key, kp.value, str(kp.problem)))
+    if not _STACK_NAME_RE.match(stack):
+        # The stack name goes into AWS names (KMS alias, SES configuration set, WAF metrics,
+        # cluster identifier) that accept letters, digits, - and _ only.
+        problems.append((STACK_NAME_LABEL, stack, "allowed: letters, digits, - and _, at most 40 characters "
+                         "(it becomes part of AWS resource names); example: pulumi stack init prod-eu"))
     if not region:
         problems.append(("aws:region", None, "the AWS region must be set: "
                          "allowed: an AWS region; example: pulumi config set aws:region us-east-1"))
@@ -1035,7 +1051,7 @@ def load_settings(raw_config: Mapping[str, str], *, stack: str, region: Optional
     problems.extend(cross_problems)
     if problems or settings is None:
         # aws:region is not a redcap key: show it without the prefix.
-        msg = format_problems(problems).replace("redcap:aws:region", "aws:region")
+        msg = format_problems(problems)
         raise SettingsError(msg)
     return settings
 

@@ -12,6 +12,7 @@ password is managed by RDS in Secrets Manager (rotated by RDS, never in Pulumi s
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Literal, Optional, Sequence
@@ -75,15 +76,18 @@ class Database(pulumi.ComponentResource):
             keepers={"restoreFrom": args.snapshot_id or ""}, opts=child)
         identifier = suffix.hex.apply(lambda h: cluster_identifier(ctx.stack, h))
 
+        # A kept cluster (retain) still uses its subnet group and parameter group, and RDS refuses
+        # to delete either while in use: they are kept with it.
+        with_cluster = pulumi.ResourceOptions(parent=self, retain_on_delete=args.removal_policy == "retain")
         subnet_group = aws.rds.SubnetGroup(
             f"{name}-subnets", subnet_ids=args.subnet_ids,
-            description="REDCap database: isolated subnets (no route to the internet)", opts=child)
+            description="REDCap database: isolated subnets (no route to the internet)", opts=with_cluster)
         parameters = aws.rds.ClusterParameterGroup(
             f"{name}-parameters", family="aurora-mysql8.0",
             description="REDCap: TLS required, packet size, audit log",
             parameters=[aws.rds.ClusterParameterGroupParameterArgs(name=k, value=v, apply_method=m)
                         for k, v, m in cluster_parameters(args.max_allowed_packet)],
-            opts=child)
+            opts=with_cluster)
 
         keep = args.removal_policy != "destroy"
         # RDS would create these groups itself, unencrypted and kept forever; creating them first
@@ -99,7 +103,7 @@ class Database(pulumi.ComponentResource):
 
         restoring = args.snapshot_id is not None
         cluster = aws.rds.Cluster(
-            f"{name}-cluster",
+            f"{name}-cluster{restore_suffix(args.snapshot_id)}",
             cluster_identifier=identifier,
             engine="aurora-mysql",
             engine_mode="provisioned",
@@ -137,7 +141,7 @@ class Database(pulumi.ComponentResource):
 
         for index in range(args.readers + 1):
             aws.rds.ClusterInstance(
-                f"{name}-{'writer' if index == 0 else f'reader-{index}'}",
+                f"{name}-{'writer' if index == 0 else f'reader-{index}'}{restore_suffix(args.snapshot_id)}",
                 cluster_identifier=cluster.id,
                 instance_class="db.serverless",
                 engine=cluster.engine,
@@ -179,6 +183,18 @@ def cluster_identifier(stack: str, suffix_hex: str) -> str:
     (RDS rejects consecutive hyphens and a trailing one)."""
     base = re.sub(r"-+", "-", "".join(c if c.isalnum() else "-" for c in f"redcap-{stack}".lower()))
     return f"{base[:54].strip('-')}-{suffix_hex}"
+
+
+def restore_suffix(snapshot_id: Optional[str]) -> str:
+    """Logical-name suffix of a cluster restored from a snapshot (as the original did).
+
+    Restoring makes new resources rather than replacing the old ones: a replacement would keep the
+    ignored `engineVersion` from state, and a snapshot newer than that version cannot be restored
+    (the original's #99). Stable: the same snapshot id gives the same suffix on every run.
+    """
+    if not snapshot_id:
+        return ""
+    return "-from-" + hashlib.sha1(snapshot_id.encode()).hexdigest()[:8]
 
 
 def final_snapshot_name(identifier: str) -> str:

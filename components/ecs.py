@@ -33,6 +33,7 @@ IDLE_TIMEOUT_SECONDS = 4000
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 EPHEMERAL_STORAGE_GIB = 21  # 20 GiB is Fargate's default and cannot be requested explicitly
 COOLDOWN_SECONDS = 300
+DEREGISTRATION_DELAY_SECONDS = 3600  # the ALB maximum
 # REDCap's first start runs its installer; give it time before health checks count.
 HEALTH_CHECK_GRACE_SECONDS = 600
 
@@ -150,7 +151,9 @@ class FargateService(pulumi.ComponentResource):
             opts=child)
         target_group = aws.lb.TargetGroup(
             f"{name}-targets", port=port, protocol="HTTP", target_type="ip", vpc_id=args.vpc_id,
-            deregistration_delay=60,
+            # The ALB waits only while requests are in flight: long ones (imports, up to the
+            # 4000 s idle timeout) finish during a deployment or scale-in instead of being cut.
+            deregistration_delay=DEREGISTRATION_DELAY_SECONDS,
             health_check={"enabled": True, "path": HEALTH_PATH, "protocol": "HTTP", "port": "traffic-port",
                           "matcher": "200", "interval": 15, "timeout": 5, "healthy_threshold": 2,
                           "unhealthy_threshold": 3},

@@ -212,7 +212,9 @@ def split_by_family(cidrs: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def redacted_fields() -> list[dict[str, Any]]:
-    return [{"single_header": {"name": header}} for header in REDACTED_HEADERS]
+    """Credentials (headers) and query strings, which carry the cron HMAC, survey hashes and
+    record ids, never reach the WAF log."""
+    return [{"single_header": {"name": header}} for header in REDACTED_HEADERS] + [{"query_string": {}}]
 
 
 # --------------------------------------------------------------------------------------------

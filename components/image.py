@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -134,10 +136,14 @@ def buildspec(s3_source: bool) -> str:
 
 def write_deterministic_zip(files: dict[str, Path], dest: Path) -> Path:
     """Zip `files` (archive path -> source) with fixed timestamps and modes, sorted by path, so
-    the same files always give the same bytes (and Pulumi sees no change in the asset)."""
+    the same files always give the same bytes (and Pulumi sees no change in the asset).
+
+    Entries are stored, not deflated: deflate output depends on the zlib build (zlib, zlib-ng,
+    Apple's), so the same files deflated on another machine would be other bytes - a diff on
+    the context object from there. The bulk of the context (the REDCap zip) is compressed already."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
         directory = zipfile.ZipInfo("languages/", ZIP_EPOCH)
         directory.external_attr = (0o40755 << 16) | 0x10
         archive.writestr(directory, b"")
@@ -145,10 +151,56 @@ def write_deterministic_zip(files: dict[str, Path], dest: Path) -> Path:
             info = zipfile.ZipInfo(rel, ZIP_EPOCH)
             executable = files[rel].stat().st_mode & 0o100
             info.external_attr = (0o100755 if executable else 0o100644) << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = zipfile.ZIP_STORED
             archive.writestr(info, files[rel].read_bytes())
     tmp.replace(dest)
     return dest
+
+
+def archive_matches(archive: Path, files: dict[str, Path]) -> bool:
+    """Whether a cached context zip is the one write_deterministic_zip makes of `files` (same
+    entries, stored, same sizes); one written otherwise (e.g. deflated by an older version) is
+    rewritten, so every machine uploads the same bytes."""
+    if not archive.is_file():
+        return False
+    try:
+        with zipfile.ZipFile(archive) as existing:
+            entries = existing.infolist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    if [i.filename for i in entries] != ["languages/", *sorted(files)]:
+        return False
+    sizes = {rel: src.stat().st_size for rel, src in files.items()}
+    return all(i.compress_type == zipfile.ZIP_STORED for i in entries) and all(
+        i.file_size == sizes[i.filename] for i in entries if i.filename != "languages/")
+
+
+def context_is_complete(context_dir: Path, files: dict[str, Path]) -> bool:
+    """Whether `context_dir` holds exactly `files` (archive path -> source), each at its
+    source's size: a folder left by an interrupted copy is not taken for the context."""
+    if not context_dir.is_dir():
+        return False
+    present = {p.relative_to(context_dir).as_posix(): p for p in context_dir.rglob("*") if p.is_file()}
+    return set(present) == set(files) and all(present[rel].stat().st_size == src.stat().st_size
+                                              for rel, src in files.items())
+
+
+def ensure_local_context(context_dir: Path, inputs: dict) -> Path:
+    """The assembled context for a local build, reused when complete. It is assembled in a
+    temporary sibling and renamed into place, so an interrupted `pulumi up` never leaves a
+    partial folder under the final name (which a retry would otherwise build from forever)."""
+    if context_is_complete(context_dir, build_context.context_files(**inputs)):
+        return context_dir
+    staging = context_dir.with_name(f"{context_dir.name}.tmp-{os.getpid()}")
+    try:
+        build_context.assemble_context(staging, **inputs)
+        if context_dir.exists():
+            shutil.rmtree(context_dir)
+        staging.rename(context_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return context_dir
 
 
 def project_relative(path: Path) -> str:
@@ -270,9 +322,7 @@ class Image(pulumi.ComponentResource):
         inputs = dict(redcap_zip=args.redcap_zip, languages_dir=args.languages_dir, config_sql=args.config_sql,
                       ca_bundle=ca_bundle)
         tag = image_tag(args.tag_prefix, build_context.context_hash(**inputs))
-        context_dir = args.build_dir / "contexts" / tag
-        if not (context_dir / "Dockerfile").is_file():
-            build_context.assemble_context(context_dir, **inputs)
+        context_dir = ensure_local_context(args.build_dir / "contexts" / tag, inputs)
         token = aws.ecr.get_authorization_token_output(registry_id=repo.registry_id)
         image = docker.Image(
             f"{name}-image",
@@ -308,14 +358,15 @@ class Image(pulumi.ComponentResource):
         digest = build_context.context_hash(redcap_zip=redcap_zip, languages_dir=args.languages_dir,
                                             config_sql=args.config_sql, ca_bundle=ca_stand_in)
         archive = args.build_dir / "contexts" / f"{digest}.zip"
-        if not archive.is_file():
+        if not archive_matches(archive, files):
             write_deterministic_zip(files, archive)
 
         redcap_object_arn: Optional[pulumi.Output[str]] = None
         if args.redcap_s3_uri:
             bucket, key = parse_s3_uri(args.redcap_s3_uri)
             # The ETag is part of the tag: a zip replaced at the same key is a new image.
-            etag = aws.s3.get_object_output(bucket=bucket, key=key, download_body=False).etag
+            # download_body is a string in pulumi-aws 7 ("false": metadata only, no body).
+            etag = aws.s3.get_object_output(bucket=bucket, key=key, download_body="false").etag
             tag = etag.apply(lambda e: image_tag(args.tag_prefix, digest, (e or "").strip('"')))
             redcap_object_arn = ctx.partition.apply(lambda p: f"arn:{p}:s3:::{bucket}/{key}")
         else:
@@ -332,7 +383,7 @@ class Image(pulumi.ComponentResource):
             retention_in_days=args.log_retention_days, kms_key_id=args.kms_key_arn, opts=child)
         build_sg = aws.ec2.SecurityGroup(
             f"{name}-build-network", vpc_id=args.vpc_id,
-            description="REDCap image build: HTTPS to AWS APIs and HTTP(S) to Debian's archive", opts=child)
+            description="REDCap image build: HTTPS to AWS APIs and HTTP(S) to the Debian archive", opts=child)
         for port in (443, 80):
             aws.vpc.SecurityGroupEgressRule(
                 f"{name}-build-network-egress-{port}", security_group_id=build_sg.id, ip_protocol="tcp",

@@ -31,6 +31,10 @@ class NetworkArgs:
     nat_gateways: Literal["onePerAz", "single"]
     flow_log_retention_days: int
     kms_key_arn: pulumi.Input[str]
+    # removalPolicy retain keeps the cluster, whose network interfaces live in the isolated
+    # subnets: those subnets, the VPC and the database security group must stay with it, or
+    # `pulumi destroy` fails on them (DependencyViolation) on every retry.
+    keep_database_network: bool = False
 
 
 class Network(pulumi.ComponentResource):
@@ -62,10 +66,12 @@ class Network(pulumi.ComponentResource):
                                         cidr_blocks=plan["isolated"]),
             ],
             nat_gateways=awsx.ec2.NatGatewayConfigurationArgs(strategy=nat_strategy(args.nat_gateways)),
-            opts=child,
+            # awsx creates the VPC and subnets itself: only a transform reaches them.
+            opts=pulumi.ResourceOptions(parent=self, transforms=[keep_database_subnets])
+            if args.keep_database_network else child,
         )
         self._flow_logs(name, vpc, args)
-        app_sg, db_sg = self._security_groups(name, vpc)
+        app_sg, db_sg = self._security_groups(name, vpc, args.keep_database_network)
         self._endpoints(name, vpc, app_sg, ctx)
 
         self.vpc_id = vpc.vpc_id
@@ -106,13 +112,15 @@ class Network(pulumi.ComponentResource):
             max_aggregation_interval=60, opts=child)
         self.flow_log_group_name = group.name
 
-    def _security_groups(self, name: str, vpc: awsx.ec2.Vpc) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
+    def _security_groups(self, name: str, vpc: awsx.ec2.Vpc,
+                         keep_database_sg: bool) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
         child = pulumi.ResourceOptions(parent=self)
         app_sg = aws.ec2.SecurityGroup(
             f"{name}-app", vpc_id=vpc.vpc_id,
             description="REDCap application (App Runner connector, ECS tasks, tunnel host)", opts=child)
         db_sg = aws.ec2.SecurityGroup(
-            f"{name}-database", vpc_id=vpc.vpc_id, description="REDCap Aurora cluster", opts=child)
+            f"{name}-database", vpc_id=vpc.vpc_id, description="REDCap Aurora cluster",
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=keep_database_sg))
         aws.vpc.SecurityGroupIngressRule(
             f"{name}-database-from-app", security_group_id=db_sg.id, referenced_security_group_id=app_sg.id,
             ip_protocol="tcp", from_port=MYSQL_PORT, to_port=MYSQL_PORT,
@@ -150,11 +158,19 @@ class Network(pulumi.ComponentResource):
             vpc_endpoint_type="Gateway", route_table_ids=route_tables.ids.apply(sorted), opts=child)
 
 
+def keep_database_subnets(args: pulumi.ResourceTransformArgs) -> Optional[pulumi.ResourceTransformResult]:
+    """Transform for the awsx VPC's children: keep the VPC and its isolated subnets on destroy."""
+    if args.type_ == "aws:ec2/vpc:Vpc" or (args.type_ == "aws:ec2/subnet:Subnet" and "isolated" in args.name):
+        return pulumi.ResourceTransformResult(
+            props=args.props, opts=pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(retain_on_delete=True)))
+    return None
+
+
 def nat_strategy(setting: str) -> awsx.ec2.NatGatewayStrategy:
     return awsx.ec2.NatGatewayStrategy.SINGLE if setting == "single" else awsx.ec2.NatGatewayStrategy.ONE_PER_AZ
 
 
 def app_egress_ports() -> tuple[tuple[int, str], ...]:
     return ((443, "HTTPS to AWS APIs and REDCap services"),
-            (80, "HTTP for REDCap's outbound checks"),
+            (80, "HTTP for REDCap outbound checks"),
             (587, "SMTP submission to Amazon SES"))

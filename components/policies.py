@@ -22,15 +22,25 @@ def allow(actions: Sequence[str], resources: Sequence[str], sid: str | None = No
     return statement
 
 
+# Services whose documentation shows `aws:SourceAccount` in the trust policy of their service
+# role. A condition on a key the service does not send evaluates to false and makes the role
+# unusable, and AWS publishes no complete list, so the condition goes only where it is documented
+# (not for ec2, lambda and App Runner, whose roles are only usable by this account's resources).
+SOURCE_ACCOUNT_IN_TRUST = frozenset({
+    "vpc-flow-logs.amazonaws.com", "codebuild.amazonaws.com", "ecs-tasks.amazonaws.com",
+    "events.amazonaws.com",
+})
+
+
 def assume_role_policy(service: str, account_id: str | None = None) -> str:
-    """Trust policy for an AWS service; with account_id, only on behalf of this account
-    (guards against the confused-deputy problem)."""
+    """Trust policy for an AWS service; where the service documents it, only on behalf of this
+    account (guards against the confused-deputy problem)."""
     statement: dict[str, Any] = {
         "Effect": "Allow",
         "Principal": {"Service": service},
         "Action": "sts:AssumeRole",
     }
-    if account_id:
+    if account_id and service in SOURCE_ACCOUNT_IN_TRUST:
         statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
     return document([statement])
 

@@ -93,7 +93,8 @@ class Storage(pulumi.ComponentResource):
     # -- buckets ----------------------------------------------------------------------------
 
     def _private_bucket(self, name: str, args: StorageArgs, keep: pulumi.ResourceOptions) -> aws.s3.Bucket:
-        bucket = buckets.private_bucket(name, force_destroy=not args.keep_on_destroy, parent=self, opts=keep)
+        bucket = buckets.private_bucket(name, force_destroy=not args.keep_on_destroy, parent=self, opts=keep,
+                                        retain_on_delete=args.keep_on_destroy)
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle", bucket=bucket.id,
             rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
@@ -104,13 +105,14 @@ class Storage(pulumi.ComponentResource):
                 abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
                     days_after_initiation=7),
             )],
-            opts=pulumi.ResourceOptions(parent=self))
+            opts=buckets.settings_options(self, args.keep_on_destroy))
         return bucket
 
     def _log_bucket(self, name: str, args: StorageArgs, keep: pulumi.ResourceOptions) -> aws.s3.Bucket:
         ctx = args.context
         bucket = self._private_bucket(f"{name}-logs", args, keep)
-        child = pulumi.ResourceOptions(parent=self)
+        # Kept with the bucket (components/buckets.py says why).
+        child = buckets.settings_options(self, args.keep_on_destroy)
         # S3 server access logs and ALB access logs can only be delivered to a bucket encrypted
         # with S3-managed keys (AWS rejects SSE-KMS targets), so this bucket uses SSE-S3.
         aws.s3.BucketServerSideEncryptionConfiguration(
@@ -129,15 +131,19 @@ class Storage(pulumi.ComponentResource):
     def _app_bucket(self, name: str, args: StorageArgs, key: aws.kms.Key, log_bucket: aws.s3.Bucket,
                     keep: pulumi.ResourceOptions) -> aws.s3.Bucket:
         bucket = self._private_bucket(f"{name}-files", args, keep)
-        buckets.encrypt_with_key(f"{name}-files", bucket, key.arn, self)
-        buckets.tls_only(f"{name}-files", bucket, self)
-        buckets.log_access(f"{name}-files", bucket, log_bucket.id, "files", self)
-        child = pulumi.ResourceOptions(parent=self)
-        if args.versioning:
+        kept = args.keep_on_destroy
+        buckets.encrypt_with_key(f"{name}-files", bucket, key.arn, self, retain_on_delete=kept)
+        buckets.tls_only(f"{name}-files", bucket, self, retain_on_delete=kept)
+        buckets.log_access(f"{name}-files", bucket, log_bucket.id, "files", self, retain_on_delete=kept)
+        # A stage that keeps its data always manages versioning with an explicit status, kept on
+        # destroy: turning appBucketVersioning off is an update to Suspended (earlier versions
+        # stay), and a destroy never suspends versioning of the bucket it leaves behind.
+        if args.versioning or kept:
             aws.s3.BucketVersioning(
                 f"{name}-files-versioning", bucket=bucket.id,
-                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-                opts=child)
+                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
+                    status="Enabled" if args.versioning else "Suspended"),
+                opts=buckets.settings_options(self, kept))
         return bucket
 
     # -- secrets ----------------------------------------------------------------------------

@@ -90,11 +90,11 @@ class TunnelHost(pulumi.ComponentResource):
             f"{name}-role",
             assume_role_policy=ctx.account_id.apply(lambda a: policies.assume_role_policy("ec2.amazonaws.com", a)),
             opts=child)
-        aws.iam.RolePolicyAttachment(
+        ssm = aws.iam.RolePolicyAttachment(
             f"{name}-ssm", role=role.name,
             policy_arn=ctx.partition.apply(lambda p: f"arn:{p}:iam::aws:policy/AmazonSSMManagedInstanceCore"),
             opts=child)
-        aws.iam.RolePolicy(f"{name}-runtime", role=role.id, policy=args.runtime.role_policy, opts=child)
+        runtime = aws.iam.RolePolicy(f"{name}-runtime", role=role.id, policy=args.runtime.role_policy, opts=child)
         pull = aws.iam.RolePolicy(f"{name}-pull", role=role.id,
                                   policy=pulumi.Output.from_input(args.repository_arn).apply(pull_policy), opts=child)
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
@@ -120,7 +120,8 @@ class TunnelHost(pulumi.ComponentResource):
                                     duration_hours=args.duration_hours)),
             user_data_replace_on_change=True,
             tags={"Name": f"redcap-{ctx.stack}-tunnel"},
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ami"], depends_on=[pull]))
+            # The container reads its secrets and the SSM agent registers right after boot.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ami"], depends_on=[pull, runtime, ssm]))
 
         self.instance_id = instance.id
         self.port_forward_command = instance.id.apply(lambda i: port_forward_command(i, ctx.region))

@@ -72,8 +72,9 @@ if (!function_exists('redcap_rds_auth_token')) {
         $amzDate = gmdate('Ymd\THis\Z', $now);
         $date = substr($amzDate, 0, 8);
         $scope = "$date/$region/rds-db/aws4_request";
-        // botocore drops the port from the signed host header only for https' default port.
-        $signedHost = $port === 443 ? strtolower($host) : "$host:$port";
+        // botocore signs urlsplit().hostname, which is lower-cased, and drops the port only for
+        // https' default port. The returned URL keeps the host as given.
+        $signedHost = $port === 443 ? strtolower($host) : strtolower($host) . ":$port";
 
         $operation = ['Action' => 'connect', 'DBUser' => $user];
         $auth = [

@@ -113,3 +113,123 @@ def leaked_secrets(value: Any) -> list[str]:
     texts = list(all_strings(plain_parts(value)))
     return sorted({s for s in secret_values() for t in texts if s in t})
 
+
+
+# -- inputs against the installed pulumi-aws 7 schema --------------------------------------------
+# The mocks accept any key and any value: a misspelt nested key (`rollbak`) or a bool where the
+# provider declares a string would pass every other test and fail only against AWS.
+
+COMPUTE_COMPONENTS = ("redcap:image:", "redcap:runtime:", "redcap:apprunner:", "redcap:ecs:", "redcap:cron:",
+                      "redcap:tunnel:")
+
+
+def compute_resources(run: StackRun) -> list[Recorded]:
+    """Custom resources below a compute component (image, runtime, App Runner, ECS, cron, tunnel)."""
+    by_urn = {r.urn: r for r in run.resources}
+
+    def in_compute(res: Recorded) -> bool:
+        parent = by_urn.get(res.parent)
+        while parent is not None:
+            if parent.type.startswith(COMPUTE_COMPONENTS):
+                return True
+            parent = by_urn.get(parent.parent)
+        return False
+
+    return [r for r in run.resources if r.custom and in_compute(r)]
+
+
+def _args_class(token: str) -> Any:
+    import importlib
+    import re
+    import sys
+
+    match = re.match(r"aws:([\w/]+)/\w+:(\w+)$", token)
+    if not match:
+        return None
+    module = importlib.import_module("pulumi_aws." + match.group(1).replace("/", ".").replace("lambda", "lambda_"))
+    resource = getattr(module, match.group(2))
+    module = sys.modules[resource.__module__]
+    # A resource whose args name collides with a nested input type calls them <Name>InitArgs.
+    return getattr(module, f"{match.group(2)}InitArgs", None) or getattr(module, f"{match.group(2)}Args")
+
+
+def _scalar_error(value: Any, typ: Any, path: str) -> list[str]:
+    expected = {str: (str,), int: (int, float), float: (int, float), bool: (bool,)}[typ]
+    wrong = not isinstance(value, expected) or (typ in (int, float) and isinstance(value, bool))
+    return [f"{path}: {value!r} is not a {typ.__name__}"] if wrong else []
+
+
+def schema_errors(value: Any, typ: Any, path: str) -> list[str]:
+    """Keys unknown to the input type and scalars of another type, anywhere in `value`
+    (camelCase wire names, as recorded)."""
+    import collections.abc
+    import typing
+
+    from pulumi import _types
+
+    typ = _types.unwrap_type(typ)
+    if value is None or (isinstance(value, dict) and SIG_KEY in value):
+        return []
+    if typ in (str, int, float, bool):
+        return _scalar_error(value, typ, path)
+    origin = typing.get_origin(typ)
+    if isinstance(value, list) and origin in (list, collections.abc.Sequence):
+        (inner,) = typing.get_args(typ)
+        return [e for i, v in enumerate(value) for e in schema_errors(v, inner, f"{path}[{i}]")]
+    if isinstance(value, dict) and _types.is_input_type(typ):
+        names = _types.input_type_types(typ)
+        errors = []
+        for key, item in value.items():
+            if key not in names:
+                errors.append(f"{path}.{key}: not an argument of {typ.__name__} (has {sorted(names)})")
+            else:
+                errors.extend(schema_errors(item, names[key], f"{path}.{key}"))
+        return errors
+    return []
+
+
+def resource_schema_errors(res: Recorded) -> list[str]:
+    cls = _args_class(res.type)
+    return schema_errors(unwrap_secrets(res.inputs), cls, res.name) if cls is not None else []
+
+
+def invoke_schema_errors(token: str, args: dict[str, Any]) -> list[str]:
+    """Arguments of a pulumi-aws function call against the function's signature."""
+    import importlib
+    import inspect
+    import re
+
+    from pulumi import _types
+
+    match = re.match(r"aws:(?:([\w/]+)/)?\w+:(\w+)$", token)
+    if not match:
+        return []
+    module = importlib.import_module("pulumi_aws" + (f".{match.group(1).replace('/', '.')}" if match.group(1)
+                                                     and match.group(1) != "index" else ""))
+    function = getattr(module, re.sub(r"(?<!^)(?=[A-Z])", "_", match.group(2)).lower())
+    parameters = inspect.signature(function).parameters
+    errors = []
+    for key, value in args.items():
+        name = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+        if name not in parameters:
+            errors.append(f"{token}({key}=...): not an argument")
+        elif _types.unwrap_type(parameters[name].annotation) in (str, int, float, bool):
+            errors.extend(_scalar_error(value, _types.unwrap_type(parameters[name].annotation), f"{token}({key})"))
+    return errors
+
+
+def run_variant_with_calls(variant: str) -> tuple[StackRun, list[tuple[str, dict[str, Any]]]]:
+    """A fresh run of `variant` and every provider function call (token, arguments) it made."""
+    import harness
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+    original = harness.RecordingMocks.call
+
+    def recording(self: Any, args: Any) -> Any:
+        calls.append((args.token, dict(args.args)))
+        return original(self, args)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(harness.RecordingMocks, "call", recording)
+        run = run_variant_uncached(variant)
+    return run, calls

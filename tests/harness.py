@@ -115,6 +115,7 @@ class Recorded:
     delete_before_replace: bool = False
     remote: bool = False
     provider: str = ""
+    transforms: int = 0  # how many transforms the resource carries (the mock monitor does not run them)
 
 
 @dataclass
@@ -386,6 +387,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             delete_before_replace=request.deleteBeforeReplace,
             remote=request.remote,
             provider=request.provider,
+            transforms=len(request.transforms),
         ))
         return response
 

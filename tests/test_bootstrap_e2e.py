@@ -213,6 +213,22 @@ def test_installer_that_creates_nothing_fails_clearly(case: Case):
     assert not case.msmtprc.exists()
 
 
+def test_partly_installed_schema_fails_clearly(case: Case):
+    # REDCap's auto-install prints "Install completed!" and exits 0 even when its install SQL
+    # stopped after creating redcap_config: the version row written last must be checked, or
+    # the configuration SQL and its once-only marker land on a broken schema.
+    case.env["REDCAP_FIXTURE_INSTALL_PARTIAL"] = "1"
+    result = case.run()
+    out = result.stdout + result.stderr
+    assert result.returncode == 5, out
+    assert "redcap_version" in out and "14.0.0" in out
+    with case.mariadb.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s "
+                    "AND table_name = 'redcap_pulumi_state'", (case.db_name,))
+        assert cur.fetchone()[0] == 0, "no configuration marker on a broken schema"
+    assert not case.msmtprc.exists()
+
+
 def test_reader_endpoint_enables_replica_mode(case: Case):
     case.env["DB_READER_HOST"] = "127.0.0.1"  # the test server plays the reader too
     ok(case.run())

@@ -54,6 +54,16 @@ def test_defaults():
     assert s.db_wait_seconds == 120
 
 
+def test_iam_authentication_needs_tls():
+    # The IAM user is created REQUIRE SSL and RDS accepts IAM tokens over TLS only: with
+    # DB_TLS=off the container would start "healthy" (the health check touches no database)
+    # while every REDCap page fails to connect.
+    message = errors_for({**VALID, "DB_TLS": "off"})
+    assert "DB_TLS: got 'off'" in message and "DB_AUTH=iam" in message
+    assert load_settings({**VALID, "DB_TLS": "off", "DB_AUTH": "password",
+                          "DB_APP_SECRET_ID": ARN}).db_tls == "off"
+
+
 @pytest.mark.parametrize("key", REQUIRED_ENV)
 @pytest.mark.parametrize("value", [None, "", "   "])
 def test_each_missing_required_variable(key, value):

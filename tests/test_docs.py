@@ -89,3 +89,9 @@ def test_linked_docs_and_scripts_exist():
         generated = any(subprocess.run(["git", "check-ignore", "-q", candidate], cwd=ROOT).returncode == 0
                         for candidate in (rel, rel + "/"))  # generated files and folders (venv/, build/)
         assert (ROOT / rel).exists() or generated, f"docs mention {rel}, which does not exist"
+
+
+def test_files_that_must_never_be_committed_are_ignored():
+    # The generated configuration SQL holds the site admin's password hash; REDCap is licensed.
+    for path in ("sql/redcap-config.sql", "releases/redcap15.0.9.zip"):
+        assert subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0, path

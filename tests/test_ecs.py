@@ -105,6 +105,8 @@ def test_target_group_checks_health_on_the_container_port(variant, port):
     assert target_group.inputs["port"] == port and target_group.inputs["targetType"] == "ip"
     assert target_group.inputs["healthCheck"]["path"] == "/healthz"
     assert target_group.inputs["healthCheck"]["port"] == "traffic-port"
+    # Long requests (up to the 4000 s idle timeout) drain instead of being cut at a deployment.
+    assert target_group.inputs["deregistrationDelay"] == 3600
 
 
 @pytest.mark.parametrize("variant, port", [("prod", 8080), ("ecs-local", 9090)])

@@ -220,7 +220,8 @@ def test_waf_logging_encrypted_and_redacted(dev_run: harness.StackRun) -> None:
     assert logging.inputs["resourceArn"] == run.one(WEB_ACL).outputs["arn"]
     assert logging.inputs["logDestinationConfigs"] == [group.outputs["arn"]]
     assert logging.inputs["redactedFields"] == [{"singleHeader": {"name": "authorization"}},
-                                               {"singleHeader": {"name": "cookie"}}]
+                                               {"singleHeader": {"name": "cookie"}},
+                                               {"queryString": {}}]
     assert dev_run.one(LOG_GROUP, "waf").inputs["retentionInDays"] == 30
 
 

@@ -169,6 +169,14 @@ def test_versioning_when_the_stage_asks(dev, prod):
     assert _bucket_children(prod, "redcap-files", "aws:s3/bucketVersioning:BucketVersioning")[0][
         "versioningConfiguration"] == {"status": "Enabled"}
     assert _bucket_children(dev, "redcap-files", "aws:s3/bucketVersioning:BucketVersioning") == []
+    versioning = prod.one("aws:s3/bucketVersioning:BucketVersioning", "redcap-files")
+    assert versioning.retain_on_delete is True  # a destroy never suspends the kept bucket's versioning
+
+
+def test_turning_versioning_off_on_a_kept_stage_suspends_it():
+    run = run_program("prod", {"appBucketVersioning": False})
+    versioning = run.one("aws:s3/bucketVersioning:BucketVersioning", "redcap-files")
+    assert versioning.inputs["versioningConfiguration"] == {"status": "Suspended"}
 
 
 def test_redcap_s3_user_is_scoped_to_its_bucket_and_key(prod):
@@ -395,3 +403,115 @@ def test_every_removal_policy_and_protection_combination(removal, protection):
     for bucket in ("redcap-files", "redcap-logs"):
         assert run.named(bucket, BUCKET).inputs["forceDestroy"] is (not keep)
     assert ("dbFinalSnapshotIdentifier" in run.outputs) is keep
+
+
+# --- what a kept bucket keeps --------------------------------------------------------------------
+
+# Versioning is not among them: it follows appBucketVersioning, and turning that off must still
+# suspend it (a kept BucketVersioning would only be dropped from state).
+BUCKET_SETTINGS = ("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+                   "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+                   "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+                   "aws:s3/bucketPolicy:BucketPolicy",
+                   "aws:s3/bucketLogging:BucketLogging",
+                   "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")
+
+
+def _settings_of(run: StackRun, bucket: str) -> list:
+    return [r for r in run.resources if r.type in BUCKET_SETTINGS and r.name.startswith(f"{bucket}-")]
+
+
+@pytest.mark.parametrize("removal", ["destroy", "snapshot", "retain"])
+def test_a_kept_bucket_keeps_its_hardening(removal):
+    """`pulumi destroy` deletes a bucket's separate settings resources even when the bucket itself
+    is kept (retain_on_delete): the kept patient-file bucket would lose its public access block,
+    TLS-only policy, KMS default encryption and ownership controls. Every such settings resource
+    of a kept bucket is kept with it."""
+    run = run_program("prod", {"removalPolicy": removal})
+    keep = removal != "destroy"
+    for bucket in ("redcap-files", "redcap-logs"):
+        settings = _settings_of(run, bucket)
+        assert {r.type for r in settings} >= set(BUCKET_SETTINGS) - {"aws:s3/bucketLogging:BucketLogging"}, bucket
+        for r in settings:
+            assert bool(r.retain_on_delete) is keep, (r.type, r.name)
+
+
+# --- values AWS validates that mocks accept ---------------------------------------------------------
+
+# EC2's character set for security group and rule descriptions (CreateSecurityGroup, IpRange,
+# UserIdGroupPair): anything else, an apostrophe say, fails `pulumi up` with InvalidParameterValue.
+SG_DESCRIPTION = r"[a-zA-Z0-9 ._\-:/()#,@\[\]+=;{}!$*]{0,255}"
+
+
+def test_network_security_group_descriptions_use_the_characters_ec2_accepts(dev, prod):
+    import re
+    for run in (dev, prod):
+        network = run.one("redcap:network:Network")
+        for r in run.children_of(network):
+            if r.type.startswith("aws:vpc/securityGroup") or r.type == "aws:ec2/securityGroup:SecurityGroup":
+                assert re.fullmatch(SG_DESCRIPTION, r.inputs.get("description", "")), (r.name, r.inputs["description"])
+
+
+def test_retain_keeps_what_the_kept_cluster_still_uses():
+    """A kept cluster still uses its subnet group and cluster parameter group: RDS refuses to delete
+    either while it is in use, so `pulumi destroy` with `removalPolicy: retain` would stop there
+    (and again on every retry). They are kept with the cluster; with destroy/snapshot they go."""
+    for removal, keep in (("retain", True), ("snapshot", False), ("destroy", False)):
+        run = run_program("prod", {"removalPolicy": removal})
+        for type_ in ("aws:rds/subnetGroup:SubnetGroup", "aws:rds/clusterParameterGroup:ClusterParameterGroup"):
+            assert bool(run.one(type_).retain_on_delete) is keep, (removal, type_)
+
+
+def test_trust_policies_carry_source_account_only_where_the_service_sends_it():
+    """A condition on a key the service does not send makes the role unusable."""
+    from components.policies import SOURCE_ACCOUNT_IN_TRUST
+
+    run = run_program("dev", {"ec2ServerStack": {"durationHours": 2}, "cronMinutes": 5})
+    seen = set()
+    for role in run.of_type("aws:iam/role:Role"):
+        statement = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+        service = statement["Principal"]["Service"]
+        seen.add(service)
+        has_condition = "Condition" in statement
+        assert has_condition is (service in SOURCE_ACCOUNT_IN_TRUST), (role.name, service)
+    assert {"ec2.amazonaws.com", "lambda.amazonaws.com", "vpc-flow-logs.amazonaws.com"} <= seen
+
+
+def test_a_restore_creates_new_cluster_resources_with_the_configured_engine():
+    """Not a replacement: a replaced cluster would keep the ignored engineVersion from state."""
+    snapshot = "redcap-prod-a1b2c3d4-final"
+    run = run_program("prod", {"db": {"dbSnapshotId": snapshot, "dbReaders": 1,
+                                      "engineVersion": "8.0.mysql_aurora.3.10.3"}})
+    import hashlib
+    suffix = "-from-" + hashlib.sha1(snapshot.encode()).hexdigest()[:8]
+    cluster = run.one(CLUSTER)
+    assert cluster.name == f"redcap-cluster{suffix}"
+    assert cluster.inputs["engineVersion"] == "8.0.mysql_aurora.3.10.3"
+    assert sorted(i.name for i in run.of_type(INSTANCE)) == [f"redcap-reader-1{suffix}", f"redcap-writer{suffix}"]
+    # Without a snapshot the names stay as they are (no change for existing stacks).
+    assert run_program("prod").one(CLUSTER).name == "redcap-cluster"
+
+
+def test_retain_keeps_the_network_the_kept_cluster_uses():
+    from components.network import keep_database_subnets
+
+    retained = run_program("prod", {"removalPolicy": "retain"})
+    assert retained.one("awsx:ec2:Vpc").transforms == 1
+    assert retained.named("redcap-database", "aws:ec2/securityGroup:SecurityGroup").retain_on_delete is True
+    for removal in ("snapshot", "destroy"):
+        run = run_program("prod", {"removalPolicy": removal})
+        assert run.one("awsx:ec2:Vpc").transforms == 0
+        assert run.named("redcap-database", "aws:ec2/securityGroup:SecurityGroup").retain_on_delete is False
+
+    # The mock monitor does not run transforms, so call it as the engine would for awsx's children.
+    def transformed(type_: str, name: str):
+        import pulumi
+        args = pulumi.ResourceTransformArgs(custom=True, type_=type_, name=name, props={"k": "v"},
+                                            opts=pulumi.ResourceOptions(protect=False))
+        return keep_database_subnets(args)
+
+    for type_, name in (("aws:ec2/vpc:Vpc", "redcap-vpc"), ("aws:ec2/subnet:Subnet", "redcap-vpc-isolated-1")):
+        result = transformed(type_, name)
+        assert result.opts.retain_on_delete is True and result.props == {"k": "v"} and result.opts.protect is False
+    for type_, name in (("aws:ec2/subnet:Subnet", "redcap-vpc-private-1"), ("aws:ec2/natGateway:NatGateway", "n")):
+        assert transformed(type_, name) is None

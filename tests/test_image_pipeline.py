@@ -71,6 +71,36 @@ def test_a_zip_replaced_in_s3_at_the_same_key_is_a_new_tag():
     assert replaced.outputs["imageTag"].startswith("15.0.9-")
 
 
+def test_a_cached_context_zip_is_reused_only_if_it_is_exactly_the_stored_one(tmp_path):
+    files = build_context.context_files(**context_inputs(tmp_path, {"Spanish.ini": "x"}))
+    archive = tmp_path / "cached.zip"
+    assert not image_module.archive_matches(archive, files)
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as old:  # an older, deflated cache
+        old.writestr("languages/", b"")
+        for rel in sorted(files):
+            old.writestr(rel, files[rel].read_bytes())
+    assert not image_module.archive_matches(archive, files)
+    write_deterministic_zip(files, archive)
+    assert image_module.archive_matches(archive, files)
+    archive.write_bytes(archive.read_bytes()[:-100])  # truncated
+    assert not image_module.archive_matches(archive, files)
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_the_etag_lookup_passes_download_body_as_the_string_the_provider_declares():
+    """pulumi-aws 7 types `s3.get_object(download_body=...)` as a string ("true"/"false"): a
+    Python bool passes the mocks but is not what the provider's schema takes."""
+    seen: list[dict] = []
+
+    def get_object(args: dict) -> dict:
+        seen.append(args)
+        return {"bucket": args["bucket"], "key": args["key"], "etag": '"9b2cf535f27731c974343645a3985328"'}
+
+    run_program("dev", call_overrides={"aws:s3/getObject:getObject": get_object})
+    assert seen and all(a.get("downloadBody") == "false" for a in seen), seen
+    assert {(a["bucket"], a["key"]) for a in seen} == {("my-redcap-releases", "redcap15.0.9.zip")}
+
+
 def test_deterministic_context_zip(tmp_path):
     files = build_context.context_files(**context_inputs(tmp_path, {"Spanish.ini": "x"}))
     one = write_deterministic_zip(files, tmp_path / "one.zip").read_bytes()
@@ -80,6 +110,9 @@ def test_deterministic_context_zip(tmp_path):
     assert {"Dockerfile", "redcap.zip", "redcap-config.sql", "rds-ca-bundle.pem", "languages/",
             "languages/Spanish.ini"} <= set(names)
     assert not any(n.startswith("tests/") for n in names)
+    # Stored, not deflated: deflate output differs between zlib builds (zlib, zlib-ng, Apple's),
+    # so a deflated context would change bytes - and show a diff - from another machine.
+    assert {i.compress_type for i in zipfile.ZipFile(tmp_path / "one.zip").infolist()} == {zipfile.ZIP_STORED}
 
 
 # -- ECR ------------------------------------------------------------------------------------------
@@ -221,6 +254,26 @@ def test_local_build_uses_pulumi_docker_for_linux_amd64_and_pushes_the_same_tag_
     assert "4dabf18193072939515e22adb298388d" in registry  # the ECR password stays secret
     assert registry["value"]["server"] == run.outputs["ecrRepositoryUrl"]
     assert run.outputs["imageUri"] == docker_image.inputs["imageName"]
+
+
+def test_an_interrupted_local_context_assembly_is_repaired_by_the_next_run():
+    """A `pulumi up` stopped while the context was being copied must not leave a folder that
+    the next run takes for complete (it would build, or fail to build, a partial context
+    forever): the context appears under its final name only once it is whole."""
+    import shutil
+
+    tag = run_variant("ecs-local").outputs["imageTag"]
+    context = ROOT / "build" / "contexts" / tag
+    assert (context / "redcap.zip").is_file()
+    # What an interruption after the first copied file (Dockerfile sorts first) used to leave.
+    for child in list(context.iterdir()):
+        if child.name != "Dockerfile":
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    run = run_variant_uncached("ecs-local")
+    assert run.outputs["imageTag"] == tag
+    for name in ("redcap.zip", "redcap-config.sql", "rds-ca-bundle.pem", "languages", "Dockerfile"):
+        assert (context / name).exists(), name
+    assert not [p for p in context.parent.iterdir() if p.name.startswith(f"{tag}.")]  # no temporary folders left
 
 
 def test_config_sql_prefers_the_generated_file(tmp_path):

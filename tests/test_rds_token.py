@@ -180,6 +180,10 @@ def imds_routes(body: Callable[[], str]) -> dict[tuple[str, str], Callable[[Reco
     ("redcap.cluster-ro-abc.us-east-1.rds.amazonaws.com", 13306, "redcap_app", "us-east-1", "tok"),
     ("db.example.internal", 443, "u", "ap-southeast-2", None),
     (HOST, 3306, "user.with-dash_and~tilde", REGION, "a b+c"),
+    # botocore signs the host header from urlsplit().hostname, which is lower-cased, while
+    # the returned URL keeps the spelling given (DB_HOST may be written in upper case).
+    ("RedCap-DB.Cluster-C1A2B3.eu-west-1.rds.amazonaws.com", 3306, USER, REGION, None),
+    ("RedCap-DB.Cluster-C1A2B3.eu-west-1.rds.amazonaws.com", 443, USER, REGION, "tok"),
 ])
 def test_token_is_byte_identical_to_botocore(host: str, port: int, user: str, region: str,
                                              token: str | None) -> None:

@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from compute_support import leaked_secrets, policy_of, run_variant, statements
+from compute_support import (VARIANTS, compute_resources, invoke_schema_errors, leaked_secrets, policy_of,
+                             resource_schema_errors, run_variant, run_variant_with_calls, statements)
 from components.runtime import container_environment, environment_list, runtime_role_policy
 
 # notes/container-contract.md, "Environment variables (names are an interface)".
@@ -161,3 +162,21 @@ def test_runtime_security_group_is_the_one_the_database_admits():
     service = run.one("aws:ecs/service:Service")
     assert ingress.inputs["referencedSecurityGroupId"] == app_sg.id
     assert app_sg.id in service.inputs["networkConfiguration"]["securityGroups"]
+
+
+# -- every argument as the installed pulumi-aws 7 declares it -----------------------------------
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_compute_resource_inputs_are_pulumi_aws_7_arguments_of_the_declared_types(variant):
+    """The mocks take any key and any value; AWS does not. Every nested key of every compute
+    resource is an argument of its input type, and every scalar has the declared type."""
+    resources = compute_resources(run_variant(variant))
+    assert resources
+    assert [e for res in resources for e in resource_schema_errors(res)] == []
+
+
+@pytest.mark.parametrize("variant", ["dev", "ecs-local"])
+def test_provider_function_calls_use_the_declared_argument_types(variant):
+    _, calls = run_variant_with_calls(variant)
+    assert any(token == "aws:s3/getObject:getObject" for token, _ in calls) == (variant == "dev")
+    assert [e for token, args in calls for e in invoke_schema_errors(token, args)] == []

@@ -338,6 +338,10 @@ def test_tunnel_host():
     for hours in (0, 73, "x"):
         assert "redcap:ec2ServerStack.durationHours" in problems_of(ec2ServerStack={"durationHours": hours})
     assert "an EC2 instance type family.size" in problems_of(ec2ServerStack={"instanceType": "big"})
+    for arm in ("t4g.medium", "m7gd.large", "c6gn.xlarge"):
+        assert "an x86_64 instance type" in problems_of(ec2ServerStack={"instanceType": arm})
+    for x86 in ("t3.medium", "m5.large", "g4dn.xlarge", "c7i.2xlarge"):
+        assert load(ec2ServerStack={"instanceType": x86}).ec2_server_stack.instance_type == x86
 
 
 def test_external_web_acl_arn():
@@ -429,3 +433,14 @@ def test_a_rule_across_keys_is_not_reported_when_its_input_is_already_wrong():
     assert "redcap:domain = 'localhost'" in text
     assert "an SES identity" not in text
     assert "(1 problem)" in text
+
+
+@pytest.mark.parametrize("stack, ok", [("prod", True), ("prod-eu_2", True), ("prod.eu", False), ("x" * 41, False)])
+def test_stack_name_fits_aws_resource_names(stack, ok):
+    raw = {f"redcap:{k}": v for k, v in BASE.items()}
+    if ok:
+        assert load_settings(raw, stack=stack, region="us-east-1").stack == stack
+    else:
+        with pytest.raises(SettingsError) as err:
+            load_settings(raw, stack=stack, region="us-east-1")
+        assert f"stack name = '{stack}': allowed: letters, digits, - and _" in str(err.value)

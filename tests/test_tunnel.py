@@ -86,3 +86,13 @@ def test_exports_the_exact_port_forwarding_command():
 
 def test_shutdown_minutes():
     assert shutdown_minutes(3) == 180 and shutdown_minutes(1.5) == 90 and shutdown_minutes(0.001) == 1
+
+
+def test_the_instance_boots_only_after_all_its_role_grants_exist():
+    """The container reads its secrets and the SSM agent registers right after boot: the
+    runtime grants and the SSM policy must be attached before the instance is created, not
+    just the image pull policy."""
+    run = run_variant("apprunner-cname")
+    dependencies = set(instance(run).dependencies)
+    for grant in ("redcap-tunnel-runtime", "redcap-tunnel-pull", "redcap-tunnel-ssm", "redcap-tunnel-profile"):
+        assert run.named(grant).urn in dependencies, grant

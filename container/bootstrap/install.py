@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from .database import table_exists
 from .errors import DatabaseStepError, redact
+from .replica import latest_version_dir
 
 log = logging.getLogger("bootstrap")
 
@@ -21,6 +22,19 @@ log = logging.getLogger("bootstrap")
 INSTALL_CODE = ('$_GET["auto"]=1; $_GET["sql"]=1; $_SERVER["REQUEST_METHOD"]="POST"; '
                 '$_SERVER["PHP_SELF"]="install.php"; require_once("install.php");')
 INSTALL_TIMEOUT_SECONDS = 900
+
+
+def installed_version_expected(redcap_root: Path) -> str | None:
+    """The version REDCap's installer records: that of the newest redcap_vX.Y.Z directory."""
+    vdir = latest_version_dir(str(redcap_root))
+    return vdir.name.removeprefix("redcap_v") if vdir is not None else None
+
+
+def stored_version(conn: Any) -> str | None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT value FROM redcap_config WHERE field_name = 'redcap_version'")
+        row = cur.fetchone()
+    return row[0] if row else None
 
 
 def install_command(php: str = "php") -> list[str]:
@@ -57,5 +71,18 @@ def install_if_empty(conn: Any, db_name: str, redcap_root: str, hide: Iterable[s
         # The schema exists, but an installer error must not pass silently.
         raise DatabaseStepError(f"REDCap install.php exited {result.returncode}; output (tail):\n"
                                 + output[-2000:])
+    # REDCap's auto-install runs its install SQL as one multi-statement batch and prints
+    # "Install completed!" with exit code 0 even when the batch stopped part-way. Its last
+    # step records the version, so a partial schema shows as a missing or different
+    # redcap_version; without this check the configuration SQL (and its once-only marker)
+    # would land on a broken schema that no later start re-installs.
+    expected = installed_version_expected(root)
+    found = stored_version(conn)
+    if expected is not None and found != expected:
+        raise DatabaseStepError(
+            f"REDCap install.php did not complete: redcap_config.redcap_version is {found!r}, "
+            f"expected {expected!r} (the image's redcap_v{expected}); drop the partly created "
+            f"tables of {db_name} before the next start. Installer output (tail):\n"
+            + output[-2000:])
     log.info("REDCap installed (install.php printed %d bytes)", len(output))
     return True

@@ -181,6 +181,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     db_reader_host = optional("DB_READER_HOST", HOST_RE, host_allowed + " (only with readers)",
                               "redcap.cluster-ro-abc.us-east-1.rds.amazonaws.com")
     db_tls = choice("DB_TLS", ("verify", "off"))
+    if db_auth == "iam" and db_tls == "off":
+        # RDS accepts IAM tokens over TLS only, and the IAM user is created REQUIRE SSL.
+        problems.append(problem("DB_TLS", db_tls, "verify when DB_AUTH=iam (IAM database "
+                                "authentication works over TLS only)", "verify"))
     salt_id = required("DB_SALT_SECRET_ID", SECRET_ARN_RE, arn_allowed, EXAMPLE_ARN)
     bucket = required("S3_BUCKET", BUCKET_RE, "an S3 bucket name (3-63 a-z 0-9 . -)",
                       "prod-redcap-app-files")
