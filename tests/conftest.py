@@ -25,3 +25,27 @@ def moto_server():
     server = MotoServer.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def case(mariadb, moto_server, tmp_path):
+    """A bootstrap run against the session's MariaDB and moto (tests/fixtures/bootstrap_env.py)."""
+    from fixtures.bootstrap_env import Case
+
+    return Case(mariadb, moto_server, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def dev_run():
+    """The unchanged dev stack under mocks, evaluated once per session (read-only)."""
+    from harness import cached_run
+
+    return cached_run("dev")
+
+
+@pytest.fixture(scope="session")
+def prod_run():
+    """The unchanged prod stack under mocks, evaluated once per session (read-only)."""
+    from harness import cached_run
+
+    return cached_run("prod")

@@ -18,7 +18,8 @@ from bootstrap.admin import (  # noqa: E402
 from bootstrap.config_sql import apply_config_sql_once, load_config_sql  # noqa: E402
 from bootstrap.errors import DatabaseStepError  # noqa: E402
 from bootstrap.secrets import Secrets, Credentials  # noqa: E402
-from fixtures.bootstrap_env import (  # noqa: E402
+from fixtures.bootstrap_env import (
+    succeeded,  # noqa: E402
     DEFAULT_SQL, Case, assert_no_secret_leak, create_secret, require_php, unique,
 )
 from fixtures.redcap_fixture import STOCK_DATABASE_PHP  # noqa: E402
@@ -39,11 +40,7 @@ def case(mariadb, moto_server, tmp_path) -> Case:
 
 
 def ok(result) -> str:
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, f"bootstrap failed ({result.returncode}):\n{out}"
-    assert_no_secret_leak(out)
-    assert ADMIN_PASSWORD not in out
-    return out
+    return succeeded(result, ADMIN_PASSWORD)
 
 
 def site_admin_login(case: Case) -> tuple | None:

@@ -15,23 +15,12 @@ from pathlib import Path
 import pytest
 
 from fixtures.bootstrap_env import (
+    succeeded as ok,
     S3_KEY_ID, S3_SECRET, SALT, SES_PASSWORD, SES_USER, Case, TcpForwarder,
     assert_no_secret_leak,
 )
 from fixtures.redcap_fixture import STOCK_DATABASE_PHP
 from services import free_port
-
-
-@pytest.fixture
-def case(mariadb, moto_server, tmp_path) -> Case:
-    return Case(mariadb, moto_server, tmp_path)
-
-
-def ok(result) -> str:
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, f"bootstrap failed ({result.returncode}):\n{out}"
-    assert_no_secret_leak(out)
-    return out
 
 
 def test_empty_database_is_installed_and_configured(case: Case):

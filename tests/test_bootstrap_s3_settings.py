@@ -18,25 +18,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "container"))
 from bootstrap.s3_settings import (  # noqa: E402
     S3_FIELDS, changed_fields, desired_s3_settings, sync_s3_settings, uses_s3_storage,
 )
-from fixtures.bootstrap_env import (  # noqa: E402
+from fixtures.bootstrap_env import (
+    succeeded as ok,  # noqa: E402
     S3_KEY_ID, S3_SECRET, Case, assert_no_secret_leak, create_secret, unique,
 )
 
 NEW_KEY_ID = "AKIAROTATEDKEY02"
 NEW_SECRET = "rotated/secret+key'with%chars\\2"
 NEW_BUCKET = "restored-redcap-app-files"
-
-
-@pytest.fixture
-def case(mariadb, moto_server, tmp_path) -> Case:
-    return Case(mariadb, moto_server, tmp_path)
-
-
-def ok(result) -> str:
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, f"bootstrap failed ({result.returncode}):\n{out}"
-    assert_no_secret_leak(out)
-    return out
 
 
 def audit_writes(case: Case) -> None:

@@ -19,11 +19,6 @@ from fixtures.bootstrap_env import (  # noqa: E402
 from fixtures.redcap_fixture import STOCK_DATABASE_PHP  # noqa: E402
 
 
-@pytest.fixture
-def case(mariadb, moto_server, tmp_path) -> Case:
-    return Case(mariadb, moto_server, tmp_path)
-
-
 def failed(case: Case, code: int) -> str:
     result = case.run("touch", str(case.tmp / "cmd-ran"))
     out = result.stdout + result.stderr

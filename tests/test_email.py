@@ -20,18 +20,6 @@ DETECTOR = "aws:guardduty/detector:Detector"
 FEATURE = "aws:guardduty/detectorFeature:DetectorFeature"
 
 
-@pytest.fixture(scope="module")
-def dev_run() -> harness.StackRun:
-    """The unchanged dev stack, evaluated once for the tests of this module."""
-    return harness.run_program("dev")
-
-
-@pytest.fixture(scope="module")
-def prod_run() -> harness.StackRun:
-    """The unchanged prod stack, evaluated once for the tests of this module."""
-    return harness.run_program("prod")
-
-
 def bounce_topics(run: harness.StackRun) -> list[harness.Recorded]:
     """SNS topics of the Email component (compute has notification topics of its own)."""
     return [t for t in run.of_type(TOPIC) if t.parent.endswith("redcap:email:Email::redcap")]

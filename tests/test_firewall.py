@@ -18,17 +18,6 @@ RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 EXTERNAL_ACL = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/corp-acl/a1b2c3d4-5678-90ab-cdef-111122223333"
 
 
-@pytest.fixture(scope="module")
-def dev_run() -> harness.StackRun:
-    """The unchanged dev stack, evaluated once for the tests of this module."""
-    return harness.run_program("dev")
-
-
-@pytest.fixture(scope="module")
-def prod_run() -> harness.StackRun:
-    """The unchanged prod stack, evaluated once for the tests of this module."""
-    return harness.run_program("prod")
-
 # The original's table (seed-inventory §6.2): name, priority, metric, action.
 SPEC = [
     ("country-list", 10, "country-list", "block-403-body"),
