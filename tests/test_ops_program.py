@@ -2,7 +2,7 @@
 
 The SDK never reads stack YAML itself, so the example stack file is loaded here, structured values
 are JSON-encoded (what the CLI hands the program), and set_all_config is called before the run.
-Mocks run with preview=False: with preview=True unknown outputs would silently skip assertions.
+Mocks run with preview=False: in preview mode unknown outputs would silently skip assertions.
 """
 from __future__ import annotations
 
