@@ -14,9 +14,8 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Optional
+from typing import Any, Literal, Mapping, Optional
 
 from pydantic import (
     BaseModel,
@@ -281,12 +280,6 @@ def plan_subnets(vpc_cidr: str, azs: int, tiers: tuple[str, ...], mask: int) -> 
 # --------------------------------------------------------------------------------------------
 # The settings model
 # --------------------------------------------------------------------------------------------
-
-class RemovalPolicy(str, Enum):
-    DESTROY = "destroy"
-    SNAPSHOT = "snapshot"
-    RETAIN = "retain"
-
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -15,24 +15,17 @@ import json
 import statistics
 import sys
 import tempfile
-import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from image_support import BASE_IMAGE, app_environment, build_image, docker, wait_http  # noqa: E402
+from image_support import BASE_IMAGE, app_environment, build_image, docker, run_detached, wait_http  # noqa: E402
 from services import MariaDB, MotoServer  # noqa: E402
 
 
 def time_to_200(image: str, env: dict[str, str], port: int) -> tuple[float, float]:
     """Seconds from `docker run` to the first 200 on /healthz, and on /."""
-    name = f"redcap-bench-{uuid.uuid4().hex[:10]}"
-    args = ["run", "-d", "--name", name, "--network", "host"]
-    for k, v in env.items():
-        args += ["-e", f"{k}={v}"]
-    start = time.monotonic()
-    docker(*args, image)
+    name, start = run_detached(image, env, "redcap-bench")
     try:
         health = wait_http(f"http://127.0.0.1:{port}/healthz", 180, container=name) - start
         page = wait_http(f"http://127.0.0.1:{port}/", 180, container=name) - start

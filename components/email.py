@@ -27,6 +27,7 @@ import pulumi_aws as aws
 
 from components import policies
 from components.context import AwsContext
+from components.secrets import encrypted_secret
 
 DKIM_TOKENS = 3  # Easy DKIM always issues three tokens
 DNS_TTL = 1800
@@ -226,13 +227,10 @@ class Email(pulumi.ComponentResource):
         access_key = aws.iam.AccessKey(
             f"{name}-smtp-key", user=user.name,
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["secret", "sesSmtpPasswordV4"]))
-        secret = aws.secretsmanager.Secret(
-            f"{name}-smtp-credentials", kms_key_id=args.kms_key_arn,
-            description="REDCap SES SMTP credentials (username, password) for msmtp", opts=child)
-        aws.secretsmanager.SecretVersion(
-            f"{name}-smtp-credentials-value", secret_id=secret.id,
-            secret_string=pulumi.Output.secret(pulumi.Output.all(access_key.id, access_key.ses_smtp_password_v4).apply(
-                lambda a: smtp_credentials_json(a[0], a[1]))),
-            opts=child)
-        return secret.arn
+        return encrypted_secret(
+            f"{name}-smtp-credentials", kms_key_arn=args.kms_key_arn,
+            description="REDCap SES SMTP credentials (username, password) for msmtp",
+            value=pulumi.Output.all(access_key.id, access_key.ses_smtp_password_v4).apply(
+                lambda a: smtp_credentials_json(a[0], a[1])),
+            opts=child).arn
 

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional, Sequence
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_random as random
 
 from components import policies
 from components.context import AwsContext
+from components.secrets import encrypted_secret
 
 DEFAULT_DB_PORT = 3306
 
@@ -181,13 +181,10 @@ class DatabaseAppLogin(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         # Letters and digits only: no quoting issues anywhere the password travels.
         password = random.RandomPassword(f"{name}-password", length=40, special=False, opts=child)
-        secret = aws.secretsmanager.Secret(
-            f"{name}-secret", kms_key_id=kms_key_arn,
-            description=f"REDCap database application user {username} (dbAuth: password)", opts=child)
-        aws.secretsmanager.SecretVersion(
-            f"{name}-secret-value", secret_id=secret.id,
-            secret_string=pulumi.Output.secret(password.result.apply(
-                lambda p: json.dumps({"password": p, "username": username}, sort_keys=True))),
+        secret = encrypted_secret(
+            f"{name}-secret", kms_key_arn=kms_key_arn,
+            description=f"REDCap database application user {username} (dbAuth: password)",
+            value=password.result.apply(lambda p: json.dumps({"password": p, "username": username}, sort_keys=True)),
             opts=child)
         self.secret_arn = secret.arn
         self.register_outputs({"secretArn": self.secret_arn})

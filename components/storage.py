@@ -18,6 +18,7 @@ import pulumi_random as random
 
 from components import buckets, policies
 from components.context import AwsContext
+from components.secrets import encrypted_secret
 
 # Lifecycle of the REDCap file bucket and its logs (as the original): files REDCap keeps for
 # years but rarely reads move to cheaper classes; nothing expires.
@@ -157,16 +158,12 @@ class Storage(pulumi.ComponentResource):
             policy=pulumi.Output.all(bucket.arn, key.arn).apply(lambda a: redcap_s3_user_policy(a[0], a[1])),
             opts=child)
         access_key = aws.iam.AccessKey(f"{name}-s3-key", user=user.name, opts=child)
-        secret = aws.secretsmanager.Secret(
-            f"{name}-s3-credentials", kms_key_id=key.arn,
+        return encrypted_secret(
+            f"{name}-s3-credentials", kms_key_arn=key.arn,
             description="REDCap S3 file storage: IAM access key pair (AccessKeyId, SecretAccessKey)",
+            value=pulumi.Output.all(access_key.id, access_key.secret).apply(
+                lambda a: json.dumps({"AccessKeyId": a[0], "SecretAccessKey": a[1]}, sort_keys=True)),
             opts=child)
-        aws.secretsmanager.SecretVersion(
-            f"{name}-s3-credentials-value", secret_id=secret.id,
-            secret_string=pulumi.Output.secret(pulumi.Output.all(access_key.id, access_key.secret).apply(
-                lambda a: json.dumps({"AccessKeyId": a[0], "SecretAccessKey": a[1]}, sort_keys=True))),
-            opts=child)
-        return secret
 
     def _salt(self, name: str, key: aws.kms.Key, args: StorageArgs) -> aws.secretsmanager.Secret:
         """REDCap hashes with this salt: a restored database needs the same one."""
@@ -176,13 +173,10 @@ class Storage(pulumi.ComponentResource):
         value = random.RandomPassword(
             f"{name}-salt-value", length=64, special=False,
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect, ignore_changes=SALT_GENERATION_ARGS))
-        secret = aws.secretsmanager.Secret(
-            f"{name}-salt", kms_key_id=key.arn,
+        return encrypted_secret(
+            f"{name}-salt", kms_key_arn=key.arn,
             description="REDCap database salt (REDCap uses sha256 of this value); keep it with every snapshot",
-            opts=keep)
-        aws.secretsmanager.SecretVersion(
-            f"{name}-salt-value", secret_id=secret.id, secret_string=value.result, opts=keep)
-        return secret
+            value=value.result, opts=keep)
 
 
     def _initial_admin_password(self, name: str, key: aws.kms.Key,
@@ -192,13 +186,10 @@ class Storage(pulumi.ComponentResource):
         value = random.RandomPassword(
             f"{name}-admin-password-value", length=24, special=False, min_upper=2, min_lower=2,
             min_numeric=2, opts=child)
-        secret = aws.secretsmanager.Secret(
-            f"{name}-admin-password", kms_key_id=key.arn,
+        return encrypted_secret(
+            f"{name}-admin-password", kms_key_arn=key.arn,
             description="REDCap site_admin initial (temporary) password, used once on a new database",
-            opts=child)
-        aws.secretsmanager.SecretVersion(
-            f"{name}-admin-password-value", secret_id=secret.id, secret_string=value.result, opts=child)
-        return secret
+            value=value.result, opts=child)
 
 
 def redcap_s3_user_policy(bucket_arn: str, key_arn: str) -> str:

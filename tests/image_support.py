@@ -225,17 +225,24 @@ def app_environment(mariadb: MariaDB, moto: MotoServer,
     return env, app_secrets
 
 
-def start_app(image: str, mariadb: MariaDB, moto: MotoServer, *, extra_env: dict[str, str] | None = None,
-              wait_for: str | None = "/healthz", timeout: float = 120) -> RunningApp:
-    """`docker run` the image with host networking (MariaDB and moto listen on loopback)."""
-    env, app_secrets = app_environment(mariadb, moto, extra_env)
-    port, tls_port = int(env["PORT"]), int(env["TLS_PORT"])
-    name = f"redcap-test-{uuid.uuid4().hex[:10]}"
+def run_detached(image: str, env: dict[str, str], prefix: str) -> tuple[str, float]:
+    """`docker run -d` with host networking (MariaDB and moto listen on loopback).
+    Returns the container name and the monotonic time just before the run."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
     args = ["run", "-d", "--name", name, "--network", "host"]
     for k, v in env.items():
         args += ["-e", f"{k}={v}"]
     started = time.monotonic()
     docker(*args, image)
+    return name, started
+
+
+def start_app(image: str, mariadb: MariaDB, moto: MotoServer, *, extra_env: dict[str, str] | None = None,
+              wait_for: str | None = "/healthz", timeout: float = 120) -> RunningApp:
+    """`docker run` the image with host networking (MariaDB and moto listen on loopback)."""
+    env, app_secrets = app_environment(mariadb, moto, extra_env)
+    port, tls_port = int(env["PORT"]), int(env["TLS_PORT"])
+    name, started = run_detached(image, env, "redcap-test")
     app = RunningApp(name=name, image=image, port=port, tls_port=tls_port, db_name=env["DB_NAME"],
                      app_user=env["DB_APP_USER"], secrets=app_secrets,
                      env=env, started_at=started)

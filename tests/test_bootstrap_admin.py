@@ -20,7 +20,7 @@ from bootstrap.errors import DatabaseStepError  # noqa: E402
 from bootstrap.secrets import Secrets, Credentials  # noqa: E402
 from fixtures.bootstrap_env import (
     succeeded,  # noqa: E402
-    DEFAULT_SQL, Case, assert_no_secret_leak, create_secret, require_php, unique,
+    DEFAULT_SQL, Case, create_secret, require_php, unique,
 )
 from fixtures.redcap_fixture import STOCK_DATABASE_PHP  # noqa: E402
 from sql import generate  # noqa: E402

@@ -12,7 +12,6 @@ import hashlib
 import time
 from pathlib import Path
 
-import pytest
 
 from fixtures.bootstrap_env import (
     succeeded as ok,

@@ -20,7 +20,7 @@ from bootstrap.s3_settings import (  # noqa: E402
 )
 from fixtures.bootstrap_env import (
     succeeded as ok,  # noqa: E402
-    S3_KEY_ID, S3_SECRET, Case, assert_no_secret_leak, create_secret, unique,
+    S3_KEY_ID, S3_SECRET, Case, create_secret, unique,
 )
 
 NEW_KEY_ID = "AKIAROTATEDKEY02"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import StackRun, cached_run, run_program
+from harness import StackRun, cached_run
 from policy.model import Resource
 from policy.rules import WAIVERS, violations_for
 from variants import IDS, VARIANTS
