@@ -2,6 +2,7 @@
 import pulumi
 
 import settings as stage
+from settings import paths
 from components.context import AwsContext
 from components.database import Database, DatabaseArgs
 from components.delegation import NsDelegation, NsDelegationArgs
@@ -101,16 +102,16 @@ def application_stack() -> None:
     threat_detection = ThreatDetection("redcap") if config.guard_duty else None
 
     # Compute (issue 4): image, runtime contract, App Runner or ECS, cron, tunnel host.
-    languages_dir = stage.PROJECT_DIR / "languages"
+    languages_dir = paths.PROJECT_DIR / "languages"
     image = Image("redcap", ImageArgs(
         context=context,
         build=config.image_build,
         tag_prefix=config.image_tag_prefix,
         port=config.port,
         kms_key_arn=storage.kms_key_arn,
-        config_sql=config_sql_path(stage.PROJECT_DIR / "sql"),
-        build_dir=stage.PROJECT_DIR / "build",
-        redcap_zip=stage.RELEASES_DIR / f"{config.red_cap_local_version}.zip" if config.red_cap_local_version else None,
+        config_sql=config_sql_path(paths.PROJECT_DIR / "sql"),
+        build_dir=paths.PROJECT_DIR / "build",
+        redcap_zip=paths.RELEASES_DIR / f"{config.red_cap_local_version}.zip" if config.red_cap_local_version else None,
         redcap_s3_uri=config.red_cap_s3_path,
         languages_dir=languages_dir if languages_dir.is_dir() else None,
         vpc_id=network.vpc_id,
@@ -118,7 +119,7 @@ def application_stack() -> None:
         log_bucket_name=storage.log_bucket_name,
         log_retention_days=config.log_retention(365),
         artifacts_force_destroy=not config.keep_data_on_destroy,
-        ca_bundle=stage.RELEASES_DIR / "rds-ca-bundle.pem" if (stage.RELEASES_DIR / "rds-ca-bundle.pem").is_file() else None,
+        ca_bundle=paths.RELEASES_DIR / "rds-ca-bundle.pem" if (paths.RELEASES_DIR / "rds-ca-bundle.pem").is_file() else None,
     ))
     app_login = DatabaseAppLogin("redcap-db-app", username=database.app_user, kms_key_arn=storage.kms_key_arn) \
         if config.db_auth == "password" else None

@@ -13,7 +13,7 @@ import settings
 
 HEADER = """# Stage settings reference
 
-Generated from `settings.py` by `scripts/settings-reference`; a test fails when this file and the
+Generated from the `settings/` package by `scripts/settings-reference`; a test fails when this file and the
 code disagree. Every key is a Pulumi config key in the `redcap:` namespace, set per stack in
 `Pulumi.<stack>.yaml` or with `pulumi config set` (objects with `--path`, e.g.
 `pulumi config set --path redcap:db.dbReaders 2`). Invalid values stop `pulumi up` before anything

@@ -92,7 +92,7 @@ def test_countries_are_iso_alpha2_and_normalised():
 # --- REDCap source -------------------------------------------------------------------------------
 
 def test_exactly_one_redcap_source(tmp_path, monkeypatch):
-    monkeypatch.setattr(settings, "RELEASES_DIR", tmp_path)
+    monkeypatch.setattr(settings.paths, "RELEASES_DIR", tmp_path)
     (tmp_path / "redcap15.0.9.zip").write_bytes(b"PK")
     both = problems_of(redCapLocalVersion="redcap15.0.9")
     assert "redcap:redCapLocalVersion/redCapS3Path = 'both set'" in both
@@ -102,7 +102,7 @@ def test_exactly_one_redcap_source(tmp_path, monkeypatch):
 
 
 def test_local_version_needs_the_zip(tmp_path, monkeypatch):
-    monkeypatch.setattr(settings, "RELEASES_DIR", tmp_path)
+    monkeypatch.setattr(settings.paths, "RELEASES_DIR", tmp_path)
     text = problems_of(redCapS3Path=None, redCapLocalVersion="redcap15.0.9")
     assert "put your REDCap release at releases/redcap15.0.9.zip" in text
     (tmp_path / "redcap15.0.9.zip").write_bytes(b"PK")

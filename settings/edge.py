@@ -1,0 +1,34 @@
+"""Edge settings: resources managed elsewhere (an external web ACL), WAF and e-mail keys."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import Field, field_validator
+
+from settings.common import Problem, _WAF_ACL_ARN_RE, _Model
+
+
+class ExternalResources(_Model):
+    waf_web_acl: Optional[str] = Field(None, alias="wafWebAcl")
+
+    @field_validator("waf_web_acl", mode="before")
+    @classmethod
+    def _arn(cls, v: Any) -> Optional[str]:
+        if v is not None and not _WAF_ACL_ARN_RE.match(str(v)):
+            raise Problem("a REGIONAL WAFv2 web ACL ARN",
+                          "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/my-acl/"
+                          "a1b2c3d4-5678-90ab-cdef-111122223333")
+        return v
+
+
+# What each key means (docs/settings.md is generated from the models and these tables).
+DESCRIPTIONS: dict[str, str] = {
+    "allowedIps": "WAF allow-list: IPv4 and IPv6 CIDRs (a bare address means one host). Empty: everyone.",
+    "allowedCountries": "WAF geo allow-list: ISO 3166-1 alpha-2 codes. Empty: every country.",
+    "email": "Operator address: notifications, SES identity when there is no zone, sender address.",
+    "bounceNotificationEmail": "Receives SES bounce and complaint notifications.",
+    "externalResources": "Resources managed elsewhere.",
+    "externalResources.wafWebAcl": "Associate this regional WAFv2 web ACL instead of creating one.",
+    "guardDuty": "Enable a GuardDuty detector (one per account and region).",
+    "wafSqliRulesToCount": "Rules of AWSManagedRulesSQLiRuleSet to only count (e.g. `SQLi_BODY`, which REDCap calculated fields trigger).",
+}

@@ -1,0 +1,317 @@
+"""StageSettings: every `redcap:` key of a stack, and the rules across keys."""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from settings import paths
+from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossProblems, _DOCKER_TAG_RE,
+                             _LABELS_RE, _LOCAL_VERSION_RE, _Model, _as_list, _is_int, _normalise_size, parse_bool,
+                             parse_cidr, parse_country, parse_dns_name, parse_email, parse_log_retention,
+                             parse_s3_path, parse_timezone, version_from_zip_name)
+from settings.compute import EcsSettings, TunnelSettings
+from settings.database import DbSettings
+from settings.dns import NsDelegation
+from settings.edge import ExternalResources
+
+
+RemovalPolicyName = Literal["destroy", "snapshot", "retain"]
+
+
+class StageSettings(_Model):
+    """Every `redcap:` key. Field aliases are the config key names (an interface: keep them)."""
+
+    stack: str
+    region: str
+    red_cap_local_version: Optional[str] = Field(None, alias="redCapLocalVersion")
+    red_cap_s3_path: Optional[str] = Field(None, alias="redCapS3Path")
+    deploy_tag: Optional[str] = Field(None, alias="deployTag")
+    allowed_ips: tuple[str, ...] = Field((), alias="allowedIps")
+    allowed_countries: tuple[str, ...] = Field((), alias="allowedCountries")
+    domain: Optional[str] = None
+    subdomain: Optional[str] = None
+    host_in_route53: bool | str = Field(True, alias="hostInRoute53")
+    email: Optional[str] = None
+    bounce_notification_email: Optional[str] = Field(None, alias="bounceNotificationEmail")
+    php_timezone: str = Field("UTC", alias="phpTimezone")
+    port: int = 8080
+    cpu: str = "2 vCPU"
+    memory: str = "4 GB"
+    app_runner_concurrency: int = Field(10, alias="appRunnerConcurrency")
+    app_runner_min_size: int = Field(1, alias="appRunnerMinSize")
+    app_runner_max_size: int = Field(2, alias="appRunnerMaxSize")
+    ecs: Optional[EcsSettings] = None
+    has_cron_secret: bool = Field(False, alias="cronSecret")
+    cron_minutes: int = Field(1, alias="cronMinutes")
+    db: DbSettings = DbSettings()
+    db_auth: Literal["iam", "password"] = Field("iam", alias="dbAuth")
+    ec2_server_stack: Optional[TunnelSettings] = Field(None, alias="ec2ServerStack")
+    general_log_retention: Optional[int] = Field(None, alias="generalLogRetention")
+    external_resources: ExternalResources = Field(ExternalResources(), alias="externalResources")
+    nat_gateways: Literal["onePerAz", "single"] = Field("onePerAz", alias="natGateways")
+    removal_policy: RemovalPolicyName = Field("snapshot", alias="removalPolicy")
+    deletion_protection: Optional[bool] = Field(None, alias="deletionProtection")
+    image_build: Literal["codebuild", "local"] = Field("codebuild", alias="imageBuild")
+    guard_duty: bool = Field(False, alias="guardDuty")
+    ns_delegation: Optional[NsDelegation] = Field(None, alias="nsDelegation")
+    app_bucket_versioning: bool = Field(True, alias="appBucketVersioning")
+    waf_sqli_rules_to_count: tuple[str, ...] = Field((), alias="wafSqliRulesToCount")
+
+    # --- single-value rules ------------------------------------------------------------------
+
+    @field_validator("red_cap_local_version", mode="before")
+    @classmethod
+    def _local(cls, v: Any) -> Optional[str]:
+        if v is None:
+            return None
+        if not _LOCAL_VERSION_RE.match(str(v)):
+            raise Problem("redcapX.Y.Z, naming releases/redcapX.Y.Z.zip in the project folder",
+                          "redcap15.0.9")
+        if not (paths.RELEASES_DIR / f"{v}.zip").is_file():
+            raise Problem(f"a zip that exists: put your REDCap release at releases/{v}.zip "
+                          "(or use redCapS3Path)", "redcap15.0.9")
+        return str(v)
+
+    _s3 = field_validator("red_cap_s3_path", mode="before")(
+        lambda v: None if v is None else "s3://" + "/".join(parse_s3_path(str(v))))
+
+    @field_validator("deploy_tag", mode="before")
+    @classmethod
+    def _tag(cls, v: Any) -> Optional[str]:
+        if v is not None and not _DOCKER_TAG_RE.match(str(v)):
+            raise Problem("a Docker tag: letters, digits, _ . - up to 128 characters", "15.0.9-hotfix1")
+        return v
+
+    @field_validator("allowed_ips", mode="before")
+    @classmethod
+    def _ips(cls, v: Any) -> tuple[str, ...]:
+        return tuple(parse_cidr(str(x)) for x in _as_list(v, "[203.0.113.0/24, 2001:db8::/32]"))
+
+    @field_validator("allowed_countries", mode="before")
+    @classmethod
+    def _countries(cls, v: Any) -> tuple[str, ...]:
+        return tuple(parse_country(str(x)) for x in _as_list(v, "[US, CA]"))
+
+    _domain = field_validator("domain", mode="before")(
+        lambda v: None if v in (None, "") else parse_dns_name(str(v)))
+
+    @field_validator("subdomain", mode="before")
+    @classmethod
+    def _subdomain(cls, v: Any) -> Optional[str]:
+        if v in (None, ""):
+            return None
+        if not _LABELS_RE.match(str(v).lower()):
+            raise Problem("one or more DNS labels placed before domain", "redcap")
+        return str(v).lower()
+
+    @field_validator("host_in_route53", mode="before")
+    @classmethod
+    def _route53(cls, v: Any) -> bool | str:
+        if isinstance(v, bool) or str(v).lower() in ("true", "false"):
+            return parse_bool(v)
+        try:
+            return parse_dns_name(str(v))
+        except Problem:
+            raise Problem("true (create a zone), false (no Route53) or the name of an existing "
+                          "hosted zone", "example.org") from None
+
+    _email = field_validator("email", "bounce_notification_email", mode="before")(
+        lambda v: None if v is None else parse_email(str(v)))
+    _tz = field_validator("php_timezone", mode="before")(lambda v: parse_timezone(str(v)))
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port(cls, v: Any) -> int:
+        if not _is_int(v) or not 1025 <= int(v) <= 65535:
+            raise Problem("1025 to 65535 (Apache runs as www-data, so no privileged ports)", "8080")
+        return int(v)
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu(cls, v: Any) -> str:
+        text = _normalise_size(str(v), "vcpu", "vCPU")
+        if text not in APPRUNNER_SIZES:
+            raise Problem("App Runner cpu " + ", ".join(APPRUNNER_SIZES), "2 vCPU")
+        return text
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, v: Any) -> str:
+        text = _normalise_size(str(v), "gb", "GB")
+        if not any(text in mems for mems in APPRUNNER_SIZES.values()):
+            raise Problem("App Runner memory 0.5, 1, 2, 3, 4, 6, 8, 10 or 12 GB", "4 GB")
+        return text
+
+    @field_validator("app_runner_concurrency", mode="before")
+    @classmethod
+    def _concurrency(cls, v: Any) -> int:
+        if not _is_int(v) or not 1 <= int(v) <= 200:
+            raise Problem("1 to 200 concurrent requests per instance", "10")
+        return int(v)
+
+    @field_validator("app_runner_min_size", "app_runner_max_size", mode="before")
+    @classmethod
+    def _sizes(cls, v: Any) -> int:
+        if not _is_int(v) or not 1 <= int(v) <= 25:
+            raise Problem("1 to 25 instances", "2")
+        return int(v)
+
+    @field_validator("cron_minutes", mode="before")
+    @classmethod
+    def _cron(cls, v: Any) -> int:
+        if not _is_int(v) or not 0 <= int(v) <= 1440:
+            raise Problem("0 (no schedule) to 1440 minutes", "1")
+        return int(v)
+
+    @field_validator("db_auth", mode="before")
+    @classmethod
+    def _auth(cls, v: Any) -> str:
+        if v not in ("iam", "password"):
+            raise Problem("iam or password", "iam")
+        return v
+
+    _retention = field_validator("general_log_retention", mode="before")(
+        lambda v: None if v is None else parse_log_retention(v))
+
+    @field_validator("nat_gateways", mode="before")
+    @classmethod
+    def _nat(cls, v: Any) -> str:
+        if v not in ("onePerAz", "single"):
+            raise Problem("onePerAz or single", "single")
+        return v
+
+    @field_validator("removal_policy", mode="before")
+    @classmethod
+    def _removal(cls, v: Any) -> str:
+        if v not in ("destroy", "snapshot", "retain"):
+            raise Problem("destroy, snapshot or retain", "snapshot")
+        return v
+
+    @field_validator("image_build", mode="before")
+    @classmethod
+    def _build(cls, v: Any) -> str:
+        if v not in ("codebuild", "local"):
+            raise Problem("codebuild or local", "codebuild")
+        return v
+
+    _bools = field_validator("deletion_protection", "guard_duty", "has_cron_secret",
+                             "app_bucket_versioning", mode="before")(
+        lambda v: None if v is None else parse_bool(v))
+
+    @field_validator("waf_sqli_rules_to_count", mode="before")
+    @classmethod
+    def _sqli(cls, v: Any) -> tuple[str, ...]:
+        names = tuple(str(x) for x in _as_list(v, "[SQLi_BODY]"))
+        for name in names:
+            if name not in SQLI_RULE_NAMES:
+                raise Problem("rule names of AWSManagedRulesSQLiRuleSet: " + ", ".join(SQLI_RULE_NAMES),
+                              "[SQLi_BODY]")
+        return tuple(sorted(set(names)))
+
+    # --- rules across keys -------------------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _cross_rules(self) -> "StageSettings":
+        problems: list[tuple[str, Any, Problem]] = []
+        if self.ns_delegation is not None:
+            # A delegation stack writes NS records only; anything else would be silently unused.
+            return self
+        if (self.red_cap_local_version is None) == (self.red_cap_s3_path is None):
+            both = self.red_cap_local_version is not None
+            problems.append(("redCapLocalVersion/redCapS3Path",
+                             "both set" if both else "neither set",
+                             Problem("exactly one REDCap source: redCapLocalVersion (releases/<v>.zip) "
+                                     "or redCapS3Path", "redCapS3Path: my-redcap-releases/redcap15.0.9.zip")))
+        elif self.deploy_tag is None and self.redcap_version is None:
+            problems.append(("redCapS3Path", self.red_cap_s3_path,
+                             Problem("a zip named redcapX.Y.Z.zip so the version (image tag) can be read, "
+                                     "or set redcap:deployTag", "s3://my-redcap-releases/redcap15.0.9.zip")))
+        if self.memory not in APPRUNNER_SIZES[self.cpu]:
+            problems.append(("memory", self.memory,
+                             Problem(f"for cpu {self.cpu}: " + ", ".join(APPRUNNER_SIZES[self.cpu]),
+                                     "cpu: 2 vCPU, memory: 4 GB")))
+        if self.app_runner_min_size > self.app_runner_max_size:
+            problems.append(("appRunnerMinSize", self.app_runner_min_size,
+                             Problem("appRunnerMinSize <= appRunnerMaxSize", "appRunnerMinSize: 1")))
+        if self.subdomain and not self.domain:
+            problems.append(("subdomain", self.subdomain,
+                             Problem("a subdomain only together with redcap:domain", "domain: example.org")))
+        if isinstance(self.host_in_route53, str) and self.domain and not (
+                self.domain == self.host_in_route53 or self.domain.endswith("." + self.host_in_route53)):
+            problems.append(("hostInRoute53", self.host_in_route53,
+                             Problem(f"an existing zone that contains domain {self.domain}",
+                                     f"hostInRoute53: {self.domain}")))
+        if self.ecs is not None and not self.has_zone and self.ecs.certificate_arn is None:
+            problems.append(("ecs", "no Route53 zone and no ecs.certificateArn",
+                             Problem("ECS serves HTTPS only, so it needs redcap:domain with hostInRoute53 "
+                                     "true or a zone name, or ecs.certificateArn",
+                                     "domain: redcap.example.org, hostInRoute53: true")))
+        if self.ecs is not None and self.ecs.certificate_arn and not self.domain:
+            problems.append(("ecs.certificateArn", self.ecs.certificate_arn,
+                             Problem("a certificate together with redcap:domain (the name it is for)",
+                                     "domain: redcap.example.org")))
+        if not self.has_zone and self.email is None:
+            problems.append(("email", None,
+                             Problem("an SES identity: redcap:email, or redcap:domain with a Route53 zone",
+                                     "email: redcap-admin@example.org")))
+        if self.external_resources.waf_web_acl and (self.allowed_ips or self.allowed_countries):
+            problems.append(("allowedIps/allowedCountries", "set with externalResources.wafWebAcl",
+                             Problem("no allow-lists when an external web ACL is used (they would be "
+                                     "ignored); put them in that ACL", "allowedIps: []")))
+        if problems:
+            raise _CrossProblems(problems)
+        return self
+
+    # --- derived values ----------------------------------------------------------------------
+
+    @property
+    def redcap_version(self) -> Optional[str]:
+        if self.red_cap_local_version:
+            return self.red_cap_local_version.removeprefix("redcap")
+        if self.red_cap_s3_path:
+            return version_from_zip_name(self.red_cap_s3_path)
+        return None
+
+    @property
+    def image_tag_prefix(self) -> str:
+        """The readable part of the image tag; the build adds the content hash."""
+        return self.deploy_tag or str(self.redcap_version)
+
+    @property
+    def fqdn(self) -> Optional[str]:
+        if not self.domain:
+            return None
+        return f"{self.subdomain}.{self.domain}" if self.subdomain else self.domain
+
+    @property
+    def has_zone(self) -> bool:
+        return bool(self.domain) and self.host_in_route53 is not False
+
+    @property
+    def protect_data(self) -> bool:
+        """RDS deletion protection and Pulumi `protect` on the data resources."""
+        if self.deletion_protection is not None:
+            return self.deletion_protection
+        return self.removal_policy != "destroy"
+
+    @property
+    def keep_data_on_destroy(self) -> bool:
+        """snapshot/retain keep the key, buckets and salt so the final snapshot stays usable."""
+        return self.removal_policy != "destroy"
+
+    @property
+    def uses_ecs(self) -> bool:
+        return self.ecs is not None
+
+    def log_retention(self, default_days: int) -> int:
+        return self.general_log_retention or default_days
+
+# What each key means (docs/settings.md is generated from the models and these tables).
+DESCRIPTIONS: dict[str, str] = {
+    "generalLogRetention": "Retention of every log group, in days or a name like `one_year`. Unset: per resource.",
+    "natGateways": "`onePerAz` (resilient) or `single` (cheaper).",
+    "removalPolicy": "What `pulumi destroy` leaves: `destroy` nothing, `snapshot` a final DB snapshot plus key, buckets and salt, `retain` the cluster too (docs/destroy.md).",
+    "deletionProtection": "RDS deletion protection and Pulumi `protect` on the data. Unset: true unless removalPolicy is destroy.",
+    "appBucketVersioning": "Keep earlier versions of REDCap's files in the bucket.",
+}
