@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "container"))
 from bootstrap.admin import (  # noqa: E402
     SALT_ALPHABET, admin_password_problem, new_password_salt, redcap_password_hash,
 )
-from bootstrap.config_sql import apply_config_sql_once, load_config_sql  # noqa: E402
+from bootstrap.config_sql import configure, load_config_sql  # noqa: E402
 from bootstrap.errors import DatabaseStepError  # noqa: E402
 from bootstrap.secrets import Secrets, Credentials  # noqa: E402
 from fixtures.bootstrap_env import (
@@ -37,6 +37,12 @@ def case(mariadb, moto_server, tmp_path) -> Case:
     c = Case(mariadb, moto_server, tmp_path)
     c.env["REDCAP_ADMIN_SECRET_ID"] = create_secret(moto_server, ADMIN_PASSWORD)
     return c
+
+
+def apply_fresh(conn) -> bool:
+    """The default file as on a database whose REDCap this bootstrap has just installed."""
+    return configure(conn, load_config_sql(str(DEFAULT_SQL)), VALUES, mode="onInstall",
+                     installed_now=True, initial_admin_password=ADMIN_PASSWORD).apply
 
 
 def ok(result) -> str:
@@ -104,6 +110,9 @@ def test_new_database_gets_a_temporary_site_admin_password(case: Case):
     assert case.query("SELECT username, super_user FROM redcap_user_information") == \
         (("site_admin", 1),)
     assert case.query("SELECT username FROM redcap_auth") == (("site_admin",),)
+    assert case.query("SELECT decision, reason FROM redcap_pulumi_state") == (
+        ("applied", "REDCap installed on an empty database by this start; site_admin login "
+                    "from REDCAP_ADMIN_SECRET_ID"),)
 
 
 def test_later_starts_never_touch_the_login(case: Case, moto_server):
@@ -185,8 +194,7 @@ def make_installed(mariadb, with_auth: bool = True, super_user: int | None = 1) 
 def test_super_user_is_never_changed(mariadb):
     db = make_installed(mariadb, super_user=0)
     with mariadb.connect(db) as conn:
-        assert apply_config_sql_once(conn, load_config_sql(str(DEFAULT_SQL)), VALUES,
-                                     initial_admin_password=ADMIN_PASSWORD) is True
+        assert apply_fresh(conn) is True
         with conn.cursor() as cur:
             cur.execute("SELECT username, super_user FROM redcap_user_information")
             assert cur.fetchall() == (("site_admin", 0),)
@@ -197,8 +205,7 @@ def test_super_user_is_never_changed(mariadb):
 def test_missing_user_information_row_is_added(mariadb):
     db = make_installed(mariadb, super_user=None)
     with mariadb.connect(db) as conn:
-        apply_config_sql_once(conn, load_config_sql(str(DEFAULT_SQL)), VALUES,
-                              initial_admin_password=ADMIN_PASSWORD)
+        apply_fresh(conn)
         with conn.cursor() as cur:
             cur.execute("SELECT username, super_user FROM redcap_user_information")
             assert cur.fetchall() == (("site_admin", 1),)
@@ -208,8 +215,7 @@ def test_admin_failure_rolls_back_the_whole_configuration(mariadb):
     db = make_installed(mariadb, with_auth=False)  # a REDCap without redcap_auth
     with mariadb.connect(db) as conn:
         with pytest.raises(DatabaseStepError) as info:
-            apply_config_sql_once(conn, load_config_sql(str(DEFAULT_SQL)), VALUES,
-                                  initial_admin_password=ADMIN_PASSWORD)
+            apply_fresh(conn)
         assert "rolled back" in str(info.value) and "redcap_auth" in str(info.value)
         assert ADMIN_PASSWORD not in str(info.value)
         with conn.cursor() as cur:
