@@ -18,15 +18,14 @@ from bootstrap.admin import (  # noqa: E402
 from bootstrap.config_sql import configure, load_config_sql  # noqa: E402
 from bootstrap.errors import DatabaseStepError  # noqa: E402
 from bootstrap.secrets import Secrets, Credentials  # noqa: E402
-from fixtures.bootstrap_env import (
-    succeeded,  # noqa: E402
-    DEFAULT_SQL, Case, create_secret, require_php, unique,
+from fixtures.bootstrap_env import (  # noqa: E402
+    ADMIN_PASSWORD, DEFAULT_SQL, Case, admin_case, create_secret, require_php, site_admin_login,
+    unique,
 )
+from fixtures.bootstrap_env import admin_succeeded as ok  # noqa: E402
 from fixtures.redcap_fixture import STOCK_DATABASE_PHP  # noqa: E402
 from sql import generate  # noqa: E402
 
-# Shaped like the Pulumi program's pulumi-random password: 24 characters, upper, lower, digits.
-ADMIN_PASSWORD = "Xq7fRk2mWp9sLd4hTz6vBn3c"
 GENERATED_PASSWORD = "Generated-Temp-Passw0rd"
 VALUES = {"s3_bucket": "b", "s3_access_key_id": "AKIA", "s3_secret_access_key": "x",
           "aws_region": "us-east-1"}
@@ -34,25 +33,13 @@ VALUES = {"s3_bucket": "b", "s3_access_key_id": "AKIA", "s3_secret_access_key": 
 
 @pytest.fixture
 def case(mariadb, moto_server, tmp_path) -> Case:
-    c = Case(mariadb, moto_server, tmp_path)
-    c.env["REDCAP_ADMIN_SECRET_ID"] = create_secret(moto_server, ADMIN_PASSWORD)
-    return c
+    return admin_case(mariadb, moto_server, tmp_path)
 
 
 def apply_fresh(conn) -> bool:
     """The default file as on a database whose REDCap this bootstrap has just installed."""
     return configure(conn, load_config_sql(str(DEFAULT_SQL)), VALUES, mode="onInstall",
                      installed_now=True, initial_admin_password=ADMIN_PASSWORD).apply
-
-
-def ok(result) -> str:
-    return succeeded(result, ADMIN_PASSWORD)
-
-
-def site_admin_login(case: Case) -> tuple | None:
-    rows = case.query("SELECT password, password_salt, legacy_hash, temp_pwd FROM redcap_auth "
-                      "WHERE username = 'site_admin'")
-    return tuple(rows[0]) if rows else None
 
 
 def php_hash(password: str, salt: str) -> str:

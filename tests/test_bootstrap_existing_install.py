@@ -23,11 +23,12 @@ from bootstrap.config_sql import (  # noqa: E402
 )
 from bootstrap.install import INSTALL_CODE  # noqa: E402
 from fixtures.bootstrap_env import (  # noqa: E402
-    DEFAULT_SQL, S3_KEY_ID, S3_SECRET, Case, create_secret, require_php, succeeded,
+    ADMIN_PASSWORD, DEFAULT_SQL, S3_KEY_ID, S3_SECRET, Case, admin_case, require_php,
+    site_admin_login,
 )
+from fixtures.bootstrap_env import admin_succeeded as ok  # noqa: E402
 from fixtures.redcap_fixture import extract_fixture  # noqa: E402
 
-ADMIN_PASSWORD = "Xq7fRk2mWp9sLd4hTz6vBn3c"
 DEFAULT_SHA = hashlib.sha256(DEFAULT_SQL.read_bytes()).hexdigest()
 OTHER_SHA = "0" * 64
 
@@ -54,14 +55,7 @@ FOUND = ("REDCap 13.7.2, login method 'ldap', 3 user(s), 2 super user(s)")
 
 @pytest.fixture
 def case(mariadb, moto_server, tmp_path) -> Case:
-    c = Case(mariadb, moto_server, tmp_path)
-    # The stack always passes the admin secret: whether it is used is the bootstrap's decision.
-    c.env["REDCAP_ADMIN_SECRET_ID"] = create_secret(moto_server, ADMIN_PASSWORD)
-    return c
-
-
-def ok(result) -> str:
-    return succeeded(result, ADMIN_PASSWORD)
+    return admin_case(mariadb, moto_server, tmp_path)
 
 
 def install_elsewhere(case: Case, version: str = "13.7.2") -> None:
@@ -98,12 +92,6 @@ def marker(case: Case) -> tuple:
     (row,) = case.query("SELECT sha256, decision, reason FROM redcap_pulumi_state "
                         "WHERE name = 'config_sql'")
     return tuple(row)
-
-
-def site_admin_login(case: Case) -> tuple | None:
-    rows = case.query("SELECT password, password_salt, legacy_hash, temp_pwd FROM redcap_auth "
-                      "WHERE username = 'site_admin'")
-    return tuple(rows[0]) if rows else None
 
 
 # -- the decision (pure) --------------------------------------------------------------------------
