@@ -293,6 +293,11 @@ def test_operator_opt_in_applies_the_file_once(case: Case, tmp_path):
     again = state(case)
     ok(case.run(env=env))
     assert state(case) == again
+    # The documented last step: the setting removed, back to onInstall; nothing changes.
+    del env["REDCAP_CONFIG_SQL_MODE"]
+    out = ok(case.run(env=env))
+    assert "configuration SQL mode=onInstall" in out and "already applied at" in out
+    assert state(case) == again
 
 
 def test_restored_snapshot_of_this_stack_keeps_its_decision(case: Case):
