@@ -7,9 +7,9 @@ the configuration SQL decided (also on a REDCap installation it found and kept),
 redcap_config rows are rewritten, but only while REDCap stores files in Amazon S3
 (edoc_storage_option = '2') with no custom endpoint URL (amazon_s3_endpoint_url, REDCap 12.2.11
 and later, for S3-compatible stores elsewhere): an administrator who chose another storage
-made a decision this must not undo. Pointing REDCap at the stack's bucket takes nothing away
-from a migrated site: the stack's key pair reaches that bucket only, so REDCap could not use
-another bucket anyway, and its files are copied there (docs/migrating.md). Local storage
+made a decision this must not undo. Pointing a migrated site's REDCap at the stack's bucket
+leaves its old bucket untouched: the old key pair goes with the old deployment, the stack's
+key reaches this bucket only, and the files are copied here (docs/migrating.md). Local storage
 (option '0') is left alone too, with a warning: the container's disk is lost at every
 deployment.
 
