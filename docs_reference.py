@@ -40,6 +40,8 @@ def _type_name(annotation: Any) -> str:
         return " / ".join(f"`{a}`" for a in typing.get_args(annotation))
     if origin is tuple:
         return f"list of {_type_name(args[0])}"
+    if origin is dict:
+        return "object"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "object"
     return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(annotation, str(annotation))
@@ -49,7 +51,7 @@ def _default(field: Any) -> str:
     value = field.default
     if value is PydanticUndefined:
         return "required"
-    if value is None or isinstance(value, BaseModel) or value == ():
+    if value is None or isinstance(value, BaseModel) or value in ((), {}):
         return "—"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"

@@ -12,11 +12,12 @@ One module per concern, each with its model(s) and the descriptions of its keys:
   compute   App Runner sizes, the `ecs` block, the tunnel host
   edge      WAF and e-mail keys, externalResources
   dns       domain keys, the delegation-only stack
+  operations  the `operations` block: alarms, dashboard, checks, idle schedule, budget
   stage     StageSettings (every key) and the rules across keys
   loader    reading the config and formatting problems; `from_pulumi` for __main__.py
   paths     where the project's files are
 """
-from settings import application, compute, database, dns, edge, stage
+from settings import application, compute, database, dns, edge, operations, stage
 from settings.application import *  # noqa: F401,F403
 from settings.common import *  # noqa: F401,F403
 from settings.common import (NAMESPACE, Problem, SettingsError, _as_list, _is_int,  # noqa: F401
@@ -25,6 +26,7 @@ from settings.compute import *  # noqa: F401,F403
 from settings.database import *  # noqa: F401,F403
 from settings.dns import *  # noqa: F401,F403
 from settings.edge import *  # noqa: F401,F403
+from settings.operations import AlarmTuning, IdleSchedule, OperationsSettings  # noqa: F401
 from settings.loader import *  # noqa: F401,F403
 from settings.loader import (CROSS_RULE_INPUTS, KNOWN_KEYS, SECRET_KEYS, STRUCTURED_KEYS,  # noqa: F401
                              Secrets, format_problems, from_pulumi, load_settings)
@@ -32,5 +34,5 @@ from settings.stage import StageSettings  # noqa: F401
 
 DESCRIPTIONS: dict[str, str] = {
     **application.DESCRIPTIONS, **compute.DESCRIPTIONS, **database.DESCRIPTIONS, **dns.DESCRIPTIONS, **edge.DESCRIPTIONS,
-    **stage.DESCRIPTIONS,
+    **operations.DESCRIPTIONS, **stage.DESCRIPTIONS,
 }

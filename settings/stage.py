@@ -15,6 +15,7 @@ from settings.compute import EcsSettings, TunnelSettings
 from settings.database import DbSettings
 from settings.dns import NsDelegation
 from settings.edge import ExternalResources
+from settings.operations import OperationsSettings
 
 
 RemovalPolicyName = Literal["destroy", "snapshot", "retain"]
@@ -59,6 +60,7 @@ class StageSettings(_Model):
     app_bucket_versioning: bool = Field(True, alias="appBucketVersioning")
     waf_sqli_rules_to_count: tuple[str, ...] = Field((), alias="wafSqliRulesToCount")
     configuration_sql: ConfigurationSqlMode = Field("onInstall", alias="configurationSql")
+    operations: OperationsSettings = OperationsSettings()
 
     # --- single-value rules ------------------------------------------------------------------
 
@@ -264,9 +266,29 @@ class StageSettings(_Model):
             problems.append(("allowedIps/allowedCountries", "set with externalResources.wafWebAcl",
                              Problem("no allow-lists when an external web ACL is used (they would be "
                                      "ignored); put them in that ACL", "allowedIps: []")))
+        problems.extend(self._operations_rules())
         if problems:
             raise _CrossProblems(problems)
         return self
+
+    def _operations_rules(self) -> list[tuple[str, Any, Problem]]:
+        ops = self.operations
+        problems: list[tuple[str, Any, Problem]] = []
+        if ops.monthly_budget_usd is not None and ops.alarm_email is None and self.email is None:
+            problems.append(("operations.alarmEmail", None,
+                             Problem("an address for the budget's alerts: redcap:operations.alarmEmail, or "
+                                     "redcap:email (the default)", "operations: {alarmEmail: redcap-ops@example.org}")))
+        if ops.idle_schedule is not None and self.protect_data:
+            problems.append(("operations.idleSchedule", "with deletion protection",
+                             Problem("an idle schedule only on a stage without deletion protection (a stage that "
+                                     "protects its data is production, which stays up); set "
+                                     "redcap:deletionProtection false for a test stage that keeps data",
+                                     "deletionProtection: false")))
+        if ops.idle_schedule is not None and ops.uptime_minutes == 0:
+            problems.append(("operations.idleSchedule", "with uptimeMinutes 0",
+                             Problem("an idle schedule together with the uptime check, which tells the alarms "
+                                     "when the app tier is asleep on purpose", "operations: {uptimeMinutes: 5}")))
+        return problems
 
     # --- derived values ----------------------------------------------------------------------
 
@@ -308,6 +330,10 @@ class StageSettings(_Model):
     @property
     def uses_ecs(self) -> bool:
         return self.ecs is not None
+
+    @property
+    def alarm_email(self) -> Optional[str]:
+        return self.operations.alarm_email or self.email
 
     def log_retention(self, default_days: int) -> int:
         return self.general_log_retention or default_days
