@@ -124,6 +124,8 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "ecs.certificateArn": {"ecs", "domain"},
     "email": {"email", "domain", "hostInRoute53"},
     "allowedIps/allowedCountries": {"allowedIps", "allowedCountries", "externalResources"},
+    "aws:region": {"ecs"},
+    "db.backtrackHours": {"db"},
 }
 
 

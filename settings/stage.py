@@ -5,7 +5,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from settings import paths
+from settings import paths, regions
 from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossProblems, _DOCKER_TAG_RE,
                              _LABELS_RE, _LOCAL_VERSION_RE, _Model, _as_list, _is_int, _normalise_size, parse_bool,
                              parse_cidr, parse_country, parse_dns_name, parse_email, parse_log_retention,
@@ -209,6 +209,21 @@ class StageSettings(_Model):
                               "[SQLi_BODY]")
         return tuple(sorted(set(names)))
 
+    # --- region-dependent defaults ----------------------------------------------------------
+
+    @model_validator(mode="before")
+    @classmethod
+    def _region_defaults(cls, data: Any) -> Any:
+        """db.backtrackHours unset in a region without Aurora backtrack: 0 there (the default 24
+        would make the cluster creation fail). Set explicitly, it is checked below instead."""
+        if not isinstance(data, dict):
+            return data
+        facts = regions.lookup(str(data.get("region") or ""))
+        db = data.get("db", {})
+        if facts is not None and not facts.backtrack and isinstance(db, dict) and "backtrackHours" not in db:
+            data = {**data, "db": {**db, "backtrackHours": 0}}
+        return data
+
     # --- rules across keys -------------------------------------------------------------------
 
     @model_validator(mode="after")
@@ -255,6 +270,7 @@ class StageSettings(_Model):
             problems.append(("email", None,
                              Problem("an SES identity: redcap:email, or redcap:domain with a Route53 zone",
                                      "email: redcap-admin@example.org")))
+        problems.extend(self._region_problems())
         if self.external_resources.waf_web_acl and (self.allowed_ips or self.allowed_countries):
             problems.append(("allowedIps/allowedCountries", "set with externalResources.wafWebAcl",
                              Problem("no allow-lists when an external web ACL is used (they would be "
@@ -262,6 +278,29 @@ class StageSettings(_Model):
         if problems:
             raise _CrossProblems(problems)
         return self
+
+    def _region_problems(self) -> list[tuple[str, Any, Problem]]:
+        """What the stack's region does not offer (settings/regions.py)."""
+        if not self.region:
+            return []  # reported by the loader
+        facts = regions.lookup(self.region)
+        if facts is None:
+            return [("aws:region", self.region,
+                     Problem("a region of the region table settings/regions.py (docs/regions.md): "
+                             + ", ".join(regions.names()), "pulumi config set aws:region eu-west-1"))]
+        problems: list[tuple[str, Any, Problem]] = []
+        if self.ecs is None and not facts.app_runner:
+            problems.append(("aws:region", self.region,
+                             Problem(f"App Runner is not offered in {self.region}: there, run on ECS Fargate "
+                                     "(an ecs block); App Runner (no ecs block) runs in "
+                                     + ", ".join(regions.names(lambda f: f.app_runner)),
+                                     "redcap:ecs: {} with redcap:domain, or aws:region: eu-west-1")))
+        if self.db.backtrack_hours > 0 and not facts.backtrack:
+            problems.append(("db.backtrackHours", self.db.backtrack_hours,
+                             Problem(f"0 in {self.region}, where Aurora backtrack is not offered (leave it "
+                                     "unset there: it then defaults to 0); backtrack regions: "
+                                     + ", ".join(regions.names(lambda f: f.backtrack)), "0")))
+        return problems
 
     # --- derived values ----------------------------------------------------------------------
 
