@@ -125,6 +125,7 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "email": {"email", "domain", "hostInRoute53"},
     "allowedIps/allowedCountries": {"allowedIps", "allowedCountries", "externalResources"},
     "aws:region": {"ecs"},
+    "senderEmail": {"senderEmail", "domain", "subdomain", "hostInRoute53"},
     "db.backtrackHours": {"db"},
 }
 

@@ -33,6 +33,7 @@ class StageSettings(_Model):
     subdomain: Optional[str] = None
     host_in_route53: bool | str = Field(True, alias="hostInRoute53")
     email: Optional[str] = None
+    sender_email: Optional[str] = Field(None, alias="senderEmail")
     bounce_notification_email: Optional[str] = Field(None, alias="bounceNotificationEmail")
     php_timezone: str = Field("UTC", alias="phpTimezone")
     port: int = 8080
@@ -116,7 +117,7 @@ class StageSettings(_Model):
             raise Problem("true (create a zone), false (no Route53) or the name of an existing "
                           "hosted zone", "example.org") from None
 
-    _email = field_validator("email", "bounce_notification_email", mode="before")(
+    _email = field_validator("email", "sender_email", "bounce_notification_email", mode="before")(
         lambda v: None if v is None else parse_email(str(v)))
     _tz = field_validator("php_timezone", mode="before")(lambda v: parse_timezone(str(v)))
 
@@ -271,6 +272,7 @@ class StageSettings(_Model):
                              Problem("an SES identity: redcap:email, or redcap:domain with a Route53 zone",
                                      "email: redcap-admin@example.org")))
         problems.extend(self._region_problems())
+        problems.extend(self._sender_problems())
         if self.external_resources.waf_web_acl and (self.allowed_ips or self.allowed_countries):
             problems.append(("allowedIps/allowedCountries", "set with externalResources.wafWebAcl",
                              Problem("no allow-lists when an external web ACL is used (they would be "
@@ -278,6 +280,22 @@ class StageSettings(_Model):
         if problems:
             raise _CrossProblems(problems)
         return self
+
+    def _sender_problems(self) -> list[tuple[str, Any, Problem]]:
+        """senderEmail must lie in the DKIM-signed domain (the FQDN's SES identity), or DMARC fails."""
+        if self.sender_email is None:
+            return []
+        if not self.has_zone or self.fqdn is None:
+            return [("senderEmail", self.sender_email,
+                     Problem("a sender only with a Route53 zone (redcap:domain and hostInRoute53 true or a zone "
+                             "name), where it must lie in the DKIM-signed domain; without a zone REDCap sends as "
+                             "redcap:email", "pulumi config rm redcap:senderEmail"))]
+        host = self.sender_email.rpartition("@")[2].lower()
+        if host != self.fqdn and not host.endswith("." + self.fqdn):
+            return [("senderEmail", self.sender_email,
+                     Problem(f"an address at {self.fqdn} or a subdomain of it (the SES domain identity, "
+                             "DKIM-signed, so DMARC aligns)", f"redcap@{self.fqdn}"))]
+        return []
 
     def _region_problems(self) -> list[tuple[str, Any, Problem]]:
         """What the stack's region does not offer (settings/regions.py)."""
