@@ -10,6 +10,7 @@ from components.dns import Domain, DomainArgs
 from components.email import Email, EmailArgs
 from components.firewall import Firewall, FirewallArgs
 from components.network import Network, NetworkArgs
+from components.notifications import export_rows
 from components.security import ThreatDetection
 from components.storage import Storage, StorageArgs
 from components.apprunner import AppRunnerArgs, AppRunnerService
@@ -99,6 +100,7 @@ def application_stack() -> None:
         email=config.email,
         bounce_notification_email=config.bounce_notification_email,
         sender=config.sender_email,
+        subscribe_emails=config.email_subscriptions,
     ))
 
     threat_detection = ThreatDetection("redcap") if config.guard_duty else None
@@ -147,6 +149,7 @@ def application_stack() -> None:
         smtp_email=email.sender_address,
         admin_password_secret_arn=storage.admin_password_secret_arn,
     ))
+    subscriptions = list(email.email_subscriptions)
     if config.ecs is not None:
         ecs = config.ecs
         assert domain is not None  # settings require redcap:domain with an ecs block
@@ -198,8 +201,10 @@ def application_stack() -> None:
             zone_id=domain.zone_id if domain is not None else None,
             zone_name=domain.zone_name if domain is not None else None,
             notification_email=config.email,
+            subscribe_notification_email=config.email_subscriptions,
         ))
         service_url, custom_url = apprunner.service_url, apprunner.custom_url
+        subscriptions += apprunner.email_subscriptions
         # The default URL works before the custom domain's certificate is validated.
         cron_host, runtime_kind = apprunner.service_url, "apprunner"
         pulumi.export("appRunnerServiceUrl", service_url)
@@ -250,6 +255,8 @@ def application_stack() -> None:
     pulumi.export("sesIdentityArn", email.identity_arn)
     pulumi.export("senderAddress", email.sender_address)
     pulumi.export("smtpCredentialsSecretArn", email.smtp_credentials_secret_arn)
+    # What to confirm (or subscribe by hand) so notifications arrive: docs/email.md.
+    pulumi.export("emailSubscriptions", export_rows(subscriptions, config.region))
     if threat_detection is not None:
         pulumi.export("guardDutyDetectorId", threat_detection.detector_id)
 

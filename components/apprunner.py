@@ -22,6 +22,7 @@ import pulumi_aws as aws
 
 from components import policies
 from components.context import AwsContext
+from components.notifications import EmailSubscription, email_subscription
 from components.runtime import RuntimeContract
 from settings import regions
 
@@ -55,6 +56,8 @@ class AppRunnerArgs:
     zone_id: Optional[pulumi.Input[str]] = None
     zone_name: Optional[str] = None
     notification_email: Optional[str] = None
+    # redcap:emailSubscriptions: subscribe notification_email to the topic (else topic only).
+    subscribe_notification_email: bool = True
 
 
 def short_name(stack: str, limit: int) -> str:
@@ -103,6 +106,7 @@ class AppRunnerService(pulumi.ComponentResource):
     service_arn: pulumi.Output[str]
     service_url: pulumi.Output[str]
     custom_url: Optional[str]
+    email_subscriptions: list[EmailSubscription]
 
     def __init__(self, name: str, args: AppRunnerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("redcap:apprunner:AppRunnerService", name, None, opts)
@@ -168,6 +172,7 @@ class AppRunnerService(pulumi.ComponentResource):
         if args.fqdn and args.zone_id is not None:
             self.custom_url = f"https://{args.fqdn}"
             pending.append(self._custom_domain(name, args, service))
+        self.email_subscriptions = []
         if args.notification_email:
             self._notifications(name, args, service_name)
 
@@ -222,5 +227,7 @@ class AppRunnerService(pulumi.ComponentResource):
         # EventBridge may deliver as soon as the target exists: the topic must already let it.
         aws.cloudwatch.EventTarget(f"{name}-operations-mail", rule=rule.name, arn=topic.arn,
                                    opts=pulumi.ResourceOptions(parent=self, depends_on=[publish]))
-        aws.sns.TopicSubscription(f"{name}-notifications-email", topic=topic.arn, protocol="email",
-                                  endpoint=args.notification_email, opts=child)
+        assert args.notification_email is not None
+        self.email_subscriptions.append(email_subscription(
+            f"{name}-notifications-email", topic=topic, address=args.notification_email,
+            purpose="App Runner operation results", subscribe=args.subscribe_notification_email, parent=self))

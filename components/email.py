@@ -15,7 +15,9 @@ bounce/complaint notifications.
   ses:SendRawEmail from our identities, an access key, and the key's `ses_smtp_password_v4`,
   stored as {"username", "password"} in a secret encrypted with the stack key.
 - `bounce_notification_email`: a configuration set whose BOUNCE and COMPLAINT events go to an
-  encrypted SNS topic with an e-mail subscription; every identity uses it by default.
+  encrypted SNS topic, with an e-mail subscription when `subscribe_emails`
+  (components/notifications.py says why a stage may leave that to the operator); every identity
+  uses the configuration set by default.
 
 A new SES account is in the sandbox (only verified recipients): docs/email.md explains the exit.
 """
@@ -30,6 +32,7 @@ import pulumi_aws as aws
 
 from components import policies
 from components.context import AwsContext
+from components.notifications import EmailSubscription, email_subscription
 from components.secrets import encrypted_secret
 
 DKIM_TOKENS = 3  # Easy DKIM always issues three tokens
@@ -129,6 +132,8 @@ class EmailArgs:
     bounce_notification_email: Optional[str] = None
     # redcap:senderEmail: inside `domain` (settings check it).
     sender: Optional[str] = None
+    # redcap:emailSubscriptions: subscribe bounce_notification_email to the bounce topic.
+    subscribe_emails: bool = True
 
 
 class Email(pulumi.ComponentResource):
@@ -138,6 +143,7 @@ class Email(pulumi.ComponentResource):
     configuration_set_name: Optional[str]
     smtp_credentials_secret_arn: pulumi.Output[str]
     bounce_topic_arn: Optional[pulumi.Output[str]]
+    email_subscriptions: list[EmailSubscription]
 
     def __init__(self, name: str, args: EmailArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("redcap:email:Email", name, None, opts)
@@ -149,6 +155,7 @@ class Email(pulumi.ComponentResource):
 
         self.configuration_set_name = None
         self.bounce_topic_arn = None
+        self.email_subscriptions = []
         # Identities name the configuration set through the resource's output, so SES sees the
         # set created before an identity refers to it.
         configuration_set: Optional[aws.sesv2.ConfigurationSet] = None
@@ -214,9 +221,10 @@ class Email(pulumi.ComponentResource):
             policy=pulumi.Output.all(topic.arn, ctx.account_id, configuration_set.arn).apply(
                 lambda a: bounce_topic_policy(a[0], a[1], a[2])),
             opts=child)
-        aws.sns.TopicSubscription(
-            f"{name}-bounces-subscription", topic=topic.arn, protocol="email",
-            endpoint=args.bounce_notification_email, opts=child)
+        assert args.bounce_notification_email is not None
+        self.email_subscriptions.append(email_subscription(
+            f"{name}-bounces-subscription", topic=topic, address=args.bounce_notification_email,
+            purpose="SES bounces and complaints", subscribe=args.subscribe_emails, parent=self))
         aws.sesv2.ConfigurationSetEventDestination(
             f"{name}-bounces-destination", configuration_set_name=configuration_set.configuration_set_name,
             event_destination_name="bounces-and-complaints",

@@ -28,6 +28,7 @@ DESCRIPTIONS: dict[str, str] = {
     "email": "Operator address: App Runner notifications; without a Route53 zone also the SES identity and sender address.",
     "senderEmail": "With a Route53 zone: the address REDCap sends as, inside the DKIM-signed FQDN (docs/email.md). Unset: `email` if it lies in the FQDN, else `no-reply@<fqdn>`.",
     "bounceNotificationEmail": "Receives SES bounce and complaint notifications.",
+    "emailSubscriptions": "`true`: the stack subscribes `bounceNotificationEmail` and (App Runner) `email` to their SNS topics; confirm each mail within 3 days. `false`: topics only, subscribe by hand (docs/email.md). Stage output `emailSubscriptions` lists them.",
     "externalResources": "Resources managed elsewhere.",
     "externalResources.wafWebAcl": "Associate this regional WAFv2 web ACL instead of creating one.",
     "guardDuty": "Enable a GuardDuty detector (one per account and region).",

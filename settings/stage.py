@@ -55,6 +55,7 @@ class StageSettings(_Model):
     deletion_protection: Optional[bool] = Field(None, alias="deletionProtection")
     image_build: Literal["codebuild", "local"] = Field("codebuild", alias="imageBuild")
     guard_duty: bool = Field(False, alias="guardDuty")
+    email_subscriptions: bool = Field(True, alias="emailSubscriptions")
     ns_delegation: Optional[NsDelegation] = Field(None, alias="nsDelegation")
     app_bucket_versioning: bool = Field(True, alias="appBucketVersioning")
     waf_sqli_rules_to_count: tuple[str, ...] = Field((), alias="wafSqliRulesToCount")
@@ -196,7 +197,7 @@ class StageSettings(_Model):
             raise Problem("codebuild or local", "codebuild")
         return v
 
-    _bools = field_validator("deletion_protection", "guard_duty", "has_cron_secret",
+    _bools = field_validator("deletion_protection", "guard_duty", "email_subscriptions", "has_cron_secret",
                              "app_bucket_versioning", mode="before")(
         lambda v: None if v is None else parse_bool(v))
 
