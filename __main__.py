@@ -215,7 +215,7 @@ def application_stack() -> None:
             context=context,
             instance_type=config.ec2_server_stack.instance_type,
             duration_hours=config.ec2_server_stack.duration_hours,
-            subnet_id=network.private_subnet_ids.apply(lambda ids: ids[0]),
+            subnet_ids=network.private_subnet_ids,
             image_uri=image.image_uri,
             repository_arn=image.repository_arn,
             runtime=runtime,
