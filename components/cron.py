@@ -52,6 +52,11 @@ def cron_endpoint(host: str) -> str:
     return f"https://{host}{CRON_PATH}"
 
 
+def connection_name(stack: str) -> str:
+    """At most 64 characters (EventBridge); the stack name has at most 40."""
+    return f"redcap-{stack}-cron-header"
+
+
 def connection_auth(search_string: pulumi.Input[str]) -> dict:
     """The connection's authorization: the cron header as an API key, its value secret."""
     return {"api_key": {"key": CRON_HEADER, "value": pulumi.Output.secret(search_string)}}
@@ -75,7 +80,10 @@ class Cron(pulumi.ComponentResource):
 
         if args.minutes > 0:
             connection = aws.cloudwatch.EventConnection(
-                f"{name}-connection", name=f"redcap-{ctx.stack}-cron",
+                # A connection of its own name, not an update of the one that sent the secret as a
+                # query string: UpdateConnection keeps invocation parameters it is not sent, so an
+                # updated connection would go on adding `?secret=` (this name replaces it instead).
+                f"{name}-connection", name=connection_name(ctx.stack),
                 description="Connection to REDCap cron.php",
                 authorization_type="API_KEY",
                 auth_parameters=connection_auth(args.search_string),

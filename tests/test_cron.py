@@ -7,7 +7,7 @@ import json
 import pytest
 
 from compute_support import CRON_HMAC, leaked_secrets, policy_of, run_variant, statements
-from components.cron import cron_endpoint, schedule_expression
+from components.cron import connection_name, cron_endpoint, schedule_expression
 from harness import Secret, is_secret_input, run_program, unwrap_secrets
 from components.firewall import cron_search_string
 
@@ -75,6 +75,16 @@ def test_the_connection_secret_is_encrypted_with_the_stack_key_tagged_for_eventb
     assert key.inputs["tags"] == {"EventBridgeApiDestinations": "true"}
     # Without a schedule there is no connection, and the key carries no tag for it.
     assert "tags" not in run_variant("dev").one("aws:kms/key:Key").inputs
+
+
+def test_the_header_connection_replaces_the_query_string_one():
+    """UpdateConnection keeps the invocation parameters it is not sent: an existing stage's
+    connection (redcap-<stack>-cron, which added ?secret=) is replaced by one of a new name, not
+    updated, so no request carries the old query parameter afterwards."""
+    connection = run_variant("prod").one("aws:cloudwatch/eventConnection:EventConnection")
+    assert connection.inputs["name"] == "redcap-prod-cron-header" != "redcap-prod-cron"
+    assert connection.name == "redcap-cron-connection"  # same URN: Pulumi replaces (create, then delete)
+    assert len(connection_name("x" * 40)) <= 64
 
 
 def test_the_first_call_waits_for_the_role_grant():
