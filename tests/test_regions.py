@@ -138,11 +138,9 @@ def test_the_program_asks_the_provider_no_elb_service_account():
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(harness.RecordingMocks, "call", recording)
-        harness.run_program("prod", {"aws:region": "eu-south-2", "db": VARIANTS_DB["prod-eu-south-2"]})
+        _, stack, overrides = next(v for v in VARIANTS if v[0] == "prod-eu-south-2")
+        harness.run_program(stack, overrides)
     assert "aws:elb/getServiceAccount:getServiceAccount" not in calls
-
-
-VARIANTS_DB = {v[0]: v[2].get("db") for v in VARIANTS}
 
 
 def test_app_runner_apex_alias_uses_the_table_zone_of_the_region():

@@ -114,8 +114,13 @@ def offered_in(*zone_ids):
 
 def test_the_program_asks_ec2_where_the_type_is_offered_by_zone_id():
     calls = []
-    run = run_program("dev", TUNNEL, call_overrides={OFFERINGS: lambda args: (calls.append(args), offered_in(
-        "use1-az1", "use1-az2")[OFFERINGS](args))[1]})
+    answer = offered_in("use1-az1", "use1-az2")[OFFERINGS]
+
+    def offerings(args):
+        calls.append(args)
+        return answer(args)
+
+    run = run_program("dev", TUNNEL, call_overrides={OFFERINGS: offerings})
     assert calls == [{"locationType": "availability-zone-id",
                       "filters": [{"name": "instance-type", "values": ["m7i.large"]}]}]
     assert instance(run).inputs["subnetId"] == "subnet-private-a"  # the first private subnet when all offer it
