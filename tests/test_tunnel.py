@@ -158,3 +158,11 @@ def test_choose_subnet():
     assert choose_subnet(subnets, ["z1", "z2", "z3"], "t3.medium") == "s-a"
     with pytest.raises(ValueError, match="AWS offers it in no zone of this region"):
         choose_subnet(subnets, [], "x9.huge")
+
+
+def test_docs_show_the_exact_failure():
+    from pathlib import Path
+
+    with pytest.raises(ValueError) as err:
+        choose_subnet([("subnet-private-a", "use1-az1"), ("subnet-private-b", "use1-az2")], ["use1-az6"], "m7i.large")
+    assert str(err.value) in (Path(__file__).resolve().parent.parent / "docs" / "tunnel.md").read_text()
