@@ -127,6 +127,9 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "allowedIps/allowedCountries": {"allowedIps", "allowedCountries", "externalResources"},
     "operations.alarmEmail": {"operations", "email"},
     "operations.idleSchedule": {"operations", "deletionProtection", "removalPolicy"},
+    "aws:region": {"ecs"},
+    "senderEmail": {"senderEmail", "domain", "subdomain", "hostInRoute53"},
+    "db.backtrackHours": {"db"},
 }
 
 
