@@ -30,6 +30,8 @@ from components.context import AwsContext
 
 # Rule names and priorities of the original (prototyping/constructs/Waf.ts); WAF evaluates by
 # priority, the names show up in metrics, logs and the console.
+# Ours, before the allow-lists: the uptime and post-deploy checks (components/operations.py).
+SITE_CHECK_RULE = ("site-check", 5)
 COUNTRY_RULE = ("country-list", 10)
 CRON_RULE = ("cron-execution", 20)
 RATE_RULE = ("rate-filter", 30)
@@ -50,6 +52,9 @@ CRON_PATH_SUFFIX = "cron.php"
 # The header that carries the cron HMAC (the caller sends `X-Redcap-Cron-Secret: <HMAC>`). Header
 # names are case-insensitive, and WAF compares a single_header's name case-insensitively.
 CRON_HEADER = "x-redcap-cron-secret"
+# What the site checks request with the cron header: the static health page and REDCap's front
+# page, GET without a query string only (so no login, no route, no API call rides on it).
+SITE_CHECK_PATHS: tuple[str, ...] = ("/", "/healthz")
 RATE_LIMIT = 3000           # requests per IP ...
 RATE_WINDOW_SECONDS = 300   # ... per 5 minutes (the CloudFormation default the original relied on)
 RESPONSE_BODY_KEY = "response"
@@ -137,6 +142,30 @@ def cron_rule(search_string: pulumi.Input[str]) -> dict[str, Any]:
     }
 
 
+def site_check_rule(search_string: pulumi.Input[str]) -> dict[str, Any]:
+    """Allow the uptime and smoke checks through the IP and country allow-lists, as cron is: a
+    GET of /healthz or / without a query string that carries the cron header with the HMAC.
+    Anything else - another path or method, a query string, no or another header value - is
+    judged by the rules below as before, so the allow-lists stay closed to everybody else."""
+    name, priority = SITE_CHECK_RULE
+    exactly = lambda field, text: {"byte_match_statement": {  # noqa: E731
+        "field_to_match": field, "positional_constraint": "EXACTLY", "search_string": text,
+        "text_transformations": _no_transformation()}}
+    return {
+        "name": name,
+        "priority": priority,
+        "action": {"allow": {}},
+        "statement": {"and_statement": {"statements": [
+            exactly({"single_header": {"name": CRON_HEADER}}, search_string),
+            exactly({"method": {}}, "GET"),
+            {"size_constraint_statement": {"field_to_match": {"query_string": {}}, "comparison_operator": "EQ",
+                                           "size": 0, "text_transformations": _no_transformation()}},
+            {"or_statement": {"statements": [exactly({"uri_path": {}}, path) for path in SITE_CHECK_PATHS]}},
+        ]}},
+        "visibility_config": visibility(name),
+    }
+
+
 def rate_rule() -> dict[str, Any]:
     name, priority = RATE_RULE
     return {
@@ -197,9 +226,12 @@ def managed_rules(sqli_rules_to_count: Sequence[str] = ()) -> list[dict[str, Any
 
 def web_acl_rules(*, countries: Sequence[str], search_string: pulumi.Input[str],
                   ip_set_arns: Sequence[pulumi.Input[str]],
-                  sqli_rules_to_count: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Every rule of the ACL in priority order; the geo and IP rules only when their list is set."""
+                  sqli_rules_to_count: Sequence[str] = (), site_checks: bool = False) -> list[dict[str, Any]]:
+    """Every rule of the ACL in priority order; the geo and IP rules only when their list is set,
+    the site-check rule only with site checks and an allow-list for them to pass."""
     rules: list[dict[str, Any]] = []
+    if site_checks and (countries or ip_set_arns):
+        rules.append(site_check_rule(search_string))
     if countries:
         rules.append(country_rule(countries))
     rules.append(cron_rule(search_string))
@@ -252,6 +284,9 @@ class FirewallArgs:
     cron_secret: Optional[pulumi.Output[str]] = None
     external_web_acl_arn: Optional[str] = None
     sqli_rules_to_count: tuple[str, ...] = ()
+    # The stage runs uptime or smoke checks (components/operations.py): let them through the
+    # allow-lists with the cron header.
+    site_checks: bool = False
 
 
 class Firewall(pulumi.ComponentResource):
@@ -302,7 +337,8 @@ class Firewall(pulumi.ComponentResource):
             custom_response_bodies=[{"key": RESPONSE_BODY_KEY, "content_type": "TEXT_HTML",
                                      "content": RESPONSE_BODY}],
             rules=web_acl_rules(countries=args.allowed_countries, search_string=self.cron_search_string,
-                                ip_set_arns=ip_set_arns, sqli_rules_to_count=args.sqli_rules_to_count),
+                                ip_set_arns=ip_set_arns, sqli_rules_to_count=args.sqli_rules_to_count,
+                                site_checks=args.site_checks),
             # Sampled requests off at ACL level, as the original; the WAF log has every request.
             visibility_config=visibility(f"redcap-{ctx.stack}-waf", sampled=False),
             opts=child,

@@ -27,6 +27,15 @@ def moto_server():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def image(tmp_path_factory):
+    """The REDCap image built once per session (tests/image_support.py), shared by every test
+    that runs the container."""
+    from image_support import build_image
+
+    return build_image(tmp_path_factory.mktemp("image"))
+
+
 @pytest.fixture
 def case(mariadb, moto_server, tmp_path):
     """A bootstrap run against the session's MariaDB and moto (tests/fixtures/bootstrap_env.py)."""

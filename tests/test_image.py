@@ -27,17 +27,12 @@ import botocore.session
 import pytest
 
 from image_support import (LANGUAGE_CONTENT, LANGUAGE_FILE, REDCAP_VERSION, BuiltImage, RunningApp,
-                           build_image, docker, start_app, wait_http)
+                           docker, start_app, wait_http)
 from services import free_port
 
 pytestmark = pytest.mark.docker
 
 VERSION_DIR = f"redcap_v{REDCAP_VERSION}"
-
-
-@pytest.fixture(scope="session")
-def image(tmp_path_factory: pytest.TempPathFactory) -> BuiltImage:
-    return build_image(tmp_path_factory.mktemp("image"))
 
 
 @pytest.fixture(scope="session")
