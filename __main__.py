@@ -10,6 +10,7 @@ from components.dns import Domain, DomainArgs
 from components.email import Email, EmailArgs
 from components.firewall import Firewall, FirewallArgs
 from components.network import Network, NetworkArgs
+from components.operations import AppRunnerTier, FargateTier, Operations, OperationsArgs
 from components.notifications import export_rows
 from components.security import ThreatDetection
 from components.storage import Storage, StorageArgs
@@ -83,6 +84,7 @@ def application_stack() -> None:
         cron_secret=secrets.cron_secret,
         external_web_acl_arn=config.external_resources.waf_web_acl,
         sqli_rules_to_count=config.waf_sqli_rules_to_count,
+        site_checks=config.operations.uptime_minutes > 0 or config.operations.smoke_check,
     ))
 
     domain = Domain("redcap", DomainArgs(
@@ -177,6 +179,7 @@ def application_stack() -> None:
             deletion_protection=config.protect_data,
             fqdn=domain.fqdn,
             zone_id=domain.zone_id,
+            capacity_scheduled=config.operations.idle_schedule is not None,
         ))
         service_url, custom_url = fargate.load_balancer_url, fargate.custom_url
         # The certificate is for the FQDN only, so cron calls the custom domain.
@@ -209,7 +212,7 @@ def application_stack() -> None:
         # The default URL works before the custom domain's certificate is validated.
         cron_host, runtime_kind = apprunner.service_url, "apprunner"
         pulumi.export("appRunnerServiceUrl", service_url)
-    Cron("redcap-cron", CronArgs(context=context, host=cron_host, search_string=firewall.cron_search_string,
+    cron = Cron("redcap-cron", CronArgs(context=context, host=cron_host, search_string=firewall.cron_search_string,
                             minutes=config.cron_minutes, runtime_kind=runtime_kind, kms_key_arn=storage.kms_key_arn))
     if config.ec2_server_stack is not None:
         tunnel = TunnelHost("redcap-tunnel", TunnelArgs(
@@ -232,6 +235,45 @@ def application_stack() -> None:
     pulumi.export("imageUri", image.image_uri)
     pulumi.export("imageTag", image.tag)
     pulumi.export("ecrRepositoryUrl", image.repository_url)
+
+    # Operations: alarms, dashboard, site checks, idle schedule, budget (docs/operations.md).
+    if config.ecs is not None:
+        tier: AppRunnerTier | FargateTier = FargateTier(
+            cluster_name=fargate.cluster_name, service_name=fargate.service_name,
+            load_balancer_arn=fargate.load_balancer_arn, load_balancer_dns_name=fargate.load_balancer_dns_name,
+            target_group_arn=fargate.target_group_arn, log_group_name=fargate.log_group_name,
+            scaling_resource_id=fargate.scaling_resource_id, min_tasks=config.ecs.scaling.min_containers,
+            max_tasks=config.ecs.scaling.max_containers)
+        entry, sizes = fargate, {"ecs": config.ecs.model_dump(by_alias=True)}
+    else:
+        tier = AppRunnerTier(service_arn=apprunner.service_arn, service_url=apprunner.service_url,
+                             min_instances=config.app_runner_min_size, max_instances=config.app_runner_max_size)
+        entry, sizes = apprunner, {"cpu": config.cpu, "memory": config.memory,
+                                   "concurrency": config.app_runner_concurrency}
+    operations = Operations("redcap", OperationsArgs(
+        context=context, settings=config.operations, tier=tier, site_url=site_url,
+        entry_arn=fargate.load_balancer_arn if config.ecs is not None else apprunner.service_arn,
+        kms_key_arn=storage.kms_key_arn, log_retention_days=config.log_retention(365),
+        cron_header=firewall.cron_header, cron_search_string=firewall.cron_search_string,
+        db_cluster_identifier=database.cluster_identifier, db_max_acu=config.db.scaling.max_capacity_acu,
+        db_readers=config.db.db_readers, image_uri=image.image_uri,
+        runtime_settings={"environment": runtime.environment, **sizes},
+        alarm_email=config.alarm_email, subscribe_alarm_email=config.email_subscriptions,
+        cron_rule_name=cron.rule_name, cron_minutes=config.cron_minutes, web_acl_arn=firewall.web_acl_arn,
+        waf_log_group_name=firewall.log_group_name, build_project_name=image.build_project_name,
+        build_trigger_function_name=image.build_trigger_function_name,
+        certificate_arns=(config.ecs.certificate_arn,) if config.ecs and config.ecs.certificate_arn else (),
+        budget_tag=stage.budget_tag(), smoke_after=[entry, firewall],
+    ))
+    subscriptions += operations.email_subscriptions
+    pulumi.export("alarmTopicArn", operations.alarm_topic_arn)
+    pulumi.export("alarms", operations.alarm_names)
+    if operations.dashboard_url is not None:
+        pulumi.export("dashboardUrl", operations.dashboard_url)
+    if operations.smoke_check is not None:
+        pulumi.export("smokeCheck", operations.smoke_check)
+    if operations.budget_name is not None:
+        pulumi.export("budgetName", operations.budget_name)
 
     pulumi.export("vpcId", network.vpc_id)
     pulumi.export("publicSubnetIds", network.public_subnet_ids)

@@ -62,6 +62,9 @@ class FargateArgs:
     deletion_protection: bool
     fqdn: Optional[str] = None
     zone_id: Optional[pulumi.Input[str]] = None
+    # An idle schedule moves the scalable target's bounds (components/operations.py): a diff on
+    # them would wake a sleeping stage at every `pulumi up`.
+    capacity_scheduled: bool = False
 
 
 def resource_name(stack: str, limit: int) -> str:
@@ -97,6 +100,10 @@ def execution_policy(repository_arn: str, log_group_arn: str) -> str:
 class FargateService(pulumi.ComponentResource):
     load_balancer_url: pulumi.Output[str]
     load_balancer_arn: pulumi.Output[str]
+    load_balancer_dns_name: pulumi.Output[str]
+    target_group_arn: pulumi.Output[str]
+    log_group_name: pulumi.Output[str]
+    scaling_resource_id: pulumi.Output[str]
     custom_url: Optional[str]
     cluster_name: pulumi.Output[str]
     service_name: pulumi.Output[str]
@@ -183,7 +190,7 @@ class FargateService(pulumi.ComponentResource):
             # Autoscaling owns the running count: a diff on it would undo scaling at every `pulumi up`.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCount"],
                                         depends_on=[https, execution, runtime_grants]))
-        self._autoscaling(name, args, cluster, service, alb, target_group)
+        scaling = self._autoscaling(name, args, cluster, service, alb, target_group)
         aws.wafv2.WebAclAssociation(f"{name}-waf", resource_arn=alb.arn, web_acl_arn=args.web_acl_arn, opts=child)
 
         self.custom_url = None
@@ -196,6 +203,10 @@ class FargateService(pulumi.ComponentResource):
                     allow_overwrite=True, opts=child)
 
         self.load_balancer_arn = alb.arn
+        self.load_balancer_dns_name = alb.dns_name
+        self.target_group_arn = target_group.arn
+        self.log_group_name = group.name
+        self.scaling_resource_id = scaling.resource_id
         self.load_balancer_url = alb.dns_name.apply(lambda d: f"https://{d}")
         self.cluster_name = cluster.name
         self.service_name = service.name
@@ -226,12 +237,14 @@ class FargateService(pulumi.ComponentResource):
         return alb_sg, tasks_sg
 
     def _autoscaling(self, name: str, args: FargateArgs, cluster: aws.ecs.Cluster, service: aws.ecs.Service,
-                     alb: aws.lb.LoadBalancer, target_group: aws.lb.TargetGroup) -> None:
+                     alb: aws.lb.LoadBalancer, target_group: aws.lb.TargetGroup) -> aws.appautoscaling.Target:
         child = pulumi.ResourceOptions(parent=self)
         target = aws.appautoscaling.Target(
             f"{name}-scaling", service_namespace="ecs", scalable_dimension="ecs:service:DesiredCount",
             resource_id=pulumi.Output.all(cluster.name, service.name).apply(lambda a: f"service/{a[0]}/{a[1]}"),
-            min_capacity=args.min_containers, max_capacity=args.max_containers, opts=child)
+            min_capacity=args.min_containers, max_capacity=args.max_containers,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["minCapacity", "maxCapacity"]
+                                        if args.capacity_scheduled else None))
         metrics = (
             ("cpu", "ECSServiceAverageCPUUtilization", args.cpu_utilization, None),
             ("memory", "ECSServiceAverageMemoryUtilization", args.memory_utilization, None),
@@ -250,3 +263,4 @@ class FargateService(pulumi.ComponentResource):
                     "target_value": value, "predefined_metric_specification": specification,
                     "scale_in_cooldown": COOLDOWN_SECONDS, "scale_out_cooldown": COOLDOWN_SECONDS},
                 opts=child)
+        return target

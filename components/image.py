@@ -274,6 +274,9 @@ class Image(pulumi.ComponentResource):
     repository_name: pulumi.Output[str]
     tag: pulumi.Output[str]
     image_uri: pulumi.Output[str]
+    # CodeBuild only (None for local builds): what the pipeline alarms watch.
+    build_project_name: Optional[pulumi.Output[str]] = None
+    build_trigger_function_name: Optional[pulumi.Output[str]] = None
 
     def __init__(self, name: str, args: ImageArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("redcap:image:Image", name, None, opts)
@@ -430,6 +433,8 @@ class Image(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[build_policy]))
 
         invocation = self._trigger(name, args, repo, project, source_location, tag, context_object, child)
+        self.build_project_name = project.name
+        self.build_trigger_function_name = invocation.function_name
         image_uri = pulumi.Output.all(repo.repository_url, tag, invocation.result).apply(lambda a: f"{a[0]}:{a[1]}")
         return tag, image_uri
 

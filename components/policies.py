@@ -28,7 +28,7 @@ def allow(actions: Sequence[str], resources: Sequence[str], sid: str | None = No
 # (not for ec2, lambda and App Runner, whose roles are only usable by this account's resources).
 SOURCE_ACCOUNT_IN_TRUST = frozenset({
     "vpc-flow-logs.amazonaws.com", "codebuild.amazonaws.com", "ecs-tasks.amazonaws.com",
-    "events.amazonaws.com",
+    "events.amazonaws.com", "scheduler.amazonaws.com",
 })
 
 
@@ -62,7 +62,7 @@ def stack_key_policy(partition: str, account_id: str, region: str) -> str:
     IAM in this account decides who uses the key (the account-root statement, as AWS's default
     key policy). AWS services that encrypt on our behalf without an IAM role of ours get
     narrow statements: CloudWatch Logs (log groups of this account and region only) and the
-    services that publish to our encrypted SNS topics (EventBridge, SES).
+    services that publish to our encrypted SNS topics (EventBridge, SES, CloudWatch alarms).
     """
     root = f"arn:{partition}:iam::{account_id}:root"
     return document([
@@ -86,7 +86,7 @@ def stack_key_policy(partition: str, account_id: str, region: str) -> str:
         {
             "Sid": "PublishersToEncryptedTopics",
             "Effect": "Allow",
-            "Principal": {"Service": ["events.amazonaws.com", "ses.amazonaws.com"]},
+            "Principal": {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com", "ses.amazonaws.com"]},
             "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
             "Resource": "*",
             "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},

@@ -9,7 +9,8 @@ One handler, two modes (event {"mode": ...}):
   next check; the app tier's alarms read it and stay quiet while it is 0. Outside working hours
   no request is made at all.
 - "smoke" (aws.lambda_.Invocation, at the end of a `pulumi up` that changed the image or the
-  runtime settings): /healthz and the REDCap page answer 200, cron.php is refused (403)
+  runtime settings): once /healthz answers (it waits up to `waitSeconds`, default 600, for new
+  tasks to come up), /healthz and the REDCap page answer 200, cron.php is refused (403)
   without the cron header and answers 200 with it. Any failure raises, so the update fails with
   a message naming every check that failed; the result (no secret in it) is a stack output.
 
@@ -19,7 +20,7 @@ without opening them for anybody else. The value never appears in a result, a me
 log line, and never in a URL.
 
 Environment: SITE_URL (https://<host>), CHECK_SECRET_ARN, CHECK_HEADER, METRIC_NAMESPACE;
-optional CONNECT_HOST (connect there, with TLS name and Host header still the site's: the
+the smoke event may name its own siteUrl and connectHost; optional CONNECT_HOST (connect there, with TLS name and Host header still the site's: the
 runtime's own entry, independent of DNS), IDLE_SCHEDULE (JSON {timezone, workdays, start, end,
 graceMinutes}), UPTIME_MINUTES, REQUEST_TIMEOUT_SECONDS. Standard library and boto3 only.
 """
@@ -46,6 +47,8 @@ HEALTH_PATH = "/healthz"
 CRON_PATH = "/cron.php"
 REFUSED_STATUS = 403  # what the WAF's cron rule answers without the secret
 DEFAULT_TIMEOUT_SECONDS = 10.0
+# How long a smoke check waits for /healthz before judging (the function's timeout is 15 minutes).
+DEFAULT_WAIT_SECONDS = 600
 USER_AGENT = "redcap-site-check/1"
 
 
@@ -191,13 +194,16 @@ class Config:
     timeout: float
 
     @staticmethod
-    def from_env(env: dict[str, str]) -> "Config":
+    def from_env(env: dict[str, str], event: Optional[dict[str, Any]] = None) -> "Config":
+        """The environment, with the smoke event's siteUrl / connectHost taking precedence."""
+        event = event or {}
         missing = [k for k in ("SITE_URL", "CHECK_SECRET_ARN", "CHECK_HEADER", "METRIC_NAMESPACE") if not env.get(k)]
         if missing:
             raise ConfigurationError(f"missing environment: {', '.join(missing)}")
         schedule = Schedule.from_json(env["IDLE_SCHEDULE"]) if env.get("IDLE_SCHEDULE") else None
         return Config(
-            target=Target.parse(env["SITE_URL"], env.get("CONNECT_HOST") or None),
+            target=Target.parse(event.get("siteUrl") or env["SITE_URL"],
+                                event.get("connectHost") or env.get("CONNECT_HOST") or None),
             header=env["CHECK_HEADER"], secret_arn=env["CHECK_SECRET_ARN"], namespace=env["METRIC_NAMESPACE"],
             schedule=schedule, uptime_minutes=int(env.get("UPTIME_MINUTES") or 5),
             timeout=float(env.get("REQUEST_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT_SECONDS))
@@ -205,6 +211,19 @@ class Config:
 
 def _health_body(body: bytes) -> bool:
     return body.strip() == b"ok"
+
+
+def await_health(config: Config, secret: str, wait_seconds: float, poll_seconds: float,
+                 sleep: Callable[[float], None] = time.sleep) -> Outcome:
+    """/healthz until it answers 200 or `wait_seconds` pass: right after a deployment the new
+    tasks may still be starting (a service that never becomes healthy fails the checks)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        outcome = check("health", config.target, HEALTH_PATH, 200, {config.header: secret}, config.timeout,
+                        _health_body)
+        if outcome.ok or time.monotonic() + poll_seconds > deadline:
+            return outcome
+        sleep(poll_seconds)
 
 
 def smoke_checks(config: Config, secret: str) -> list[Outcome]:
@@ -285,7 +304,7 @@ def run(event: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     mode = (event or {}).get("mode")
     if mode not in ("uptime", "smoke"):
         raise ConfigurationError(f"event mode must be uptime or smoke, not {mode!r}")
-    config = Config.from_env(env)
+    config = Config.from_env(env, event if mode == "smoke" else None)
     now = now_utc()
     expected_now = app_tier_expected(config.schedule, now)
     if mode == "smoke":
@@ -295,7 +314,10 @@ def run(event: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
                 f"scaled to zero now ({config.schedule.start}-{config.schedule.end} "  # type: ignore[union-attr]
                 f"{config.schedule.timezone} on {', '.join(config.schedule.workdays)}); "  # type: ignore[union-attr]
                 "run this `pulumi up` during working hours (docs/operations.md, Idle schedule)")
-        outcomes = smoke_checks(config, read_secret(config.secret_arn))
+        secret = read_secret(config.secret_arn)
+        await_health(config, secret, float(event.get("waitSeconds", DEFAULT_WAIT_SECONDS)),
+                     float(event.get("pollSeconds", 10)))
+        outcomes = smoke_checks(config, secret)
         report = smoke_report(config, outcomes)
         LOG.info("smoke check %s: %s", "passed" if report["ok"] else "FAILED",
                  "; ".join(f"{o.name} {o.status}" for o in outcomes))

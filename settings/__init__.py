@@ -29,7 +29,7 @@ from settings.edge import *  # noqa: F401,F403
 from settings.operations import AlarmTuning, IdleSchedule, OperationsSettings  # noqa: F401
 from settings.loader import *  # noqa: F401,F403
 from settings.loader import (CROSS_RULE_INPUTS, KNOWN_KEYS, SECRET_KEYS, STRUCTURED_KEYS,  # noqa: F401
-                             Secrets, format_problems, from_pulumi, load_settings)
+                             Secrets, budget_tag, format_problems, from_pulumi, load_settings)
 from settings.stage import StageSettings  # noqa: F401
 
 DESCRIPTIONS: dict[str, str] = {

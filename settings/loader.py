@@ -221,3 +221,25 @@ def from_pulumi() -> tuple[StageSettings, Secrets]:
     config = pulumi.Config(NAMESPACE)
     cron_secret = config.get_secret("cronSecret") if settings.has_cron_secret else None
     return settings, Secrets(cron_secret=cron_secret)
+
+
+# The cost allocation tag a stage's budget counts: the stack files tag every resource with
+# `deployment: redcap-<stage>` through aws:defaultTags (docs/operations.md, Budget).
+BUDGET_TAG_KEY = "deployment"
+
+
+def budget_tag() -> Optional[tuple[str, str]]:
+    """(key, value) of the stack's `deployment` default tag, or None when the stack sets none."""
+    from pulumi.runtime import config as runtime_config
+
+    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return budget_tag_of(merged.get("aws:defaultTags"))
+
+
+def budget_tag_of(raw: Optional[str]) -> Optional[tuple[str, str]]:
+    try:
+        tags = (json.loads(raw) if raw else {}).get("tags") or {}
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    value = tags.get(BUDGET_TAG_KEY) if isinstance(tags, dict) else None
+    return (BUDGET_TAG_KEY, str(value)) if value else None

@@ -263,8 +263,7 @@ COMPUTE_OUTPUTS: dict[str, Callable[[str, dict[str, Any], str], dict[str, Any]]]
     "aws:lambda/function:Function": lambda name, inputs, region: {
         "arn": _arn("lambda", f"function:{inputs.get('name', name)}", region),
         "invokeArn": f"arn:aws:apigateway:{region}:lambda:path/functions/{inputs.get('name', name)}/invocations"},
-    "aws:lambda/invocation:Invocation": lambda name, inputs, region: {
-        "result": json.dumps({"imageTag": json.loads(inputs.get("input") or "{}").get("imageTag"), "status": "built"})},
+    "aws:lambda/invocation:Invocation": lambda name, inputs, region: {"result": _invocation_result(inputs)},
     "aws:apprunner/service:Service": lambda name, inputs, region: {
         "arn": _arn("apprunner", f"service/{inputs.get('serviceName', name)}/0123456789abcdef", region),
         "serviceId": "0123456789abcdef", "serviceUrl": f"mock{name.replace('-', '')}.{region}.awsapprunner.com"},
@@ -285,9 +284,25 @@ COMPUTE_OUTPUTS: dict[str, Callable[[str, dict[str, Any], str], dict[str, Any]]]
     "aws:ec2/instance:Instance": lambda name, inputs, region: {
         "id": "i-0123456789abcdef0", "arn": _arn("ec2", "instance/i-0123456789abcdef0", region),
         "privateIp": "10.0.2.10"},
+    "aws:wafv2/webAcl:WebAcl": lambda name, inputs, region: {
+        "arn": _arn("wafv2", f"{inputs.get('scope', 'REGIONAL').lower()}/webacl/{name}-0a1b2c/"
+                             f"a1b2c3d4-0000-1111-2222-333344445555", region)},
     "docker:index/image:Image": lambda name, inputs, region: {
         "repoDigest": f"{str(inputs.get('imageName', name)).split(':')[0]}@sha256:{'ab' * 32}"},
 }
+
+
+def _invocation_result(inputs: dict[str, Any]) -> str:
+    """What the program's functions answer: the build trigger, or a passing smoke check."""
+    event = json.loads(inputs.get("input") or "{}")
+    if event.get("mode") == "smoke":
+        checks = [(name, path, status) for name, path, status in (
+            ("health", "/healthz", 200), ("redcap page", "/", 200), ("cron refused without the secret", "/cron.php", 403),
+            ("cron accepted with the secret", "/cron.php", 200))]
+        return json.dumps({"mode": "smoke", "site": event.get("siteUrl"), "ok": True, "checks": [
+            {"name": n, "method": "GET", "path": p, "expected": st, "status": st, "ok": True, "ms": 50, "detail": ""}
+            for n, p, st in checks]})
+    return json.dumps({"imageTag": event.get("imageTag"), "status": "built"})
 
 
 class RecordingMocks(pulumi.runtime.Mocks):

@@ -124,7 +124,7 @@ def test_bounces_to_encrypted_topic_and_identities_use_configuration_set(prod_ru
     assert destination.inputs["eventDestination"] == {
         "enabled": True, "matchingEventTypes": ["BOUNCE", "COMPLAINT"],
         "snsDestination": {"topicArn": topic.outputs["arn"]}}
-    subscription = run.one("aws:sns/topicSubscription:TopicSubscription")
+    subscription = run.one("aws:sns/topicSubscription:TopicSubscription", "bounces")
     assert (subscription.inputs["protocol"], subscription.inputs["endpoint"]) == ("email", "redcap-bounces@example.org")
     policy = json.loads(run.one("aws:sns/topicPolicy:TopicPolicy").inputs["policy"])
     allow, deny = policy["Statement"]

@@ -176,9 +176,10 @@ def test_prod_geo_rule_and_recorded_bodies_match_pure_functions(prod_run: harnes
     run = prod_run
     rules = recorded_rules(run)
     search = fw.cron_search_string(harness.MOCK_SECRET_VALUES[1])  # prod has no cronSecret: generated
-    expected = fw.web_acl_rules(countries=["US"], search_string=search, ip_set_arns=[])
+    # prod runs the site checks (the default), which pass its country list through the site-check rule.
+    expected = fw.web_acl_rules(countries=["US"], search_string=search, ip_set_arns=[], site_checks=True)
     assert rules == camel(expected)
-    assert rules[0]["name"] == "country-list"
+    assert [r["name"] for r in rules[:2]] == ["site-check", "country-list"]
     assert "ip-filter" not in [r["name"] for r in rules]
 
 

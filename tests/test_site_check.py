@@ -108,8 +108,9 @@ def test_smoke_check_passes_through_the_allow_lists(env, entry: EntryStandIn, ca
     assert statuses(report) == [("health", 200), ("redcap page", 200), ("cron refused without the secret", 403),
                                 ("cron accepted with the secret", 200)]
     # Each request went through the entry and was judged by the rule it was meant for.
+    # (the first /healthz is the wait for a healthy entry)
     assert [(p, allowed, rule) for _, p, allowed, rule in entry.requests] == [
-        ("/healthz", True, "site-check"), ("/", True, "site-check"), ("/cron.php", False, "cron-execution"),
+        ("/healthz", True, "site-check"), ("/healthz", True, "site-check"), ("/", True, "site-check"), ("/cron.php", False, "cron-execution"),
         ("/cron.php", True, None)]
     assert SECRET not in json.dumps(report) and HMAC not in json.dumps(report)
     assert HMAC not in caplog.text and "smoke check passed" in caplog.text
@@ -119,7 +120,7 @@ def test_smoke_check_with_a_wrong_secret_fails_and_says_which_checks(env, moto_s
     wrong = moto_server.client("secretsmanager").create_secret(
         Name=f"redcap-check-wrong-{uuid.uuid4().hex[:8]}", SecretString="0" * 64)["ARN"]
     with pytest.raises(sc.SmokeCheckFailed) as failed:
-        sc.run({"mode": "smoke"}, {**env, "CHECK_SECRET_ARN": wrong})
+        sc.run({"mode": "smoke", "waitSeconds": 0}, {**env, "CHECK_SECRET_ARN": wrong})
     message = str(failed.value)
     assert message.startswith(f"smoke check of {env['SITE_URL']} failed (3 of 4 checks):")
     assert "  - health: GET /healthz answered 403, expected 200" in message
@@ -132,7 +133,7 @@ def test_smoke_check_with_a_wrong_secret_fails_and_says_which_checks(env, moto_s
 def test_smoke_check_fails_when_the_waf_lets_cron_through(env, entry: EntryStandIn) -> None:
     entry.rules = [r for r in entry.rules if r["name"] != "cron-execution"]
     with pytest.raises(sc.SmokeCheckFailed) as failed:
-        sc.run({"mode": "smoke"}, env)
+        sc.run({"mode": "smoke", "waitSeconds": 0}, env)
     assert ("  - cron refused without the secret: GET /cron.php answered 200, expected 403"
             in str(failed.value))
     assert "(1 of 4 checks)" in str(failed.value)
@@ -141,7 +142,7 @@ def test_smoke_check_fails_when_the_waf_lets_cron_through(env, entry: EntryStand
 def test_smoke_check_fails_without_a_healthy_target(env, entry: EntryStandIn) -> None:
     entry.upstream_down()
     with pytest.raises(sc.SmokeCheckFailed) as failed:
-        sc.run({"mode": "smoke"}, env)
+        sc.run({"mode": "smoke", "waitSeconds": 0}, env)
     message = str(failed.value)
     assert "(3 of 4 checks)" in message and "GET /healthz answered 502, expected 200" in message
     assert "cron accepted with the secret: GET /cron.php answered 502, expected 200" in message
@@ -149,10 +150,26 @@ def test_smoke_check_fails_without_a_healthy_target(env, entry: EntryStandIn) ->
     assert "cron refused without the secret" not in message
 
 
+def test_smoke_check_waits_for_new_tasks_to_come_up(env, entry: EntryStandIn) -> None:
+    """Right after a deployment the entry may have no healthy target yet: the check waits."""
+    entry.upstream_down()
+    polls: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 2:
+            entry.upstream_down(False)  # the new task became healthy
+
+    config = sc.Config.from_env(env)
+    assert sc.await_health(config, HMAC, wait_seconds=60, poll_seconds=0.01, sleep=sleep).ok
+    assert len(polls) == 2 and [p for _, p, _, _ in entry.requests] == ["/healthz"] * 3
+    assert sc.run({"mode": "smoke", "pollSeconds": 0.01}, env)["ok"]
+
+
 def test_smoke_check_fails_when_nothing_answers(env, entry: EntryStandIn) -> None:
     entry.stop()
     with pytest.raises(sc.SmokeCheckFailed) as failed:
-        sc.run({"mode": "smoke"}, env)
+        sc.run({"mode": "smoke", "waitSeconds": 0}, env)
     message = str(failed.value)
     assert f"  - health: GET /healthz no answer from 127.0.0.1:{entry.port}: ConnectionRefusedError" in message
     assert "docs/operations.md" in message
@@ -167,11 +184,11 @@ def test_smoke_check_over_tls_to_the_entry_by_its_own_name(app: RunningApp, env,
                            tls=(cert, key)).start()
     try:
         site = f"https://redcap.example.test:{standin.port}"
-        report = sc.run({"mode": "smoke"}, {**env, "SITE_URL": site, "CONNECT_HOST": "127.0.0.1"})
+        report = sc.run({"mode": "smoke", "siteUrl": site, "connectHost": "127.0.0.1"}, env)
         assert report["ok"] and report["site"] == site
         # Without the site's name the certificate does not match: the check says so, it does not pass.
         with pytest.raises(sc.SmokeCheckFailed) as failed:
-            sc.run({"mode": "smoke"}, {**env, "SITE_URL": f"https://127.0.0.1:{standin.port}"})
+            sc.run({"mode": "smoke", "siteUrl": f"https://127.0.0.1:{standin.port}", "waitSeconds": 0}, env)
         assert "SSLCertVerificationError" in str(failed.value)
     finally:
         standin.stop()
