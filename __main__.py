@@ -84,7 +84,6 @@ def application_stack() -> None:
         cron_secret=secrets.cron_secret,
         external_web_acl_arn=config.external_resources.waf_web_acl,
         sqli_rules_to_count=config.waf_sqli_rules_to_count,
-        site_checks=config.operations.uptime_minutes > 0 or config.operations.smoke_check,
     ))
 
     domain = Domain("redcap", DomainArgs(

@@ -195,7 +195,7 @@ def alarm_specs(stage: StageMetrics, settings: OperationsSettings) -> list[Alarm
             f"{_fill('latency', 0)} / 1000", "GreaterThanThreshold",
             ALARM_BY_ID["siteLatency"].default_threshold or 0, app_tier=True)
 
-    if stage.uptime_check is not None and stage.uptime_minutes > 0:
+    if stage.uptime_check is not None:
         add("uptime", "failed uptime checks of the public entry (a missing check counts as failed)",
             [MetricRef("failed", stage.namespace, "UptimeCheckFailed", {}, "Maximum", stage.uptime_minutes * 60)],
             _fill("failed", 1), "GreaterThanOrEqualToThreshold", 1, period=stage.uptime_minutes * 60,

@@ -284,9 +284,9 @@ class FirewallArgs:
     cron_secret: Optional[pulumi.Output[str]] = None
     external_web_acl_arn: Optional[str] = None
     sqli_rules_to_count: tuple[str, ...] = ()
-    # The stage runs uptime or smoke checks (components/operations.py): let them through the
-    # allow-lists with the cron header.
-    site_checks: bool = False
+    # Let the uptime and smoke checks (components/operations.py; every stage has them) through
+    # the allow-lists with the cron header.
+    site_checks: bool = True
 
 
 class Firewall(pulumi.ComponentResource):

@@ -210,7 +210,7 @@ class Operations(pulumi.ComponentResource):
     alarm_topic_arn: pulumi.Output[str]
     alarm_names: list[str]
     dashboard_url: Optional[pulumi.Output[str]]
-    uptime_function_name: Optional[pulumi.Output[str]]
+    uptime_function_name: pulumi.Output[str]
     smoke_check: Optional[pulumi.Output[Any]]
     budget_name: Optional[pulumi.Output[str]]
     email_subscriptions: list[EmailSubscription]
@@ -229,17 +229,14 @@ class Operations(pulumi.ComponentResource):
                 f"{name}-alarms-email", topic=topic, address=args.alarm_email, purpose="CloudWatch alarms",
                 subscribe=args.subscribe_alarm_email, parent=self))
 
-        checker = None
-        check_secret = None
-        if ops.uptime_minutes > 0 or ops.smoke_check:
-            check_secret = encrypted_secret(
-                f"{name}-check-header", kms_key_arn=args.kms_key_arn,
-                description="REDCap site checks: the cron header's value (lets the checks through the WAF)",
-                value=args.cron_search_string, opts=child)
-            checker = self._checker(name, args, check_secret, namespace)
-        self.uptime_function_name = checker.name if checker is not None and ops.uptime_minutes > 0 else None
-        if checker is not None and ops.uptime_minutes > 0:
-            self._uptime_schedule(name, args, checker)
+        # Every public entry has an uptime check (the policy pack requires it).
+        check_secret = encrypted_secret(
+            f"{name}-check-header", kms_key_arn=args.kms_key_arn,
+            description="REDCap site checks: the cron header's value (lets the checks through the WAF)",
+            value=args.cron_search_string, opts=child)
+        checker = self._checker(name, args, check_secret, namespace)
+        self.uptime_function_name = checker.name
+        self._uptime_schedule(name, args, checker)
 
         tier = args.tier
         if isinstance(tier, FargateTier):
@@ -293,7 +290,7 @@ class Operations(pulumi.ComponentResource):
             self._idle_schedule(name, args)
 
         self.smoke_check = None
-        if checker is not None and ops.smoke_check:
+        if ops.smoke_check:
             self.smoke_check = self._smoke_check(name, args, checker)
 
         self.budget_name = None
@@ -342,7 +339,7 @@ class Operations(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self))
         variables: dict[str, pulumi.Input[str]] = {
             "SITE_URL": args.site_url, "CHECK_SECRET_ARN": secret.arn, "CHECK_HEADER": args.cron_header,
-            "METRIC_NAMESPACE": namespace, "UPTIME_MINUTES": str(args.settings.uptime_minutes or 5),
+            "METRIC_NAMESPACE": namespace, "UPTIME_MINUTES": str(args.settings.uptime_minutes),
         }
         schedule = idle_schedule_json(args.settings)
         if schedule is not None:

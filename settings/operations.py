@@ -36,7 +36,7 @@ ALARMS: tuple[AlarmKind, ...] = (
     AlarmKind("siteLatency", 300, 15, 10, "seconds (p99 response time)", 0.1, 4000),
     AlarmKind("unhealthyTargets", 60, 5, 0, "unhealthy targets (more than)", 0, 100),
     AlarmKind("tasksBelowMinimum", 60, 5, None, "running tasks or instances (fewer than)", 1, 100),
-    AlarmKind("uptime", 60, 10, 1, "failed checks in the window (at least)", 1, 60),
+    AlarmKind("uptime", 60, 10, 1, "failed check (every check in the window failed)", 1, 1),
     AlarmKind("cronFailures", 300, 10, 1, "failed EventBridge invocations (at least)", 1, 10000),
     AlarmKind("cronStopped", 300, 15, 1, "EventBridge invocations in the window (fewer than)", 1, 10000),
     AlarmKind("cronErrors", 300, 10, 1, "cron.php answers 4xx/5xx in the container log (at least)", 1, 10000),
@@ -195,9 +195,18 @@ class OperationsSettings(_Model):
     @field_validator("uptime_minutes", mode="before")
     @classmethod
     def _uptime(cls, v: Any) -> int:
-        if not _is_int(v) or not 0 <= int(v) <= 60:
-            raise Problem("0 (no uptime check) to 60 minutes between checks", "5")
+        # No "off": every public entry has an uptime check (the policy pack requires it).
+        if not _is_int(v) or not 1 <= int(v) <= 60:
+            raise Problem("1 to 60 minutes between uptime checks (every public entry has one)", "5")
         return int(v)
+
+    @model_validator(mode="after")
+    def _uptime_alarm_stays(self) -> "OperationsSettings":
+        if not self.alarm("uptime").enabled:
+            raise Problem("the uptime alarm on (every public entry has an uptime check with an alarm, which the "
+                          "policy pack requires); tune alarms.uptime.minutes, or uptimeMinutes, instead",
+                          "{alarms: {uptime: {minutes: 30}}}")
+        return self
 
     @field_validator("monthly_budget_usd", mode="before")
     @classmethod
@@ -225,7 +234,7 @@ DESCRIPTIONS: dict[str, str] = {
     "operations.alarmEmail": "Where alarms and budget alerts go. Unset: `redcap:email`; neither: the alarm topic has no subscriber (subscribe by hand, docs/operations.md).",
     "operations.alarms": "Per-alarm tuning by alarm id: `{enabled, threshold, minutes}` (the ids, units and defaults are in docs/operations.md).",
     "operations.dashboard": "A CloudWatch dashboard for the stage (`dashboardUrl` output).",
-    "operations.uptimeMinutes": "Minutes between uptime checks of the public entry from outside the VPC; 0 = no uptime check.",
+    "operations.uptimeMinutes": "Minutes between uptime checks of the public entry from outside the VPC (1 to 60).",
     "operations.smokeCheck": "Check the site through its public entry at the end of a `pulumi up` that changed the image or runtime settings; a failure fails the update.",
     "operations.idleSchedule": "Present: the app tier runs only on workdays from start to end and is scaled to zero outside them (not on stages with deletion protection).",
     "operations.idleSchedule.timezone": "IANA time zone of start and end.",

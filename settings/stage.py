@@ -303,10 +303,6 @@ class StageSettings(_Model):
                                      "protects its data is production, which stays up); set "
                                      "redcap:deletionProtection false for a test stage that keeps data",
                                      "deletionProtection: false")))
-        if ops.idle_schedule is not None and ops.uptime_minutes == 0:
-            problems.append(("operations.idleSchedule", "with uptimeMinutes 0",
-                             Problem("an idle schedule together with the uptime check, which tells the alarms "
-                                     "when the app tier is asleep on purpose", "operations: {uptimeMinutes: 5}")))
         return problems
 
     def _sender_problems(self) -> list[tuple[str, Any, Problem]]:

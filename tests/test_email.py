@@ -126,7 +126,7 @@ def test_bounces_to_encrypted_topic_and_identities_use_configuration_set(prod_ru
         "snsDestination": {"topicArn": topic.outputs["arn"]}}
     subscription = run.one("aws:sns/topicSubscription:TopicSubscription", "bounces")
     assert (subscription.inputs["protocol"], subscription.inputs["endpoint"]) == ("email", "redcap-bounces@example.org")
-    policy = json.loads(run.one("aws:sns/topicPolicy:TopicPolicy").inputs["policy"])
+    policy = json.loads(run.one("aws:sns/topicPolicy:TopicPolicy", "bounces").inputs["policy"])
     allow, deny = policy["Statement"]
     assert allow["Principal"] == {"Service": "ses.amazonaws.com"} and allow["Action"] == "sns:Publish"
     assert allow["Condition"]["StringEquals"] == {"aws:SourceAccount": harness.ACCOUNT_ID,

@@ -43,10 +43,11 @@ def test_alarm_tuning_is_read_per_alarm():
     ({"siteLatency": {"minutes": 7}},
      "allowed: for siteLatency.minutes a multiple of its 5-minute period; example: {siteLatency: {minutes: 15}}"),
     ({"uptime": {"minutes": 2000}}, "allowed: for uptime.minutes a whole number of minutes from 1 to 1440; example: 15"),
-    ({"uptime": {"enabled": "maybe"}}, "allowed: for uptime.enabled true or false; example: true"),
+    ({"cronErrors": {"enabled": "maybe"}}, "allowed: for cronErrors.enabled true or false; example: true"),
     ({"uptime": {"off": True}},
      "allowed: for uptime the keys enabled, threshold, minutes (unknown: off); example: {uptime: {threshold: 1}}"),
-    ({"uptime": False}, "allowed: for uptime an object {enabled, threshold, minutes}; example: {uptime: {enabled: false}}"),
+    ({"cronErrors": False},
+     "allowed: for cronErrors an object {enabled, threshold, minutes}; example: {cronErrors: {enabled: false}}"),
     (["uptime"], "allowed: an object keyed by alarm id (docs/operations.md)"),
 ])
 def test_alarm_tuning_errors(alarms, message):
@@ -62,8 +63,8 @@ def test_every_alarm_has_a_period_its_default_fits_and_a_unit():
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("uptimeMinutes", 61, "redcap:operations.uptimeMinutes = 61: allowed: 0 (no uptime check) to 60 minutes between checks; example: 5"),
-    ("uptimeMinutes", "often", "redcap:operations.uptimeMinutes = 'often': allowed: 0 (no uptime check) to 60"),
+    ("uptimeMinutes", 61, "redcap:operations.uptimeMinutes = 61: allowed: 1 to 60 minutes between uptime checks"),
+    ("uptimeMinutes", "often", "redcap:operations.uptimeMinutes = 'often': allowed: 1 to 60 minutes"),
     ("monthlyBudgetUsd", 0, "redcap:operations.monthlyBudgetUsd = 0: allowed: US dollars per month from 1 to 1000000; example: 300"),
     ("monthlyBudgetUsd", True, "redcap:operations.monthlyBudgetUsd = true: allowed: US dollars per month"),
     ("alarmEmail", "ops-at-example.org", "redcap:operations.alarmEmail = 'ops-at-example.org': allowed: an e-mail address"),
@@ -121,13 +122,16 @@ def test_idle_schedule_is_for_stages_without_deletion_protection():
     assert load(deletionProtection=False, operations={"idleSchedule": {"timezone": "UTC"}}).operations.idle_schedule
 
 
-def test_idle_schedule_needs_the_uptime_check():
-    text = problems_of(**DEV_LIKE, operations={"idleSchedule": {"timezone": "UTC"}, "uptimeMinutes": 0})
-    assert ("redcap:operations.idleSchedule = 'with uptimeMinutes 0': allowed: an idle schedule together with the "
-            "uptime check, which tells the alarms when the app tier is asleep on purpose; example: "
-            "operations: {uptimeMinutes: 5}") in text
+def test_the_uptime_check_and_its_alarm_cannot_be_switched_off():
+    assert ("redcap:operations.uptimeMinutes = 0: allowed: 1 to 60 minutes between uptime checks (every public "
+            "entry has one); example: 5") in problems_of(operations={"uptimeMinutes": 0})
+    assert ("redcap:operations = {\"alarms\": {\"uptime\": {\"enabled\": false}}}: allowed: the uptime alarm on "
+            "(every public entry has an uptime check with an alarm, which the policy pack requires); tune "
+            "alarms.uptime.minutes, or uptimeMinutes, instead; example: {alarms: {uptime: {minutes: 30}}}"
+            ) in problems_of(operations={"alarms": {"uptime": {"enabled": False}}})
+    assert load(operations={"alarms": {"uptime": {"minutes": 30}}}).operations.alarm("uptime").minutes == 30
 
 
 def test_operations_problems_are_reported_with_the_others():
-    text = problems_of(port=80, operations={"uptimeMinutes": -1, "alarms": {"nope": {}}})
+    text = problems_of(port=80, operations={"uptimeMinutes": 0, "alarms": {"nope": {}}})
     assert "(3 problems)" in text and "redcap:port" in text
