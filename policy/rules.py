@@ -87,6 +87,16 @@ FLOW_LOG_TYPE = "aws:ec2/flowLog:FlowLog"
 CLOUDTRAIL_TYPE = "aws:cloudtrail/trail:Trail"
 ECR_REPOSITORY_TYPE = "aws:ecr/repository:Repository"
 CODEBUILD_PROJECT_TYPE = "aws:codebuild/project:Project"
+METRIC_ALARM_TYPE = "aws:cloudwatch/metricAlarm:MetricAlarm"
+COMPOSITE_ALARM_TYPE = "aws:cloudwatch/compositeAlarm:CompositeAlarm"
+TOPIC_POLICY_TYPE = "aws:sns/topicPolicy:TopicPolicy"
+LAMBDA_FUNCTION_TYPE = "aws:lambda/function:Function"
+SCHEDULE_TYPE = "aws:scheduler/schedule:Schedule"
+CLOUDFRONT_DISTRIBUTION_TYPE = "aws:cloudfront/distribution:Distribution"
+# The tag by which an uptime check (components/operations.py) names the public entry it checks,
+# and the metric its alarm watches.
+UPTIME_CHECK_TAG = "UptimeCheckOf"
+UPTIME_METRIC = "UptimeCheckFailed"
 POLICY_ATTACHMENT_TYPES = (
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
     "aws:iam/userPolicyAttachment:UserPolicyAttachment",
@@ -745,6 +755,101 @@ def waf_association(resources: Sequence[Resource]) -> list[Violation]:
     return found
 
 
+ALARM_ACTION_PATHS = ("alarmActions", "okActions", "insufficientDataActions")
+
+
+def _denies_insecure_sns(document: Any) -> bool:
+    """Deny sns:Publish (or sns:* / *) to everyone when aws:SecureTransport is false."""
+    for statement in iam.statements(document):
+        if statement.get("Effect") != "Deny" or statement.get("Principal") not in ("*", {"AWS": "*"}):
+            continue
+        if not any(a.lower() in ("*", "sns:*", "sns:publish") for a in iam.actions(statement)):
+            continue
+        condition = statement.get("Condition")
+        secure = dig(condition, "Bool.aws:SecureTransport") if isinstance(condition, dict) else None
+        if secure is not None and str(secure).lower() == "false":
+            return True
+    return False
+
+
+def alarm_topic_encrypted(resources: Sequence[Resource]) -> list[Violation]:
+    """Alarm notifications say what is broken where: their topics are encrypted with a customer
+    key and refuse plain-HTTP requests."""
+    alarms = _of_types(resources, (METRIC_ALARM_TYPE, COMPOSITE_ALARM_TYPE))
+    found = []
+    for topic in _of_types(resources, (SNS_TOPIC_TYPE,)):
+        if not any(refers_to(alarm, path, topic) for alarm in alarms for path in ALARM_ACTION_PATHS):
+            continue
+        key = topic.props.get("kmsMasterKeyId")
+        if not is_set(key) or (isinstance(key, str) and key.endswith("alias/aws/sns")):
+            # The AWS-managed aws/sns key's policy cannot be changed to let CloudWatch use it, so
+            # alarms published to such a topic are dropped.
+            found.append(Violation.of(
+                "alarm-topic-encrypted", topic,
+                f"alarms notify this topic but it is not encrypted with a customer key (kmsMasterKeyId = {key!r}); "
+                "set it to the stack's KMS key, whose policy lets cloudwatch.amazonaws.com use it"))
+        policies = referrers(resources, (TOPIC_POLICY_TYPE,), "arn", topic)
+        verdicts = []
+        for policy in policies:
+            try:
+                body = iam.parse(policy.props.get("policy"))
+            except iam.PolicyDocumentError:
+                verdicts.append(False)
+                continue
+            verdicts.append(is_unknown(body) or _denies_insecure_sns(body))
+        if not any(verdicts):
+            found.append(Violation.of(
+                "alarm-topic-encrypted", topic,
+                "alarms notify this topic but no topic policy refuses requests without TLS; add a TopicPolicy "
+                'statement {"Effect": "Deny", "Principal": "*", "Action": "sns:Publish", "Condition": '
+                '{"Bool": {"aws:SecureTransport": "false"}}}'))
+    return found
+
+
+def _watches_uptime_metric(alarm: Resource, namespace: Any) -> bool:
+    if alarm.props.get("metricName") == UPTIME_METRIC and alarm.props.get("namespace") == namespace:
+        return True
+    for query in as_list(alarm.props.get("metricQueries")):
+        metric = dig(query, "metric")
+        if isinstance(metric, dict) and metric.get("metricName") == UPTIME_METRIC and \
+                (is_unknown(namespace) or metric.get("namespace") == namespace):
+            return True
+    return False
+
+
+def uptime_check(resources: Sequence[Resource]) -> list[Violation]:
+    """Every public entry is checked from outside, on a schedule, with an alarm: a function
+    tagged UptimeCheckOf = the entry, a schedule that runs it, and an alarm on its metric."""
+    entry_points = (_load_balancers(resources) + _of_types(resources, (APPRUNNER_SERVICE_TYPE,))
+                    + _of_types(resources, (CLOUDFRONT_DISTRIBUTION_TYPE,)))
+    functions = _of_types(resources, (LAMBDA_FUNCTION_TYPE,))
+    alarms = _of_types(resources, (METRIC_ALARM_TYPE,))
+    found = []
+    for entry in entry_points:
+        checks = [f for f in functions if refers_to(f, f"tags.{UPTIME_CHECK_TAG}", entry)]
+        if not checks:
+            found.append(Violation.of(
+                "uptime-check", entry,
+                f"nothing checks this public entry from outside; add an uptime check (a function tagged "
+                f"{UPTIME_CHECK_TAG} = this entry's ARN, run on a schedule, with an alarm on {UPTIME_METRIC}: "
+                "components/operations.py)"))
+            continue
+        for check in checks:
+            if not referrers(resources, (SCHEDULE_TYPE,), "target.arn", check):
+                found.append(Violation.of(
+                    "uptime-check", entry,
+                    f"its uptime check '{check.name}' runs on no schedule; add an aws:scheduler/schedule:Schedule "
+                    "whose target.arn is the function"))
+            namespace = dig(check.props, "environment.variables.METRIC_NAMESPACE")
+            if not any(_watches_uptime_metric(a, namespace) and as_list(a.props.get("alarmActions"))
+                       for a in alarms):
+                found.append(Violation.of(
+                    "uptime-check", entry,
+                    f"no alarm with actions watches {UPTIME_METRIC} of its uptime check '{check.name}'; add a "
+                    "MetricAlarm on that metric that notifies the alarm topic"))
+    return found
+
+
 # --------------------------------------------------------------------------------------------
 # Registry, waivers, and the entry points
 # --------------------------------------------------------------------------------------------
@@ -781,6 +886,8 @@ STACK_RULES: tuple[Rule, ...] = (
     Rule("s3-access-logging", "Every bucket except log buckets has server access logging (S1).", s3_access_logging, stack=True),
     Rule("sg-world-ingress", "Only a load balancer's security group is open to the internet, on tcp 80/443 (EC23).", sg_world_ingress, stack=True),
     Rule("waf-association", "Every App Runner service and application load balancer has a WAF web ACL.", waf_association, stack=True),
+    Rule("alarm-topic-encrypted", "Topics that alarms notify are KMS-encrypted and refuse requests without TLS.", alarm_topic_encrypted, stack=True),
+    Rule("uptime-check", "Every public entry has a scheduled uptime check from outside with an alarm.", uptime_check, stack=True),
 )
 
 RULES: tuple[Rule, ...] = RESOURCE_RULES + STACK_RULES

@@ -86,6 +86,30 @@ def bucket_set(name: str, *, log_bucket: bool, extra_statements: tuple[dict[str,
     ]
 
 
+def uptime_set() -> list[Resource]:
+    """The alarm topic, an uptime check of each public entry, its schedule and its alarm."""
+    topic_arn = arn_of("aws:sns/topic:Topic", "alarms")
+    checks = []
+    for entry_type, entry in (("aws:apprunner/service:Service", "app"), ("aws:lb/loadBalancer:LoadBalancer", "alb")):
+        checks += [
+            res("aws:lambda/function:Function", f"{entry}-check", tags={"UptimeCheckOf": arn_of(entry_type, entry)},
+                environment={"variables": {"METRIC_NAMESPACE": f"REDCap/{entry}"}}),
+            res("aws:scheduler/schedule:Schedule", f"{entry}-check-schedule",
+                target={"arn": arn_of("aws:lambda/function:Function", f"{entry}-check")}),
+            res("aws:cloudwatch/metricAlarm:MetricAlarm", f"{entry}-uptime", alarmActions=[topic_arn],
+                metricQueries=[{"id": "failed", "metric": {"namespace": f"REDCap/{entry}",
+                                                           "metricName": "UptimeCheckFailed"}},
+                               {"id": "alarm", "expression": "FILL(failed, 1)", "returnData": True}]),
+        ]
+    return [
+        res("aws:sns/topic:Topic", "alarms", kmsMasterKeyId=KEY_ARN),
+        res("aws:sns/topicPolicy:TopicPolicy", "alarms-policy", arn=topic_arn, policy=doc(
+            {"Effect": "Deny", "Principal": "*", "Action": ["sns:Publish", "sns:Subscribe"], "Resource": topic_arn,
+             "Condition": {"Bool": {"aws:SecureTransport": "false"}}})),
+        *checks,
+    ]
+
+
 def compliant_stack() -> list[Resource]:
     log_delivery = allow("s3:PutObject", "arn:aws:s3:::access-logs/*", Principal={"Service": "logging.s3.amazonaws.com"},
                          Condition={"StringEquals": {"aws:SourceAccount": ACCOUNT}})
@@ -110,6 +134,7 @@ def compliant_stack() -> list[Resource]:
         res("aws:secretsmanager/secret:Secret", "db-salt", kmsKeyId=KEY_ARN),
         res("aws:cloudwatch/logGroup:LogGroup", "flow-logs", kmsKeyId=KEY_ARN, retentionInDays=60.0),
         res("aws:sns/topic:Topic", "bounces", kmsMasterKeyId=KEY_ARN),
+        *uptime_set(),
         res("aws:lb/loadBalancer:LoadBalancer", "alb", loadBalancerType="application", internal=False,
             securityGroups=["alb-sg_id"], accessLogs={"bucket": "alb-logs_id", "enabled": True}),
         res("aws:ec2/securityGroup:SecurityGroup", "alb-sg", ingress=[
@@ -229,6 +254,7 @@ def test_every_rule_is_exercised_by_the_compliant_stack() -> None:
         rules.SG_INGRESS_RULE_TYPE, rules.SG_RULE_TYPE, rules.EC2_INSTANCE_TYPE, rules.LAUNCH_TEMPLATE_TYPE,
         rules.APPRUNNER_SERVICE_TYPE, rules.LOAD_BALANCER_TYPES[0], rules.WAF_ASSOCIATION_TYPE,
         rules.ECR_REPOSITORY_TYPE, rules.CODEBUILD_PROJECT_TYPE, rules.POLICY_ATTACHMENT_TYPES[0],
+        rules.METRIC_ALARM_TYPE, rules.TOPIC_POLICY_TYPE, rules.LAMBDA_FUNCTION_TYPE, rules.SCHEDULE_TYPE,
         "aws:iam/policy:Policy", "aws:iam/rolePolicy:RolePolicy", "aws:iam/userPolicy:UserPolicy", "aws:iam/role:Role",
     }
     assert checked <= types, checked - types
@@ -345,6 +371,21 @@ VARIANTS: list[tuple[str, str, str, list[Mutation]]] = [
     ("waf-missing-apprunner", "waf-association", "app", [drop("app-waf")]),
     ("waf-missing-alb", "waf-association", "alb", [drop("alb-waf")]),
     ("waf-other-target", "waf-association", "app", [setp("app-waf", resourceArn="arn:aws:apprunner:other")]),
+    ("alarm-topic-aws-key", "alarm-topic-encrypted", "alarms", [setp("alarms", kmsMasterKeyId="alias/aws/sns")]),
+    ("alarm-topic-no-policy", "alarm-topic-encrypted", "alarms", [drop("alarms-policy")]),
+    ("alarm-topic-allows-http", "alarm-topic-encrypted", "alarms",
+     [setp("alarms-policy", policy=doc({"Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                                        "Action": "sns:Publish", "Resource": "x",
+                                        "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT}}}))]),
+    ("uptime-missing-alb", "uptime-check", "alb", [drop("alb-check"), drop("alb-check-schedule")]),
+    ("uptime-other-entry", "uptime-check", "app",
+     [setp("app-check", tags={"UptimeCheckOf": "arn:aws:apprunner:eu-west-1:111111111111:other"}),
+      drop("app-check-schedule")]),
+    ("uptime-unscheduled", "uptime-check", "app", [drop("app-check-schedule")]),
+    ("uptime-no-alarm", "uptime-check", "alb", [drop("alb-uptime")]),
+    ("uptime-alarm-without-actions", "uptime-check", "app", [setp("app-uptime", alarmActions=None)]),
+    ("uptime-alarm-on-other-metric", "uptime-check", "app",
+     [setp("app-uptime", metricQueries=[{"id": "m", "metric": {"namespace": "REDCap/app", "metricName": "Other"}}])]),
 ]
 
 
@@ -435,16 +476,20 @@ def test_v2_bucket_aliases_are_checked_too() -> None:
 
 
 def test_awsx_load_balancer_is_an_entry_point_unless_its_child_is_present() -> None:
+    def waf_findings(resources: list[Resource]) -> set[tuple[str, str]]:
+        return {(v.rule, v.resource_name) for v in violations_for(resources) if v.rule == "waf-association"}
+
     awsx = Resource("awsx:lb:ApplicationLoadBalancer", "web", props={"securityGroups": ["alb-sg_id"]},
                     outputs={"loadBalancer": {"arn": "arn:aws:elasticloadbalancing:web"}}, urn="urn:awsx-web")
-    assert {(v.rule, v.resource_name) for v in violations_for(variant(add(awsx)))} == {("waf-association", "web")}
+    assert waf_findings(variant(add(awsx))) == {("waf-association", "web")}
+    # Every entry point also needs an uptime check; the awsx one has none here.
+    assert {v.rule for v in violations_for(variant(add(awsx)))} == {"waf-association", "uptime-check"}
     association = res("aws:wafv2/webAclAssociation:WebAclAssociation", "web-waf",
                       resourceArn="arn:aws:elasticloadbalancing:web", webAclArn="acl-arn")
-    assert violations_for(variant(add(awsx), add(association))) == []
+    assert waf_findings(variant(add(awsx), add(association))) == set()
     child = Resource("aws:lb/loadBalancer:LoadBalancer", "web-lb", props={"loadBalancerType": "application"},
                      outputs={"arn": "arn:aws:elasticloadbalancing:web-child"}, parent="urn:awsx-web")
-    found = {(v.rule, v.resource_name) for v in violations_for(variant(add(awsx), add(child)))}
-    assert found == {("waf-association", "web-lb")}
+    assert waf_findings(variant(add(awsx), add(child))) == {("waf-association", "web-lb")}
 
 
 # ---------------------------------------------------------------------------------------------
