@@ -14,6 +14,20 @@ PROD_DB_NO_BACKTRACK = {"engineVersion": "8.0.mysql_aurora.3.10.3", "dbReaders":
 DEV_DB_NO_BACKTRACK = {"engineVersion": "8.0.mysql_aurora.3.10.3", "dbReaders": 0, "maxAllowedPacket": 1073741824,
                        "backupRetentionDays": 7, "scaling": {"minCapacityAcu": 0, "maxCapacityAcu": 2}}
 EXTERNAL_ACL = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/site/a1b2c3d4-5678-90ab-cdef-111122223333"
+# Operations tuned, and as quiet as it goes (only the uptime check and its alarm stay: every
+# public entry has one).
+OPERATIONS_TUNED = {"alarmEmail": "redcap-ops@example.org", "uptimeMinutes": 10, "dashboard": False,
+                    "smokeCheck": False, "alarms": {"siteLatency": {"threshold": 20, "minutes": 30},
+                                                    "wafBlockedSpike": {"enabled": False},
+                                                    "dbCapacityAtMax": {"threshold": 1.5, "minutes": 60}}}
+OPERATIONS_QUIET = {"dashboard": False, "smokeCheck": False,
+                    "alarms": {a: {"enabled": False} for a in (
+                        "siteErrorRate", "siteLatency", "unhealthyTargets", "tasksBelowMinimum", "cronFailures",
+                        "cronStopped", "cronErrors", "dbCapacityAtMax", "dbConnections", "dbReplicaLag",
+                        "wafBlockedSpike", "sesBounceRate", "sesComplaintRate", "imageBuildFailed",
+                        "buildTriggerErrors", "certificateExpiry")}}
+IDLE_BERLIN = {"timezone": "Europe/Berlin", "workdays": ["mon", "tue", "wed", "thu", "fri"], "start": "07:30",
+               "end": "18:00"}
 
 VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("dev", "dev", {}),
@@ -35,6 +49,11 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("prod-eu-south-2", "prod", {"aws:region": "eu-south-2", "db": PROD_DB_NO_BACKTRACK}),
     ("dev-ecs-sa-east-1", "dev", {"aws:region": "sa-east-1", "db": DEV_DB_NO_BACKTRACK, "ecs": {"certificateArn": CERT_SA_EAST_1},
                                   "domain": "redcap-dev.example.org", "hostInRoute53": False}),
+    ("dev-operations-tuned", "dev", {"operations": OPERATIONS_TUNED}),
+    ("prod-operations-quiet", "prod", {"operations": OPERATIONS_QUIET}),
+    ("dev-idle-budget", "dev", {"operations": {"idleSchedule": IDLE_BERLIN, "monthlyBudgetUsd": 150}}),
+    ("dev-ecs-idle-cron", "dev", {"domain": "redcap-dev.example.org", "hostInRoute53": True, "ecs": {}, "cronMinutes": 5,
+                                  "operations": {"idleSchedule": {"timezone": "America/New_York"}}}),
     ("delegation", "dev", {"nsDelegation": {"domain": "example.org", "records": [
         {"name": "redcap", "fromStack": "acme/redcap/prod"},
         {"name": "dev.redcap", "nameServers": ["ns-1.awsdns-01.org", "ns-2.awsdns-02.com"]}]},
