@@ -1,0 +1,1 @@
+"""Monthly cost estimates of a stage from what the program registers (scripts/estimate-cost)."""

@@ -1,0 +1,123 @@
+"""The cost estimate's arithmetic for the committed stages, pinned against figures computed by hand
+from the price table (costs/prices.py, us-east-1, 730 hours a month), and scripts/estimate-cost."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from costs.estimate import UnknownRegion, estimate, prices_for, render
+from harness import cached_run
+from variants import IDLE_BERLIN
+
+ROOT = Path(__file__).resolve().parent.parent
+H = 730
+
+
+def lines_of(stack: str, overrides: dict | None = None) -> dict[str, float]:
+    run = cached_run(stack, overrides or {})
+    result = estimate(run.resources, stack=stack, region="us-east-1")
+    return {line.resource: round(line.monthly, 2) for line in result.lines}
+
+
+def total_of(stack: str, overrides: dict | None = None) -> float:
+    run = cached_run(stack, overrides or {})
+    return estimate(run.resources, stack=stack, region="us-east-1").total
+
+
+def test_dev_at_idle() -> None:
+    # One NAT gateway, App Runner with one provisioned 4 GB instance, Aurora paused at 0 ACU,
+    # no readers, no cron, no zone.
+    expected = {
+        "redcap-vpc": round((0.045 + 0.005) * H, 2),                     # 36.50: NAT-hour + its public IPv4
+        "redcap-secretsmanager": round(2 * 0.01 * H, 2),                 # 14.60: one endpoint ENI per AZ
+        "redcap-key": 1.00,
+        "secrets": round(6 * 0.40, 2),                                   # 5 of ours + the RDS-managed master
+        "redcap-writer": 0.00,                                           # 0 ACU: paused
+        "redcap-service": round(4 * 0.007 * H, 2),                       # 20.44: provisioned memory only
+        "redcap-web-acl": round(5 + 6 * 1.0, 2),                         # cron, rate, 4 managed groups
+        "alarms": round(11 * 0.10, 2),                                   # 10 alarms; the error rate reads 2
+        "redcap-dashboard": 3.00,
+        "custom metrics": round(2 * 0.30, 2),                            # UptimeCheckFailed, UptimeLatency
+        "redcap-uptime": round(8760 * (0.0000002 + 0.125 * 0.0000166667), 2),  # every 5 minutes
+    }
+    assert lines_of("dev") == expected
+    assert round(total_of("dev"), 2) == 90.66
+
+
+def test_prod_at_idle() -> None:
+    # NAT per AZ, a reader, 0.5 ACU minimum, two 2 vCPU / 4 GB tasks, ALB, US-only WAF, a zone, cron every minute.
+    task_hour = 2 * 0.04048 + 4 * 0.004445 + 1 * 0.000111             # + 1 GB ephemeral storage above 20
+    expected = {
+        "redcap-vpc": round(2 * (0.045 + 0.005) * H, 2),                 # 73.00
+        "redcap-secretsmanager": 14.60,
+        "redcap-key": 1.00,
+        "secrets": round(7 * 0.40, 2),                                   # + the EventBridge connection's
+        "redcap-writer": round(0.5 * 0.12 * H, 2),                       # 43.80
+        "redcap-reader-1": round(0.5 * 0.12 * H, 2),
+        "redcap-service": round(2 * task_hour * H, 2),                   # 144.32
+        "redcap-alb": round((0.0225 + 2 * 0.005) * H, 2),                # 23.73: hour + a public IPv4 per AZ
+        "redcap-web-acl": round(5 + 8 * 1.0, 2),                         # + site-check and country-list
+        "redcap-zone": 0.50,
+        "alarms": round(18 * 0.10, 2),                                   # 16 alarms; the error rate reads 3
+        "redcap-dashboard": 3.00,
+        "custom metrics": round(3 * 0.30, 2),                            # + CronErrors
+        "redcap-uptime": 0.02,
+        "redcap-cron-schedule": round(43800 * 0.0000002, 2),             # 0.01
+    }
+    assert lines_of("prod") == expected
+    assert round(total_of("prod"), 2) == 366.28
+
+
+def test_above_the_minimum() -> None:
+    prod = estimate(cached_run("prod").resources, stack="prod", region="us-east-1")
+    assert [(w, round(a, 2)) for w, a in prod.extras] == [
+        ("each task above the minimum (2 vCPU / 4 GB), per month", 72.16),
+        ("each Aurora ACU above the minimum, per instance, per month", 87.60)]
+    dev = estimate(cached_run("dev").resources, stack="dev", region="us-east-1")
+    assert [round(a, 2) for _, a in dev.extras] == [20.44, round(2 * 0.064 + 4 * 0.007, 2), 87.60]
+
+
+def test_what_each_setting_costs() -> None:
+    """The figures docs/cost.md quotes."""
+    prod = total_of("prod")
+    assert round(prod - total_of("prod", {"natGateways": "single"}), 2) == 36.50
+    assert round(prod - total_of("prod", {"db": {"dbReaders": 0, "scaling": {"minCapacityAcu": 0.5, "maxCapacityAcu": 8}}}), 2) \
+        == 43.80 + 0.10  # the reader, and the replica-lag alarm's metric
+    assert round(total_of("prod", {"db": {"scaling": {"minCapacityAcu": 1, "maxCapacityAcu": 8}}}) - prod, 2) == 87.60
+    one_task = {"ecs": {"scaling": {"minContainers": 1, "maxContainers": 6}}}
+    assert round(prod - total_of("prod", one_task), 2) == 72.16
+    idle = estimate(cached_run("dev", {"operations": {"idleSchedule": IDLE_BERLIN}}).resources, stack="dev",
+                    region="us-east-1")
+    assert round(idle.awake_fraction, 4) == round(5 * 10.5 / 168, 4)  # 07:30-18:00, Monday to Friday
+    app_runner = next(line for line in idle.lines if line.resource == "redcap-service")
+    assert round(app_runner.monthly, 2) == round(20.44 * 52.5 / 168, 2)  # 6.39
+    assert round(idle.total_without_idle_schedule - idle.total, 2) == 14.05
+    # ... and the schedule's own cost: AppTierExpected, and one more metric in each of the 3 app-tier alarms.
+    assert round(idle.total_without_idle_schedule - total_of("dev"), 2) == round(0.30 + 3 * 0.10, 2)
+
+
+def test_regions_outside_the_table_are_refused() -> None:
+    with pytest.raises(UnknownRegion, match=r"no bundled prices for eu-west-1; the table \(costs/prices.py, "
+                                            r"\d{4}-\d{2}-\d{2}\) covers us-east-1, us-east-2, us-west-2"):
+        prices_for("eu-west-1")
+
+
+def test_rendered_report_states_date_hours_and_exclusions() -> None:
+    text = render(estimate(cached_run("dev").resources, stack="dev", region="us-east-1"))
+    assert text.startswith("Monthly cost estimate of stack dev in us-east-1 (USD, on-demand list prices of ")
+    assert "730 hours a month" in text and "total at idle" in text and "90.66" in text
+    assert "Not included (grows with use): data transfer out" in text
+
+
+def test_the_script_prints_the_estimate_of_a_stack_file() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "estimate-cost"), "prod"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Monthly cost estimate of stack prod in us-east-1" in result.stdout
+    assert [line.split()[-1] for line in result.stdout.splitlines() if "total at idle" in line] == ["366.28"]
+    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "estimate-cost"), "nosuchstack"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "no Pulumi.nosuchstack.yaml" in bad.stderr
