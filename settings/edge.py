@@ -25,6 +25,7 @@ class ExternalResources(_Model):
 DESCRIPTIONS: dict[str, str] = {
     "allowedIps": "WAF allow-list: IPv4 and IPv6 CIDRs (a bare address means one host). Empty: everyone.",
     "allowedCountries": "WAF geo allow-list: ISO 3166-1 alpha-2 codes. Empty: every country.",
+    "allowListScope": "`all`: allowedIps and allowedCountries cover every path; `allButSurveys`: REDCap's public survey pages and their static files are reachable from anywhere (docs/waf.md).",
     "email": "Operator address: notifications, SES identity when there is no zone, sender address.",
     "bounceNotificationEmail": "Receives SES bounce and complaint notifications.",
     "externalResources": "Resources managed elsewhere.",
