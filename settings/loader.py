@@ -127,6 +127,7 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "express": {"express", "domain", "hostInRoute53"},
     "express.certificateArn": {"express", "domain"},
     "allowListScope": {"allowListScope", "allowedIps", "allowedCountries"},
+    "externalResources.wafWebAcl": {"externalResources", "express"},
     "email": {"email", "domain", "hostInRoute53"},
     "allowedIps/allowedCountries": {"allowedIps", "allowedCountries", "externalResources"},
 }

@@ -280,6 +280,13 @@ class StageSettings(_Model):
             problems.append(("express.certificateArn", self.express.certificate_arn,
                              Problem("a certificate together with redcap:domain (the name it is for)",
                                      "domain: redcap.example.org")))
+        acl = self.external_resources.waf_web_acl
+        if acl and (":global/webacl/" in acl) != (self.express is not None):
+            problems.append(("externalResources.wafWebAcl", acl,
+                             Problem("with express a CLOUDFRONT-scope ACL (arn:aws:wafv2:us-east-1:<account>:"
+                                     "global/webacl/...), otherwise a REGIONAL one in the stack's region",
+                                     "arn:aws:wafv2:us-east-1:123456789012:global/webacl/site/"
+                                     "a1b2c3d4-5678-90ab-cdef-111122223333")))
         if self.allow_list_scope == "allButSurveys" and not (self.allowed_ips or self.allowed_countries):
             problems.append(("allowListScope", self.allow_list_scope,
                              Problem("allButSurveys together with allowedIps or allowedCountries (without a "

@@ -347,7 +347,15 @@ def test_tunnel_host():
 def test_external_web_acl_arn():
     arn = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/site/a1b2c3d4-5678-90ab-cdef-111122223333"
     assert load(externalResources={"wafWebAcl": arn}).external_resources.waf_web_acl == arn
-    assert "a REGIONAL WAFv2 web ACL ARN" in problems_of(externalResources={"wafWebAcl": arn.replace("regional", "global")})
+    global_arn = arn.replace("regional", "global")
+    wrong_scope = ("allowed: with express a CLOUDFRONT-scope ACL (arn:aws:wafv2:us-east-1:<account>:global/webacl/...), "
+                   "otherwise a REGIONAL one in the stack's region")
+    assert f"redcap:externalResources.wafWebAcl = '{global_arn}': {wrong_scope}" in problems_of(
+        externalResources={"wafWebAcl": global_arn})
+    assert load(externalResources={"wafWebAcl": global_arn}, express={}).external_resources.waf_web_acl == global_arn
+    assert wrong_scope in problems_of(externalResources={"wafWebAcl": arn}, express={})
+    assert "a REGIONAL WAFv2 web ACL ARN (a CLOUDFRONT-scope one in us-east-1 for express)" in problems_of(
+        externalResources={"wafWebAcl": global_arn.replace("us-east-1", "eu-west-1")}, express={})
     text = problems_of(externalResources={"wafWebAcl": arn}, allowedIps=["203.0.113.0/24"])
     assert "no allow-lists when an external web ACL is used" in text
 
