@@ -33,7 +33,7 @@ import pulumi_aws_native as aws_native
 from components import policies
 from components.context import AwsContext
 from components.dns import AliasTarget
-from components.ecs import CONTAINER_NAME, HEALTH_PATH, execution_policy
+from components.ecs import CONTAINER_NAME, HEALTH_PATH, task_roles
 from components.network import AVAILABILITY_ZONES, SUBNET_MASK, TIERS, VPC_CIDR
 from components.runtime import RuntimeContract
 from settings.common import plan_subnets
@@ -159,15 +159,8 @@ class ExpressService(pulumi.ComponentResource):
             f"{name}-container-logs", name=f"/ecs/{express_name(ctx.stack, 200)}",
             retention_in_days=args.log_retention_days, kms_key_id=args.kms_key_arn, opts=child)
 
-        trust_tasks = ctx.account_id.apply(lambda a: policies.assume_role_policy("ecs-tasks.amazonaws.com", a))
-        execution_role = aws.iam.Role(f"{name}-execution-role", assume_role_policy=trust_tasks, opts=child)
-        execution = aws.iam.RolePolicy(
-            f"{name}-execution", role=execution_role.id,
-            policy=pulumi.Output.all(args.repository_arn, group.arn).apply(lambda a: execution_policy(a[0], a[1])),
-            opts=child)
-        task_role = aws.iam.Role(f"{name}-task-role", assume_role_policy=trust_tasks, opts=child)
-        runtime_grants = aws.iam.RolePolicy(f"{name}-runtime", role=task_role.id, policy=args.runtime.role_policy,
-                                            opts=child)
+        execution_role, execution, task_role, runtime_grants = task_roles(
+            name, ctx, args.repository_arn, group.arn, args.runtime, child)
         infrastructure_role = aws.iam.Role(
             f"{name}-infrastructure-role",
             assume_role_policy=policies.assume_role_policy("ecs.amazonaws.com"),

@@ -88,14 +88,19 @@ def fargate_memory_choices(cpu_units: int) -> list[int]:
     return [1024 * g for g in range(32, 121, 8)]
 
 
-class EcsSettings(_Model):
+class _FargateTask(_Model):
+    """CPU and memory of a Fargate task, as users write them (`2 vCPU`, `4 GB`)."""
+
     cpu: int = 2048
     memory: int = 4096
-    scaling: EcsScaling = EcsScaling()
-    certificate_arn: Optional[str] = Field(None, alias="certificateArn")
 
     _cpu = field_validator("cpu", mode="before")(lambda v: fargate_cpu_units(v))
     _memory = field_validator("memory", mode="before")(lambda v: fargate_memory_mib(v))
+
+
+class EcsSettings(_FargateTask):
+    scaling: EcsScaling = EcsScaling()
+    certificate_arn: Optional[str] = Field(None, alias="certificateArn")
 
     @field_validator("certificate_arn", mode="before")
     @classmethod
@@ -173,14 +178,9 @@ class ExpressScaling(_Model):
         return EXPRESS_SCALING_METRICS[self.metric]
 
 
-class ExpressSettings(_Model):
-    cpu: int = 2048
-    memory: int = 4096
+class ExpressSettings(_FargateTask):
     scaling: ExpressScaling = ExpressScaling()
     certificate_arn: Optional[str] = Field(None, alias="certificateArn")
-
-    _cpu = field_validator("cpu", mode="before")(lambda v: fargate_cpu_units(v))
-    _memory = field_validator("memory", mode="before")(lambda v: fargate_memory_mib(v))
 
     @field_validator("certificate_arn", mode="before")
     @classmethod
