@@ -125,10 +125,14 @@ def test_configuration_sql_setting_reaches_the_runtimes():
     assert apprunner_env(run_variant("dev"))["REDCAP_CONFIG_SQL_MODE"] == "onInstall"
     assert ecs_env(run_variant("prod"))["REDCAP_CONFIG_SQL_MODE"] == "onInstall"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(VARIANTS, "dev-apply", ("dev", {"configurationSql": "apply"}))
+        mp.setitem(VARIANTS, "dev-apply", ("dev", {"configurationSql": "apply", "express": None}))
+        mp.setitem(VARIANTS, "express-apply", ("dev", {"configurationSql": "apply"}))
         mp.setitem(VARIANTS, "prod-apply", ("prod", {"configurationSql": "apply"}))
         assert apprunner_env(run_variant_uncached("dev-apply"))["REDCAP_CONFIG_SQL_MODE"] == "apply"
         assert ecs_env(run_variant_uncached("prod-apply"))["REDCAP_CONFIG_SQL_MODE"] == "apply"
+        express = run_variant_uncached("express-apply").one("aws:ecs/expressGatewayService:ExpressGatewayService")
+        assert {e["name"]: e["value"] for e in express.inputs["primaryContainer"]["environments"]}[
+            "REDCAP_CONFIG_SQL_MODE"] == "apply"
 
 
 def test_prod_ecs_environment_has_the_reader_and_the_timezone():
