@@ -96,6 +96,7 @@ def application_stack() -> None:
         zone_id=domain.zone_id if domain is not None else None,
         email=config.email,
         bounce_notification_email=config.bounce_notification_email,
+        existing_identity=config.external_resources.ses_identity,
     ))
 
     threat_detection = ThreatDetection("redcap") if config.guard_duty else None

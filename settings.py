@@ -149,6 +149,15 @@ def parse_email(value: str) -> str:
     return value
 
 
+def covers(identity: str, address: str) -> bool:
+    """True when an SES identity (an address, or a domain) lets SES send as `address`."""
+    identity, address = identity.lower(), address.lower()
+    if "@" in identity:
+        return identity == address
+    host = address.rpartition("@")[2]
+    return host == identity or host.endswith("." + identity)
+
+
 def parse_maintenance_window(value: str) -> str:
     """`ddd:HH:mm-ddd:HH:mm` in UTC, at least 30 minutes long (AWS rejects shorter ones)."""
     allowed = "ddd:HH:mm-ddd:HH:mm (UTC, days Mon..Sun) lasting 30 minutes to 24 hours"
@@ -494,6 +503,19 @@ class TunnelSettings(_Model):
 
 class ExternalResources(_Model):
     waf_web_acl: Optional[str] = Field(None, alias="wafWebAcl")
+    ses_identity: Optional[str] = Field(None, alias="sesIdentity")
+
+    @field_validator("ses_identity", mode="before")
+    @classmethod
+    def _ses_identity(cls, v: Any) -> Optional[str]:
+        if v is None:
+            return None
+        text = str(v).strip()
+        try:
+            return parse_email(text).lower() if "@" in text else parse_dns_name(text)
+        except Problem:
+            raise Problem("a verified SES identity of this account and region: an e-mail address or a domain",
+                          "redcap-admin@example.org") from None
 
     @field_validator("waf_web_acl", mode="before")
     @classmethod
@@ -795,6 +817,11 @@ class StageSettings(_Model):
             problems.append(("email", None,
                              Problem("an SES identity: redcap:email, or redcap:domain with a Route53 zone",
                                      "email: redcap-admin@example.org")))
+        shared = self.external_resources.ses_identity
+        if shared and not (self.email and covers(shared, self.email)):
+            problems.append(("externalResources.sesIdentity", shared,
+                             Problem(f"an identity that covers redcap:email ({self.email or 'not set'}): that "
+                                     "address or its domain", "sesIdentity: redcap-admin@example.org")))
         if self.external_resources.waf_web_acl and (self.allowed_ips or self.allowed_countries):
             problems.append(("allowedIps/allowedCountries", "set with externalResources.wafWebAcl",
                              Problem("no allow-lists when an external web ACL is used (they would be "
@@ -933,6 +960,8 @@ DESCRIPTIONS: dict[str, str] = {
     "generalLogRetention": "Retention of every log group, in days or a name like `one_year`. Unset: per resource.",
     "externalResources": "Resources managed elsewhere.",
     "externalResources.wafWebAcl": "Associate this regional WAFv2 web ACL instead of creating one.",
+    "externalResources.sesIdentity": "Send with this existing SES identity (redcap:email or its domain, made by "
+                                     "another stage or by hand) instead of creating one (docs/email.md).",
     "natGateways": "`onePerAz` (resilient) or `single` (cheaper).",
     "removalPolicy": "What `pulumi destroy` leaves: `destroy` nothing, `snapshot` a final DB snapshot plus key, buckets and salt, `retain` the cluster too (docs/destroy.md).",
     "deletionProtection": "RDS deletion protection and Pulumi `protect` on the data. Unset: true unless removalPolicy is destroy.",
@@ -1061,6 +1090,7 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "ecs.certificateArn": {"ecs", "domain"},
     "email": {"email", "domain", "hostInRoute53"},
     "allowedIps/allowedCountries": {"allowedIps", "allowedCountries", "externalResources"},
+    "externalResources.sesIdentity": {"externalResources", "email"},
 }
 
 

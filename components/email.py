@@ -8,6 +8,9 @@ bounce/complaint notifications.
   (hostInRoute53 = '<zone>') keeps its own mail records untouched.
 - `email` is the sender address (msmtp `from`). When it is not inside the verified domain (or
   there is no zone) it is an identity of its own: its owner confirms the verification mail once.
+  An address is the same in every stage, so that identity is shared on purpose: kept on destroy,
+  without this stage's configuration set, and a second stage names it in
+  `externalResources.sesIdentity` instead of creating it (docs/email.md).
 - SMTP credentials without the original's Lambda: an IAM user allowed only ses:SendEmail /
   ses:SendRawEmail from our identities, an access key, and the key's `ses_smtp_password_v4`,
   stored as {"username", "password"} in a secret encrypted with the stack key.
@@ -28,6 +31,7 @@ import pulumi_aws as aws
 from components import policies
 from components.context import AwsContext
 from components.secrets import encrypted_secret
+from settings import covers
 
 DKIM_TOKENS = 3  # Easy DKIM always issues three tokens
 DNS_TTL = 1800
@@ -117,6 +121,13 @@ class EmailArgs:
     zone_id: Optional[pulumi.Input[str]] = None
     email: Optional[str] = None
     bounce_notification_email: Optional[str] = None
+    # An SES identity that exists already (another stage's, or made by hand) and covers `email`:
+    # sent with, never created or changed here.
+    existing_identity: Optional[str] = None
+
+
+def identity_arn(partition: str, region: str, account_id: str, identity: str) -> str:
+    return f"arn:{partition}:ses:{region}:{account_id}:identity/{identity}"
 
 
 class Email(pulumi.ComponentResource):
@@ -148,11 +159,21 @@ class Email(pulumi.ComponentResource):
         identities: list[aws.sesv2.EmailIdentity] = []
         if args.domain is not None and args.zone_id is not None:
             identities.append(self._domain_identity(name, args.domain, args.zone_id, set_name, ctx, child))
+        arns: list[pulumi.Output[str]] = [i.arn for i in identities]
         if address_identity_needed(args.email, args.domain):
-            identities.append(aws.sesv2.EmailIdentity(
-                f"{name}-address", email_identity=args.email, configuration_set_name=set_name, opts=child))
-        self.identity_arn = identities[0].arn
-        self.identity_arns = pulumi.Output.all(*[i.arn for i in identities]).apply(sorted)
+            if args.existing_identity and args.email and covers(args.existing_identity, args.email):
+                arns.append(pulumi.Output.all(ctx.partition, ctx.account_id).apply(
+                    lambda a: identity_arn(a[0], ctx.region, a[1], str(args.existing_identity))))
+            else:
+                # An address cannot carry the stage, so other stages may send with this identity
+                # (docs/email.md): a destroy never deletes it, and it holds no configuration set of
+                # this stage (SES rejects every message of an identity whose default set is gone).
+                address = aws.sesv2.EmailIdentity(
+                    f"{name}-address", email_identity=args.email,
+                    opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
+                arns.append(address.arn)
+        self.identity_arn = arns[0]
+        self.identity_arns = pulumi.Output.all(*arns).apply(sorted)
 
         self.smtp_credentials_secret_arn = self._smtp_user(name, args, configuration_set_arn, child)
         self.register_outputs({
