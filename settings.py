@@ -817,6 +817,12 @@ class StageSettings(_Model):
             problems.append(("email", None,
                              Problem("an SES identity: redcap:email, or redcap:domain with a Route53 zone",
                                      "email: redcap-admin@example.org")))
+        if self.bounce_notification_email and not self.has_zone:
+            problems.append(("bounceNotificationEmail", self.bounce_notification_email,
+                             Problem("bounce and complaint events of the stage's own domain identity, so "
+                                     "redcap:domain with a Route53 zone (an address identity is shared by the "
+                                     "stages and carries no configuration set; SES returns its bounces to "
+                                     "redcap:email itself)", "domain: redcap.example.org, hostInRoute53: true")))
         shared = self.external_resources.ses_identity
         if shared and not (self.email and covers(shared, self.email)):
             problems.append(("externalResources.sesIdentity", shared,
@@ -922,7 +928,7 @@ DESCRIPTIONS: dict[str, str] = {
     "subdomain": "Label(s) placed before `domain`.",
     "hostInRoute53": "`true`: create a hosted zone for the FQDN; a zone name: use that existing zone; `false`: no Route53 (docs/domains.md).",
     "email": "Operator address: notifications, SES identity when there is no zone, sender address.",
-    "bounceNotificationEmail": "Receives SES bounce and complaint notifications.",
+    "bounceNotificationEmail": "Receives SES bounce and complaint notifications of the domain identity (needs a Route53 zone).",
     "phpTimezone": "PHP `date.timezone` (IANA name).",
     "port": "Container HTTP port (Apache runs as www-data, so above 1024).",
     "cpu": "App Runner instance CPU (`0.25 vCPU` to `4 vCPU`).",
@@ -1091,6 +1097,7 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "email": {"email", "domain", "hostInRoute53"},
     "allowedIps/allowedCountries": {"allowedIps", "allowedCountries", "externalResources"},
     "externalResources.sesIdentity": {"externalResources", "email"},
+    "bounceNotificationEmail": {"bounceNotificationEmail", "domain", "hostInRoute53"},
 }
 
 

@@ -16,7 +16,7 @@ from itertools import combinations
 from typing import Any, Callable, Optional
 
 from harness import Recorded, StackRun, cached_run, load_stack_config, unwrap_secrets
-from transitions import Identity, destroy, format_identity, physical_identities, transition
+from transitions import Identity, destroy, engine_view, format_identity, physical_identities, transition
 from variants import VARIANTS
 
 SES_IDENTITY = "aws:sesv2/emailIdentity:EmailIdentity"
@@ -70,7 +70,7 @@ def stage_run(stage: str, stack: str, overrides: dict[str, Any]) -> StackRun:
 # --- the deliberately shared identities -------------------------------------------------------------
 
 def _retained(run: StackRun, r: Recorded) -> bool:
-    index = {x.urn: x for x in run.resources}
+    index = {x.urn: x for x in engine_view(run).resources}
     urn = r.urn
     while urn in index:
         if index[urn].retain_on_delete is not None:
@@ -116,7 +116,7 @@ SHARED: tuple[Shared, ...] = (
 
 def _owners(run: StackRun, identity: Identity) -> list[Recorded]:
     urns = physical_identities(run)[identity]
-    return [r for r in run.resources if r.urn in urns]
+    return [r for r in engine_view(run).resources if r.urn in urns]
 
 
 def test_stages_have_distinct_names_and_sites() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from harness import Recorded, StackRun, make_urn, run_program
+from harness import Recorded, StackRun, run_program
 from transitions import (AUTO_NAMED, FORCE_NEW, format_identity, physical_identities, transition)
 
 RECORD = "aws:route53/record:Record"
@@ -27,10 +27,15 @@ def stack_urn(stack: str) -> str:
     return f"urn:pulumi:{stack}::redcap::pulumi:pulumi:Stack::redcap-{stack}"
 
 
+def make_urn(stack: str, parent: str, type_: str, name: str) -> str:
+    chain = type_ if parent == stack_urn(stack) else f"{parent.split('::')[2]}${type_}"
+    return f"urn:pulumi:{stack}::redcap::{chain}::{name}"
+
+
 def res(stack: str, type_: str, name: str, inputs: dict[str, Any] | None = None, *, parent: str = "",
         custom: bool = True, deps: dict[str, list[str]] | None = None, **options: Any) -> Recorded:
     parent = parent or stack_urn(stack)
-    return Recorded(urn=make_urn(stack, "redcap", parent, type_, name), type=type_, name=name, custom=custom,
+    return Recorded(urn=make_urn(stack, parent, type_, name), type=type_, name=name, custom=custom,
                     inputs=inputs or {}, parent=parent, property_dependencies=deps or {},
                     dependencies=sorted({u for us in (deps or {}).values() for u in us}), **options)
 

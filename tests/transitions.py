@@ -21,6 +21,8 @@ Public API (everything else here is internal):
   - `.refused`: steps the engine refuses (protect); `.collisions`: `Collision(kind, identity, urns, why)`.
   - `.assert_safe()`: raises AssertionError listing every refusal and collision, readably.
   - `.describe()`: the plan as text (what a `pulumi preview` would list).
+- `engine_view(run)`: the run with the URNs the engine gives (the mock monitor's differ); steps and
+  identities name resources by these URNs.
 - `physical_identities(run) -> dict[identity, list[urn]]`: what AWS considers unique per account
   and region (or globally) for each recorded resource, e.g.
   `("route53-record", zone, "redcap.example.org", "A", "")` or `("ses-identity", region, address)`.
@@ -70,6 +72,7 @@ Model (and where each rule comes from):
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import json
@@ -80,8 +83,8 @@ from typing import Any, Callable, Iterable, Optional
 from force_new import FORCE_NEW, conditional_replace_keys
 from harness import Recorded, StackRun, cached_run, unwrap_secrets
 
-__all__ = ["FORCE_NEW", "AUTO_NAMED", "Change", "Collision", "Step", "Transition", "destroy", "physical_identities",
-           "run_transition", "transition"]
+__all__ = ["FORCE_NEW", "AUTO_NAMED", "Change", "Collision", "Step", "Transition", "destroy", "engine_view",
+           "physical_identities", "run_transition", "transition"]
 
 Identity = tuple
 
@@ -114,6 +117,47 @@ def _inherited(run_index: dict[str, Recorded], urn: str, attr: str) -> bool:
             return bool(value)
         urn = run_index[urn].parent
     return False
+
+
+_VIEWS: dict[int, tuple[StackRun, StackRun]] = {}
+
+
+def _engine_urn(stack: str, project: str, parent: str, type_: str, name: str) -> str:
+    """The engine's URN: the parent's whole type chain (the root stack's excluded) + type + name."""
+    chain = type_ if not parent or parent.split("::")[2] == ROOT_STACK_TYPE else f"{parent.split('::')[2]}${type_}"
+    return f"urn:pulumi:{stack}::{project}::{chain}::{name}"
+
+
+def engine_view(run: StackRun) -> StackRun:
+    """The run with the URNs the engine gives. The mock monitor chains only the parent's last type
+    and keeps the root stack's (`...::pulumi:pulumi:Stack$redcap:email:Email$aws:...`), so a
+    change of a grandparent's type, or an alias spec, would not show; this view fixes that, and
+    resolves alias specs the way the engine does (a missing part is the resource's own)."""
+    if id(run) in _VIEWS and _VIEWS[id(run)][0] is run:
+        return _VIEWS[id(run)][1]
+    mapping: dict[str, str] = {}
+    resources = []
+    for r in run.resources:  # a parent registers before its children
+        parent = mapping.get(r.parent, "")
+        stack, project = r.urn.split("::")[0].removeprefix("urn:pulumi:"), r.urn.split("::")[1]
+        urn = _engine_urn(stack, project, parent, r.type, r.name)
+        mapping[r.urn] = urn
+        aliases = []
+        for alias in r.aliases:
+            if isinstance(alias, str):
+                aliases.append(alias)
+                continue
+            alias_parent = "" if alias["noParent"] else mapping.get(alias["parent"], alias["parent"]) or parent
+            aliases.append(_engine_urn(alias["stack"] or stack, alias["project"] or project, alias_parent,
+                                       alias["type"] or r.type, alias["name"] or r.name))
+        resources.append(dataclasses.replace(
+            r, urn=urn, parent=parent, aliases=aliases,
+            dependencies=[mapping.get(d, d) for d in r.dependencies],
+            property_dependencies={k: [mapping.get(d, d) for d in v] for k, v in r.property_dependencies.items()},
+            deleted_with=mapping.get(r.deleted_with, r.deleted_with)))
+    view = dataclasses.replace(run, resources=resources)
+    _VIEWS[id(run)] = (run, view)
+    return view
 
 
 def _effective_aliases(after: dict[str, Recorded], urn: str) -> list[str]:
@@ -404,7 +448,7 @@ def physical_identities(run: StackRun) -> dict[Identity, list[str]]:
     random suffix) is `("of", ((urn, ""),), mock value)`: the same only as long as that resource
     is, and never equal across two stacks (URNs carry the stack name).
     """
-    return _Identities(run).all()
+    return _Identities(engine_view(run)).all()
 
 
 # --------------------------------------------------------------------------------------------
@@ -563,6 +607,7 @@ def _forces_replacement(paths: set[str], force: Iterable[str]) -> set[str]:
 
 def transition(before: StackRun, after: StackRun) -> Transition:
     """The steps `pulumi up` would run with the state of `before` and the program of `after`."""
+    before, after = engine_view(before), engine_view(after)
     old = {r.urn: r for r in before.resources}
     new = {r.urn: r for r in after.resources}
     old_order = {r.urn: i for i, r in enumerate(before.resources)}
