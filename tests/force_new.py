@@ -34,6 +34,8 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     "aws:acm/certificate:Certificate": frozenset({"certificateAuthorityArn", "domainName", "keyAlgorithm", "subjectAlternativeNames", "validationMethod", "validationOptions"}),
     # aws_acm_certificate_validation
     "aws:acm/certificateValidation:CertificateValidation": frozenset({"certificateArn", "validationRecordFqdns"}),
+    # aws_appautoscaling_policy  # arguments and required blocks only (its nesting is too deep for one plan)
+    "aws:appautoscaling/policy:Policy": frozenset({"name", "resourceId", "scalableDimension", "serviceNamespace"}),
     # aws_appautoscaling_target
     "aws:appautoscaling/target:Target": frozenset({"resourceId", "scalableDimension", "serviceNamespace"}),
     # aws_apprunner_auto_scaling_configuration_version
@@ -44,6 +46,18 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     "aws:apprunner/service:Service": frozenset({"encryptionConfiguration", "serviceName"}),
     # aws_apprunner_vpc_connector
     "aws:apprunner/vpcConnector:VpcConnector": frozenset({"securityGroups", "subnets", "vpcConnectorName"}),
+    # aws_backup_plan
+    "aws:backup/plan:Plan": frozenset({"name"}),
+    # aws_backup_selection
+    "aws:backup/selection:Selection": frozenset({"conditions", "iamRoleArn", "name", "notResources", "planId", "resources", "selectionTags"}),
+    # aws_backup_vault
+    "aws:backup/vault:Vault": frozenset({"kmsKeyArn", "name"}),
+    # aws_backup_vault_lock_configuration
+    "aws:backup/vaultLockConfiguration:VaultLockConfiguration": frozenset({"backupVaultName", "changeableForDays", "maxRetentionDays", "minRetentionDays"}),
+    # aws_budgets_budget
+    "aws:budgets/budget:Budget": frozenset({"accountId", "name", "namePrefix"}),
+    # aws_cloudwatch_dashboard
+    "aws:cloudwatch/dashboard:Dashboard": frozenset({"dashboardName"}),
     # aws_cloudwatch_event_api_destination
     "aws:cloudwatch/eventApiDestination:EventApiDestination": frozenset({"name"}),
     # aws_cloudwatch_event_connection
@@ -52,6 +66,12 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     "aws:cloudwatch/eventRule:EventRule": frozenset({"eventBusName", "name", "namePrefix"}),
     # aws_cloudwatch_event_target
     "aws:cloudwatch/eventTarget:EventTarget": frozenset({"eventBusName", "rule", "targetId"}),
+    # aws_cloudwatch_log_group
+    "aws:cloudwatch/logGroup:LogGroup": frozenset({"logGroupClass", "name", "namePrefix"}),
+    # aws_cloudwatch_metric_alarm  # arguments and required blocks only (its nesting is too deep for one plan)
+    "aws:cloudwatch/metricAlarm:MetricAlarm": frozenset({"name"}),
+    # aws_cloudwatch_query_definition
+    "aws:cloudwatch/queryDefinition:QueryDefinition": frozenset(),
     # aws_codebuild_project
     "aws:codebuild/project:Project": frozenset({"name"}),
     # aws_flow_log  # not in the Pulumi SDK: [['log_group_name']]
@@ -80,6 +100,8 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     "aws:iam/accessKey:AccessKey": frozenset({"pgpKey", "user"}),
     # aws_iam_instance_profile
     "aws:iam/instanceProfile:InstanceProfile": frozenset({"name", "namePrefix", "path"}),
+    # aws_iam_policy
+    "aws:iam/policy:Policy": frozenset({"description", "name", "namePrefix", "path"}),
     # aws_iam_role
     "aws:iam/role:Role": frozenset({"name", "namePrefix", "path"}),
     # aws_iam_role_policy
@@ -110,6 +132,8 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     "aws:rds/clusterInstance:ClusterInstance": frozenset({"availabilityZone", "clusterIdentifier", "customIamInstanceProfile", "dbSubnetGroupName", "engine", "identifier", "identifierPrefix"}),
     # aws_rds_cluster_parameter_group
     "aws:rds/clusterParameterGroup:ClusterParameterGroup": frozenset({"description", "family", "name", "namePrefix"}),
+    # aws_db_instance
+    "aws:rds/instance:Instance": frozenset({"availabilityZone", "backupTarget", "customIamInstanceProfile", "dbName", "engine", "kmsKeyId", "ncharCharacterSetName", "restoreToPointInTime", "s3Import.bucketName", "s3Import.bucketPrefix", "s3Import.ingestionRole", "s3Import.sourceEngine", "s3Import.sourceEngineVersion", "snapshotIdentifier", "storageEncrypted", "timezone", "username"}),
     # aws_db_subnet_group
     "aws:rds/subnetGroup:SubnetGroup": frozenset({"name", "namePrefix"}),
     # aws_route53_record
@@ -118,6 +142,8 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     "aws:route53/zone:Zone": frozenset({"delegationSetId", "name"}),
     # aws_s3_bucket
     "aws:s3/bucket:Bucket": frozenset({"bucket", "bucketPrefix", "objectLockConfiguration.objectLockEnabled", "objectLockEnabled"}),
+    # aws_s3_bucket_lifecycle_configuration  # arguments and required blocks only (its nesting is too deep for one plan)
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": frozenset({"bucket", "expectedBucketOwner"}),
     # aws_s3_bucket_logging
     "aws:s3/bucketLogging:BucketLogging": frozenset({"bucket", "expectedBucketOwner"}),
     # aws_s3_object
@@ -132,12 +158,42 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": frozenset({"bucket", "expectedBucketOwner"}),
     # aws_s3_bucket_versioning
     "aws:s3/bucketVersioning:BucketVersioning": frozenset({"bucket", "expectedBucketOwner"}),
+    # aws_scheduler_schedule
+    "aws:scheduler/schedule:Schedule": frozenset({"groupName", "name", "namePrefix"}),
     # aws_secretsmanager_secret
     "aws:secretsmanager/secret:Secret": frozenset({"name", "namePrefix"}),
     # aws_secretsmanager_secret_version
     "aws:secretsmanager/secretVersion:SecretVersion": frozenset({"secretBinary", "secretId", "secretString", "secretStringWoVersion"}),
+    # aws_ses_domain_identity
+    "aws:ses/domainIdentity:DomainIdentity": frozenset({"domain"}),
+    # aws_ses_email_identity
+    "aws:ses/emailIdentity:EmailIdentity": frozenset({"email"}),
     # aws_sesv2_configuration_set
     "aws:sesv2/configurationSet:ConfigurationSet": frozenset({"configurationSetName"}),
+    # aws_sesv2_configuration_set_event_destination
+    "aws:sesv2/configurationSetEventDestination:ConfigurationSetEventDestination": frozenset({"configurationSetName", "eventDestinationName"}),
+    # aws_sesv2_email_identity
+    "aws:sesv2/emailIdentity:EmailIdentity": frozenset({"emailIdentity"}),
+    # aws_sesv2_email_identity_mail_from_attributes
+    "aws:sesv2/emailIdentityMailFromAttributes:EmailIdentityMailFromAttributes": frozenset({"emailIdentity"}),
+    # aws_sns_topic
+    "aws:sns/topic:Topic": frozenset({"fifoTopic", "name", "namePrefix"}),
+    # aws_sns_topic_policy
+    "aws:sns/topicPolicy:TopicPolicy": frozenset({"arn"}),
+    # aws_sns_topic_subscription
+    "aws:sns/topicSubscription:TopicSubscription": frozenset({"endpoint", "protocol", "topic"}),
+    # aws_vpc_security_group_egress_rule
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": frozenset({"securityGroupId"}),
+    # aws_vpc_security_group_ingress_rule
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": frozenset({"securityGroupId"}),
+    # aws_wafv2_ip_set
+    "aws:wafv2/ipSet:IpSet": frozenset({"ipAddressVersion", "name", "namePrefix", "scope"}),
+    # aws_wafv2_web_acl  # arguments and required blocks only (its nesting is too deep for one plan)
+    "aws:wafv2/webAcl:WebAcl": frozenset({"name", "namePrefix", "scope"}),
+    # aws_wafv2_web_acl_association
+    "aws:wafv2/webAclAssociation:WebAclAssociation": frozenset({"resourceArn", "webAclArn"}),
+    # aws_wafv2_web_acl_logging_configuration
+    "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration": frozenset({"logDestinationConfigs", "resourceArn"}),
 
     # terraform-provider-random (plugin framework, RequiresReplace on every argument)
     "random:index/randomId:RandomId": frozenset({"byteLength", "keepers", "prefix"}),

@@ -549,11 +549,10 @@ class Transition:
         return found[0]
 
     def problems(self) -> list[str]:
-        lines = []
-        for step in self.refused:
-            position = self.steps.index(step)
-            lines.append(f"refused: {step.op.removeprefix('refused-')} of {step.type} {step.name}: {step.detail}; "
-                         f"pulumi up stops here, after {position} step(s) already ran")
+        lines = [f"refused: {s.op.removeprefix('refused-')} of {s.type} {s.name}: {s.detail}" for s in self.refused]
+        if self.refused:
+            first = min(self.steps.index(s) for s in self.refused)
+            lines.append(f"pulumi up fails at step {first + 1}, after {first} step(s) already ran")
         lines.extend(f"collision: {c}" for c in self.collisions)
         return lines
 
@@ -637,9 +636,9 @@ def transition(before: StackRun, after: StackRun) -> Transition:
         old_inputs = unwrap_secrets(o.inputs)
         new_inputs = _without(unwrap_secrets(r.inputs), r.ignore_changes, old_inputs)
         paths = _changed_paths(old_inputs, new_inputs)
-        for prop, deps in r.property_dependencies.items():
-            if any(d in fresh and not self_named.names_itself(d) for d in deps) and prop not in r.ignore_changes:
-                paths.add(prop)  # an id, ARN or random value of a new resource
+        renewed = {prop for prop, deps in r.property_dependencies.items()
+                   if any(d in fresh and not self_named.names_itself(d) for d in deps) and prop not in r.ignore_changes}
+        paths |= renewed  # an id, ARN or random value of a new resource
         top = tuple(sorted({p.split(".")[0] for p in paths}))
         force = set(FORCE_NEW.get(r.type, ())) | set(r.replace_on_changes)
         replace = _forces_replacement(paths, force) | conditional_replace_keys(r.type, old_inputs, new_inputs, paths)
@@ -647,7 +646,7 @@ def transition(before: StackRun, after: StackRun) -> Transition:
             changes[r.urn] = Change("same", r.urn, o.urn)
         elif replace:
             auto = AUTO_NAMED.get(r.type)
-            bridge_dbr = bool(auto and r.inputs.get(auto) is not None and
+            bridge_dbr = bool(auto and r.inputs.get(auto) is not None and auto not in renewed and
                               unwrap_secrets(o.inputs.get(auto)) == unwrap_secrets(r.inputs.get(auto)))
             changes[r.urn] = Change("replace", r.urn, o.urn, top, tuple(sorted(replace)),
                                     r.delete_before_replace or bridge_dbr)
