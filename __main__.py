@@ -2,6 +2,7 @@
 import pulumi
 
 import settings as stage
+from settings import paths
 from components.context import AwsContext
 from components.database import Database, DatabaseArgs
 from components.delegation import NsDelegation, NsDelegationArgs
@@ -9,6 +10,7 @@ from components.dns import Domain, DomainArgs
 from components.email import Email, EmailArgs
 from components.firewall import Firewall, FirewallArgs
 from components.network import Network, NetworkArgs
+from components.notifications import export_rows
 from components.security import ThreatDetection
 from components.storage import Storage, StorageArgs
 from components.apprunner import AppRunnerArgs, AppRunnerService
@@ -41,6 +43,7 @@ def application_stack() -> None:
         protect=config.protect_data,
         versioning=config.app_bucket_versioning,
         alb_access_logs=config.uses_ecs,
+        key_for_api_destinations=config.cron_minutes > 0,
     ))
 
     network = Network("redcap", NetworkArgs(
@@ -97,21 +100,23 @@ def application_stack() -> None:
         email=config.email,
         bounce_notification_email=config.bounce_notification_email,
         existing_identity=config.external_resources.ses_identity,
+        sender=config.sender_email,
+        subscribe_emails=config.email_subscriptions,
     ))
 
     threat_detection = ThreatDetection("redcap") if config.guard_duty else None
 
     # Compute (issue 4): image, runtime contract, App Runner or ECS, cron, tunnel host.
-    languages_dir = stage.PROJECT_DIR / "languages"
+    languages_dir = paths.PROJECT_DIR / "languages"
     image = Image("redcap", ImageArgs(
         context=context,
         build=config.image_build,
         tag_prefix=config.image_tag_prefix,
         port=config.port,
         kms_key_arn=storage.kms_key_arn,
-        config_sql=config_sql_path(stage.PROJECT_DIR / "sql"),
-        build_dir=stage.PROJECT_DIR / "build",
-        redcap_zip=stage.RELEASES_DIR / f"{config.red_cap_local_version}.zip" if config.red_cap_local_version else None,
+        config_sql=config_sql_path(paths.PROJECT_DIR / "sql"),
+        build_dir=paths.PROJECT_DIR / "build",
+        redcap_zip=paths.RELEASES_DIR / f"{config.red_cap_local_version}.zip" if config.red_cap_local_version else None,
         redcap_s3_uri=config.red_cap_s3_path,
         languages_dir=languages_dir if languages_dir.is_dir() else None,
         vpc_id=network.vpc_id,
@@ -119,7 +124,7 @@ def application_stack() -> None:
         log_bucket_name=storage.log_bucket_name,
         log_retention_days=config.log_retention(365),
         artifacts_force_destroy=not config.keep_data_on_destroy,
-        ca_bundle=stage.RELEASES_DIR / "rds-ca-bundle.pem" if (stage.RELEASES_DIR / "rds-ca-bundle.pem").is_file() else None,
+        ca_bundle=paths.RELEASES_DIR / "rds-ca-bundle.pem" if (paths.RELEASES_DIR / "rds-ca-bundle.pem").is_file() else None,
     ))
     app_login = DatabaseAppLogin("redcap-db-app", username=database.app_user, kms_key_arn=storage.kms_key_arn) \
         if config.db_auth == "password" else None
@@ -144,7 +149,9 @@ def application_stack() -> None:
         ses_secret_arn=email.smtp_credentials_secret_arn,
         smtp_email=email.sender_address,
         admin_password_secret_arn=storage.admin_password_secret_arn,
+        configuration_sql=config.configuration_sql,
     ))
+    subscriptions = list(email.email_subscriptions)
     if config.ecs is not None:
         ecs = config.ecs
         assert domain is not None  # settings require redcap:domain with an ecs block
@@ -196,19 +203,21 @@ def application_stack() -> None:
             zone_id=domain.zone_id if domain is not None else None,
             zone_name=domain.zone_name if domain is not None else None,
             notification_email=config.email,
+            subscribe_notification_email=config.email_subscriptions,
         ))
         service_url, custom_url = apprunner.service_url, apprunner.custom_url
+        subscriptions += apprunner.email_subscriptions
         # The default URL works before the custom domain's certificate is validated.
         cron_host, runtime_kind = apprunner.service_url, "apprunner"
         pulumi.export("appRunnerServiceUrl", service_url)
     Cron("redcap-cron", CronArgs(context=context, host=cron_host, search_string=firewall.cron_search_string,
-                            minutes=config.cron_minutes, runtime_kind=runtime_kind))
+                            minutes=config.cron_minutes, runtime_kind=runtime_kind, kms_key_arn=storage.kms_key_arn))
     if config.ec2_server_stack is not None:
         tunnel = TunnelHost("redcap-tunnel", TunnelArgs(
             context=context,
             instance_type=config.ec2_server_stack.instance_type,
             duration_hours=config.ec2_server_stack.duration_hours,
-            subnet_id=network.private_subnet_ids.apply(lambda ids: ids[0]),
+            subnet_ids=network.private_subnet_ids,
             image_uri=image.image_uri,
             repository_arn=image.repository_arn,
             runtime=runtime,
@@ -248,6 +257,8 @@ def application_stack() -> None:
     pulumi.export("sesIdentityArn", email.identity_arn)
     pulumi.export("senderAddress", email.sender_address)
     pulumi.export("smtpCredentialsSecretArn", email.smtp_credentials_secret_arn)
+    # What to confirm (or subscribe by hand) so notifications arrive: docs/email.md.
+    pulumi.export("emailSubscriptions", export_rows(subscriptions, config.region))
     if threat_detection is not None:
         pulumi.export("guardDutyDetectorId", threat_detection.detector_id)
 

@@ -59,7 +59,7 @@ def releases_dir() -> Path:
 def run_variant_uncached(variant: str, **kwargs: Any) -> StackRun:
     stack, overrides = VARIANTS[variant]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(settings, "RELEASES_DIR", releases_dir())
+        mp.setattr(settings.paths, "RELEASES_DIR", releases_dir())
         return run_program(stack, overrides, **kwargs)
 
 

@@ -65,7 +65,7 @@ def test_every_redcap_key_in_the_docs_exists():
     found = set(re.findall(r"redcap:([A-Za-z][A-Za-z0-9.\[\]]*[A-Za-z0-9\]])(?![A-Za-z0-9.\[\]:])", _doc_text()))
     assert found, "no redcap: keys found in the docs"
     unknown = sorted(k for k in found if not _valid_key_path(k) and k not in DELIBERATE_TYPOS)
-    assert unknown == [], f"docs name config keys that settings.py does not have: {unknown}"
+    assert unknown == [], f"docs name config keys that the settings package does not have: {unknown}"
 
 
 def test_every_stack_output_in_the_docs_is_exported():

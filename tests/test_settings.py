@@ -92,7 +92,7 @@ def test_countries_are_iso_alpha2_and_normalised():
 # --- REDCap source -------------------------------------------------------------------------------
 
 def test_exactly_one_redcap_source(tmp_path, monkeypatch):
-    monkeypatch.setattr(settings, "RELEASES_DIR", tmp_path)
+    monkeypatch.setattr(settings.paths, "RELEASES_DIR", tmp_path)
     (tmp_path / "redcap15.0.9.zip").write_bytes(b"PK")
     both = problems_of(redCapLocalVersion="redcap15.0.9")
     assert "redcap:redCapLocalVersion/redCapS3Path = 'both set'" in both
@@ -102,7 +102,7 @@ def test_exactly_one_redcap_source(tmp_path, monkeypatch):
 
 
 def test_local_version_needs_the_zip(tmp_path, monkeypatch):
-    monkeypatch.setattr(settings, "RELEASES_DIR", tmp_path)
+    monkeypatch.setattr(settings.paths, "RELEASES_DIR", tmp_path)
     text = problems_of(redCapS3Path=None, redCapLocalVersion="redcap15.0.9")
     assert "put your REDCap release at releases/redcap15.0.9.zip" in text
     (tmp_path / "redcap15.0.9.zip").write_bytes(b"PK")
@@ -324,6 +324,24 @@ def test_log_retention_invalid(value):
 def test_enum_keys(key, bad, allowed):
     text = problems_of(**{key: bad})
     assert f"redcap:{key} = '{bad}'" in text and f"allowed: {allowed}" in text
+
+
+@pytest.mark.parametrize("value", ["onInstall", "apply"])
+def test_configuration_sql_values(value):
+    assert load().configuration_sql == "onInstall"
+    assert load(configurationSql=value).configuration_sql == value
+
+
+@pytest.mark.parametrize("bad", ["Apply", "always", "true", "on-install", ""])
+def test_configuration_sql_is_spelled_exactly(bad):
+    # apply resets a production site's login method: only the exact word means it.
+    assert problems_of(configurationSql=bad) == (
+        "Invalid stage settings (1 problem); nothing was created:\n"
+        f"  - redcap:configurationSql = {bad!r}: allowed: onInstall (apply sql/redcap-config*.sql "
+        "only to a database on which the container installed REDCap itself) or apply (also to a "
+        "database where REDCap was already installed, e.g. migrated or restored: resets the "
+        "settings the file sets and gives a site_admin without a table login the generated "
+        "password; once per file); example: apply")
 
 
 def test_deletion_protection_follows_removal_policy_unless_set():
