@@ -68,6 +68,9 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     "aws:cloudwatch/eventTarget:EventTarget": frozenset({"eventBusName", "rule", "targetId"}),
     # aws_cloudwatch_log_group
     "aws:cloudwatch/logGroup:LogGroup": frozenset({"logGroupClass", "name", "namePrefix"}),
+    # aws_cloudwatch_log_resource_policy: policyName from the v5.100.0 plan; resourceArn (a policy
+    # attached to one log group) is newer than v5.100.0 and taken as forcing a new policy, unverified
+    "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": frozenset({"policyName", "resourceArn"}),
     # aws_cloudwatch_metric_alarm  # arguments and required blocks only (its nesting is too deep for one plan)
     "aws:cloudwatch/metricAlarm:MetricAlarm": frozenset({"name"}),
     # aws_cloudwatch_query_definition

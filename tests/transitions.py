@@ -327,6 +327,7 @@ IDENTITY_RULES: dict[str, IdentityRule] = {
     "aws:backup/plan:Plan": _r("backup-plan", "name"),
     "aws:backup/vaultLockConfiguration:VaultLockConfiguration": _r("backup-vault-lock", "backupVaultName",
                                                                     policy=SETTING),
+    "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": _r("logs-resource-policy", "resourceArn", policy=SETTING),
     "aws:cloudwatch/metricAlarm:MetricAlarm": _r("cloudwatch-alarm", "name", policy=ADOPT),
     "aws:cloudwatch/compositeAlarm:CompositeAlarm": _r("cloudwatch-alarm", "alarmName", policy=ADOPT),
     "aws:cloudwatch/dashboard:Dashboard": _r("cloudwatch-dashboard", "dashboardName", scope="global", policy=ADOPT),
