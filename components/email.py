@@ -19,8 +19,8 @@ bounce/complaint notifications.
   stored as {"username", "password"} in a secret encrypted with the stack key.
 - `bounce_notification_email`: a configuration set whose BOUNCE and COMPLAINT events go to an
   encrypted SNS topic, with an e-mail subscription when `subscribe_emails`
-  (components/notifications.py says why a stage may leave that to the operator); every identity
-  uses the configuration set by default (an address identity never: it is shared by the stages).
+  (components/notifications.py says why a stage may leave that to the operator); the domain
+  identity uses the configuration set by default (an address identity never: it is shared).
 
 A new SES account is in the sandbox (only verified recipients): docs/email.md explains the exit.
 """

@@ -10,6 +10,7 @@ Each stage is evaluated once; pairs are compared in Python.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from itertools import combinations
@@ -162,6 +163,18 @@ def test_long_stage_names_keep_distinct_physical_names() -> None:
         for type_ in a:
             limit = 32 if type_.startswith(("aws:lb/", "aws:apprunner/autoScaling")) else 40
             assert a[type_] != b[type_] and len(a[type_]) <= limit and len(b[type_]) <= limit, (a[type_], b[type_])
+
+
+def test_cut_names_keep_a_hash_of_the_stack_name() -> None:
+    from components.naming import stage_name
+
+    assert stage_name("prod", 32) == "redcap-prod"
+    assert stage_name("qa_1", 40, allowed=r"A-Za-z0-9_-") == "redcap-qa_1"
+    cut = [stage_name(s, 32, lower=True) for s in ("Research-Production-East-1", "research-production-east-2")]
+    assert cut == ["redcap-research-productio-" + hashlib.sha256(b"Research-Production-East-1").hexdigest()[:6],
+                   "redcap-research-productio-" + hashlib.sha256(b"research-production-east-2").hexdigest()[:6]]
+    assert all(len(c) == 32 for c in cut)
+    assert stage_name("a" * 24 + "-", 32) == "redcap-" + "a" * 24  # no trailing hyphen
 
 
 def test_a_second_stage_sends_with_the_existing_identity() -> None:

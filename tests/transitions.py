@@ -35,8 +35,9 @@ Writing a transition test (the docs' procedures are sequences of these):
     assert ("aws:route53/record:Record", "redcap-site") not in t.deletes
 
     # a procedure step by step: the state after step 1 is the "before" of step 2
-    first = cached_run("prod", step1); second = cached_run("prod", step2)
+    first, second = harness.cached_run("prod", step1), harness.cached_run("prod", step2)
     transition(first, second).assert_safe()
+    destroy(second).refused                               # what `pulumi destroy` would refuse
 
 Model (and where each rule comes from):
 
