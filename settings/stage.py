@@ -6,12 +6,12 @@ from typing import Any, Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from settings import paths, regions
-from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossProblems, _DOCKER_TAG_RE,
+from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossProblems, _DOCKER_TAG_RE, covers,
                              _LABELS_RE, _LOCAL_VERSION_RE, _Model, _as_list, _is_int, _normalise_size, parse_bool,
                              parse_cidr, parse_country, parse_dns_name, parse_email, parse_log_retention,
                              parse_s3_path, parse_timezone, version_from_zip_name)
 from settings.application import ConfigurationSqlMode, parse_configuration_sql
-from settings.compute import EcsSettings, TunnelSettings
+from settings.compute import EcsSettings, ExpressSettings, TunnelSettings, express_available
 from settings.database import DbSettings
 from settings.dns import NsDelegation
 from settings.edge import ExternalResources
@@ -19,6 +19,7 @@ from settings.operations import OperationsSettings
 
 
 RemovalPolicyName = Literal["destroy", "snapshot", "retain"]
+AllowListScope = Literal["all", "allButSurveys"]
 
 
 class StageSettings(_Model):
@@ -31,6 +32,7 @@ class StageSettings(_Model):
     deploy_tag: Optional[str] = Field(None, alias="deployTag")
     allowed_ips: tuple[str, ...] = Field((), alias="allowedIps")
     allowed_countries: tuple[str, ...] = Field((), alias="allowedCountries")
+    allow_list_scope: AllowListScope = Field("all", alias="allowListScope")
     domain: Optional[str] = None
     subdomain: Optional[str] = None
     host_in_route53: bool | str = Field(True, alias="hostInRoute53")
@@ -45,6 +47,7 @@ class StageSettings(_Model):
     app_runner_min_size: int = Field(1, alias="appRunnerMinSize")
     app_runner_max_size: int = Field(2, alias="appRunnerMaxSize")
     ecs: Optional[EcsSettings] = None
+    express: Optional[ExpressSettings] = None
     has_cron_secret: bool = Field(False, alias="cronSecret")
     cron_minutes: int = Field(1, alias="cronMinutes")
     db: DbSettings = DbSettings()
@@ -98,6 +101,14 @@ class StageSettings(_Model):
     @classmethod
     def _countries(cls, v: Any) -> tuple[str, ...]:
         return tuple(parse_country(str(x)) for x in _as_list(v, "[US, CA]"))
+
+    @field_validator("allow_list_scope", mode="before")
+    @classmethod
+    def _scope(cls, v: Any) -> str:
+        if v not in ("all", "allButSurveys"):
+            raise Problem("all (the allow-lists cover every path) or allButSurveys (REDCap's public "
+                          "survey pages are reachable from anywhere)", "allButSurveys")
+        return v
 
     _domain = field_validator("domain", mode="before")(
         lambda v: None if v in (None, "") else parse_dns_name(str(v)))
@@ -275,12 +286,43 @@ class StageSettings(_Model):
             problems.append(("ecs.certificateArn", self.ecs.certificate_arn,
                              Problem("a certificate together with redcap:domain (the name it is for)",
                                      "domain: redcap.example.org")))
+        if self.ecs is not None and self.express is not None:
+            problems.append(("ecs/express", "both set",
+                             Problem("one runtime: an ecs block (ECS Fargate behind your own load balancer) or "
+                                     "an express block (ECS Express Mode behind CloudFront), not both",
+                                     "express: {}")))
+        if self.express is not None and not express_available(self.region):
+            problems.append(("express", f"in region {self.region}",
+                             Problem("a region with CloudFront VPC origins (not AWS GovCloud, China or ISO "
+                                     "regions); use an ecs block there", "aws:region: us-east-1")))
+        if self.express is not None and self.domain and not self.has_zone and self.express.certificate_arn is None:
+            problems.append(("express", "domain without a Route53 zone or express.certificateArn",
+                             Problem("for redcap:domain on Express, hostInRoute53 true or a zone name (the "
+                                     "certificate is validated there), or express.certificateArn (an ACM "
+                                     "certificate in us-east-1)", "hostInRoute53: true")))
+        if self.express is not None and self.express.certificate_arn and not self.domain:
+            problems.append(("express.certificateArn", self.express.certificate_arn,
+                             Problem("a certificate together with redcap:domain (the name it is for)",
+                                     "domain: redcap.example.org")))
+        acl = self.external_resources.waf_web_acl
+        if acl and (":global/webacl/" in acl) != (self.express is not None):
+            problems.append(("externalResources.wafWebAcl", acl,
+                             Problem("with express a CLOUDFRONT-scope ACL (arn:aws:wafv2:us-east-1:<account>:"
+                                     "global/webacl/...), otherwise a REGIONAL one in the stack's region",
+                                     "arn:aws:wafv2:us-east-1:123456789012:global/webacl/site/"
+                                     "a1b2c3d4-5678-90ab-cdef-111122223333")))
+        if self.allow_list_scope == "allButSurveys" and not (self.allowed_ips or self.allowed_countries):
+            problems.append(("allowListScope", self.allow_list_scope,
+                             Problem("allButSurveys together with allowedIps or allowedCountries (without a "
+                                     "list there is nothing to exempt the surveys from)",
+                                     "allowedIps: [203.0.113.0/24]")))
         if not self.has_zone and self.email is None:
             problems.append(("email", None,
                              Problem("an SES identity: redcap:email, or redcap:domain with a Route53 zone",
                                      "email: redcap-admin@example.org")))
         problems.extend(self._region_problems())
         problems.extend(self._sender_problems())
+        problems.extend(self._shared_identity_problems())
         if self.external_resources.waf_web_acl and (self.allowed_ips or self.allowed_countries):
             problems.append(("allowedIps/allowedCountries", "set with externalResources.wafWebAcl",
                              Problem("no allow-lists when an external web ACL is used (they would be "
@@ -303,6 +345,27 @@ class StageSettings(_Model):
                                      "protects its data is production, which stays up); set "
                                      "redcap:deletionProtection false for a test stage that keeps data",
                                      "deletionProtection: false")))
+        return problems
+
+    def _shared_identity_problems(self) -> list[tuple[str, Any, Problem]]:
+        """The address identity is shared by the stages (docs/email.md): it carries no configuration
+        set, and a stage that names it must send as an address it covers."""
+        problems = []
+        if self.bounce_notification_email and not self.has_zone:
+            problems.append(("bounceNotificationEmail", self.bounce_notification_email,
+                             Problem("bounce and complaint events of the stage's own domain identity, so "
+                                     "redcap:domain with a Route53 zone (an address identity is shared by the "
+                                     "stages and carries no configuration set; SES returns its bounces to "
+                                     "redcap:email itself)", "domain: redcap.example.org, hostInRoute53: true")))
+        shared = self.external_resources.ses_identity
+        if shared and self.has_zone:
+            problems.append(("externalResources.sesIdentity", shared,
+                             Problem("only without a Route53 zone: with one, the stage sends from its own "
+                                     "domain identity", "hostInRoute53: false")))
+        elif shared and not (self.email and covers(shared, self.email)):
+            problems.append(("externalResources.sesIdentity", shared,
+                             Problem(f"an identity that covers redcap:email ({self.email or 'not set'}): that "
+                                     "address or its domain", "sesIdentity: redcap-admin@example.org")))
         return problems
 
     def _sender_problems(self) -> list[tuple[str, Any, Problem]]:
@@ -388,6 +451,21 @@ class StageSettings(_Model):
     @property
     def alarm_email(self) -> Optional[str]:
         return self.operations.alarm_email or self.email
+
+    @property
+    def uses_express(self) -> bool:
+        return self.express is not None
+
+    @property
+    def runtime(self) -> Literal["apprunner", "ecs", "express"]:
+        """Which compute component runs REDCap."""
+        if self.ecs is not None:
+            return "ecs"
+        return "express" if self.express is not None else "apprunner"
+
+    @property
+    def surveys_exempt_from_allow_lists(self) -> bool:
+        return self.allow_list_scope == "allButSurveys"
 
     def log_retention(self, default_days: int) -> int:
         return self.general_log_retention or default_days

@@ -131,6 +131,10 @@ class Recorded:
     remote: bool = False
     provider: str = ""
     transforms: int = 0  # how many transforms the resource carries (the mock monitor does not run them)
+    # ResourceOptions.aliases: URNs, or specs {name, type, stack, project, parent, noParent} ("" = own)
+    aliases: list[Any] = field(default_factory=list)
+    replace_on_changes: list[str] = field(default_factory=list)
+    deleted_with: str = ""
 
 
 @dataclass
@@ -254,6 +258,11 @@ MOCK_APPRUNNER_VALIDATION_RECORDS = (
     {"name": "_a1.redcap.example.org.", "type": "CNAME", "value": "_v1.acm-validations.aws.", "status": "PENDING"},
     {"name": "_a1.redcap.example.org.", "type": "CNAME", "value": "_v1.acm-validations.aws.", "status": "PENDING"},
 )
+# The Express service's AWS-managed endpoint and its managed (internal) load balancer.
+MOCK_EXPRESS_ENDPOINT = "re-0a1b2c3d4e5f.ecs.{region}.on.aws"
+MOCK_EXPRESS_LOAD_BALANCER = "loadbalancer/app/ecs-express-gateway-alb-0a1b2c3d/50dc6c495c0c9188"
+# CloudFront's alias hosted zone (the same for every distribution).
+CLOUDFRONT_ZONE_ID = "Z2FDTNDATAQYW2"
 COMPUTE_OUTPUTS: dict[str, Callable[[str, dict[str, Any], str], dict[str, Any]]] = {
     "aws:ecr/repository:Repository": lambda name, inputs, region: {
         "arn": _arn("ecr", f"repository/{inputs.get('name', name)}", region), "registryId": ACCOUNT_ID,
@@ -285,8 +294,19 @@ COMPUTE_OUTPUTS: dict[str, Callable[[str, dict[str, Any], str], dict[str, Any]]]
         "id": "i-0123456789abcdef0", "arn": _arn("ec2", "instance/i-0123456789abcdef0", region),
         "privateIp": "10.0.2.10"},
     "aws:wafv2/webAcl:WebAcl": lambda name, inputs, region: {
-        "arn": _arn("wafv2", f"{inputs.get('scope', 'REGIONAL').lower()}/webacl/{name}-0a1b2c/"
+        "arn": _arn("wafv2", f"{'regional' if inputs.get('scope', 'REGIONAL') == 'REGIONAL' else 'global'}/webacl/{name}-0a1b2c/"
                              f"a1b2c3d4-0000-1111-2222-333344445555", region)},
+    "aws:ecs/expressGatewayService:ExpressGatewayService": lambda name, inputs, region: {
+        "serviceArn": _arn("ecs", f"service/{inputs.get('cluster', 'default')}/{inputs.get('serviceName', name)}", region),
+        "serviceRevisionArn": _arn("ecs", f"service-revision/{inputs.get('serviceName', name)}/1", region),
+        "ingressPaths": [{"accessType": "PRIVATE", "endpoint": MOCK_EXPRESS_ENDPOINT.format(region=region)}]},
+    "aws:cloudfront/vpcOrigin:VpcOrigin": lambda name, inputs, region: {
+        "id": "vo_0mockvpcorigin", "arn": f"arn:aws:cloudfront::{ACCOUNT_ID}:vpcorigin/vo_0mockvpcorigin"},
+    "aws:cloudfront/function:Function": lambda name, inputs, region: {
+        "arn": f"arn:aws:cloudfront::{ACCOUNT_ID}:function/{inputs.get('name', name)}"},
+    "aws:cloudfront/distribution:Distribution": lambda name, inputs, region: {
+        "id": "E0MOCKDISTRIB", "arn": f"arn:aws:cloudfront::{ACCOUNT_ID}:distribution/E0MOCKDISTRIB",
+        "domainName": "d111111abcdef8.cloudfront.net", "hostedZoneId": CLOUDFRONT_ZONE_ID},
     "docker:index/image:Image": lambda name, inputs, region: {
         "repoDigest": f"{str(inputs.get('imageName', name)).split(':')[0]}@sha256:{'ab' * 32}"},
 }
@@ -369,6 +389,17 @@ class RecordingMocks(pulumi.runtime.Mocks):
             zone = args.args.get("name", "example.org")
             return {"zoneId": "ZEXISTINGZONE", "name": zone, "id": "ZEXISTINGZONE",
                     "nameServers": ["ns-9.awsdns-09.org", "ns-8.awsdns-08.com"]}
+        if token == "aws-native:ecs:getExpressGatewayService":
+            service_arn = args.args.get("serviceArn", "")
+            region = service_arn.split(":")[3] if service_arn.count(":") > 3 else self.region
+            return {"serviceArn": service_arn, "endpoint": MOCK_EXPRESS_ENDPOINT.format(region=region),
+                    "ecsManagedResourceArns": {"ingressPath": {
+                        "loadBalancerArn": _arn("elasticloadbalancing", MOCK_EXPRESS_LOAD_BALANCER, region),
+                        "listenerArn": _arn("elasticloadbalancing", "listener/app/ecs-express-gateway-alb/443", region),
+                        "listenerRuleArn": _arn("elasticloadbalancing", "listener-rule/app/ecs-express-gateway-alb/1", region),
+                        "targetGroupArns": [_arn("elasticloadbalancing", "targetgroup/ecs-express-tg/1", region)],
+                        "loadBalancerSecurityGroups": ["sg-0managedalb"],
+                        "certificateArn": _arn("acm", "certificate/express-managed", region)}}}
         if token == "aws:ec2/getAmi:getAmi":
             return {"id": "ami-0mockal2023", "imageId": "ami-0mockal2023"}
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
@@ -427,8 +458,21 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             remote=request.remote,
             provider=request.provider,
             transforms=len(request.transforms),
+            aliases=[_alias(a) for a in request.aliases] + list(request.aliasURNs),
+            replace_on_changes=list(request.replaceOnChanges),
+            deleted_with=request.deletedWith,
         ))
         return response
+
+
+def _alias(alias: Any) -> str | dict[str, Any]:
+    """An alias as the program gave it: a URN, or a spec whose missing parts are the resource's own
+    (resolved by tests/transitions.py, which knows the engine's URN scheme)."""
+    if alias.urn:
+        return alias.urn
+    spec = alias.spec
+    return {"name": spec.name, "type": spec.type, "stack": spec.stack, "project": spec.project,
+            "parent": spec.parentUrn, "noParent": spec.noParent}
 
 
 def _plain(value: Any) -> Any:
@@ -487,8 +531,11 @@ def is_secret_input(value: Any) -> bool:
 
 def run_program(stack: str, overrides: Optional[dict[str, Any]] = None, *,
                 root: Path = ROOT,
-                call_overrides: Optional[dict[str, Callable[[dict], dict]]] = None) -> StackRun:
-    """Evaluate `__main__.py` for `stack` and return every registration and the stack outputs."""
+                call_overrides: Optional[dict[str, Callable[[dict], dict]]] = None,
+                stack_name: Optional[str] = None) -> StackRun:
+    """Evaluate `__main__.py` with the config of `Pulumi.<stack>.yaml` (+ overrides) and return every
+    registration and the stack outputs. `stack_name` runs it as another stack (the program's
+    per-stage names and URNs follow it), as a copy of the stack file would be."""
     config, secret_keys = load_stack_config(stack, overrides, root)
     region = config.get("aws:region", "us-east-1")
     mocks = RecordingMocks(region, call_overrides)
@@ -496,7 +543,7 @@ def run_program(stack: str, overrides: Optional[dict[str, Any]] = None, *,
 
     pulumi_settings.set_root_resource(None)
     pulumi.runtime.set_all_config(config, secret_keys)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack_name or stack, preview=False, monitor=monitor)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
 
@@ -523,22 +570,23 @@ def run_program(stack: str, overrides: Optional[dict[str, Any]] = None, *,
         return asyncio.ensure_future(collect())
 
     resolve()
-    return StackRun(stack=stack, resources=list(monitor.recorded), outputs=outputs,
+    return StackRun(stack=stack_name or stack, resources=list(monitor.recorded), outputs=outputs,
                     secret_outputs=secret_outputs, config=config, reads=list(monitor.reads))
 
 
 _RUN_CACHE: dict[str, StackRun] = {}
 
 
-def cached_run(stack: str, overrides: Optional[dict[str, Any]] = None) -> StackRun:
-    """run_program, evaluated once per (stack, overrides) in this test session.
+def cached_run(stack: str, overrides: Optional[dict[str, Any]] = None, *,
+               stack_name: Optional[str] = None) -> StackRun:
+    """run_program, evaluated once per (stack, overrides, stack_name) in this test session.
 
     For tests that only read the result. Tests that change the environment (monkeypatch) or that
     need a fresh evaluation (determinism) call run_program.
     """
-    key = json.dumps([stack, overrides or {}], sort_keys=True, default=repr)
+    key = json.dumps([stack, overrides or {}, stack_name or stack], sort_keys=True, default=repr)
     if key not in _RUN_CACHE:
-        _RUN_CACHE[key] = run_program(stack, overrides)
+        _RUN_CACHE[key] = run_program(stack, overrides, stack_name=stack_name)
     return _RUN_CACHE[key]
 
 
