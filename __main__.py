@@ -10,7 +10,7 @@ from components.dns import Domain, DomainArgs, SiteRecord, SiteRecordArgs
 from components.email import Email, EmailArgs
 from components.firewall import Firewall, FirewallArgs
 from components.network import Network, NetworkArgs
-from components.operations import AppRunnerTier, FargateTier, Operations, OperationsArgs
+from components.operations import AppRunnerTier, ExpressTier, FargateTier, Operations, OperationsArgs, Tier
 from components.notifications import export_rows
 from components.security import ThreatDetection
 from components.storage import Storage, StorageArgs
@@ -178,6 +178,7 @@ def application_stack() -> None:
             log_retention_days=config.log_retention(731),
             fqdn=domain.fqdn if domain is not None else None,
             certificate_arn=express.certificate_arn or (domain.certificate_arn if domain is not None else None),
+            capacity_scheduled=config.operations.idle_schedule is not None,
         ))
         service_url, custom_url = service.distribution_url, service.custom_url
         if custom_url and domain is not None and domain.zone_id is not None:
@@ -276,22 +277,30 @@ def application_stack() -> None:
     pulumi.export("ecrRepositoryUrl", image.repository_url)
 
     # Operations: alarms, dashboard, site checks, idle schedule, budget (docs/operations.md).
-    if config.ecs is not None:
-        tier: AppRunnerTier | FargateTier = FargateTier(
+    tier: Tier
+    if config.express is not None:
+        tier = ExpressTier(
+            cluster_name=service.cluster_name, service_name=service.service_name,
+            distribution_id=service.distribution_id, distribution_url=service.distribution_url,
+            load_balancer_arn=service.load_balancer_arn, log_group_name=service.log_group_name,
+            min_tasks=config.express.scaling.min_containers, max_tasks=config.express.scaling.max_containers)
+        entry, entry_arn, sizes = service, service.distribution_arn, {"express": config.express.model_dump(by_alias=True)}
+    elif config.ecs is not None:
+        tier = FargateTier(
             cluster_name=fargate.cluster_name, service_name=fargate.service_name,
             load_balancer_arn=fargate.load_balancer_arn, load_balancer_dns_name=fargate.load_balancer_dns_name,
             target_group_arn=fargate.target_group_arn, log_group_name=fargate.log_group_name,
             scaling_resource_id=fargate.scaling_resource_id, min_tasks=config.ecs.scaling.min_containers,
             max_tasks=config.ecs.scaling.max_containers)
-        entry, sizes = fargate, {"ecs": config.ecs.model_dump(by_alias=True)}
+        entry, entry_arn, sizes = fargate, fargate.load_balancer_arn, {"ecs": config.ecs.model_dump(by_alias=True)}
     else:
         tier = AppRunnerTier(service_arn=apprunner.service_arn, service_url=apprunner.service_url,
                              min_instances=config.app_runner_min_size, max_instances=config.app_runner_max_size)
-        entry, sizes = apprunner, {"cpu": config.cpu, "memory": config.memory,
-                                   "concurrency": config.app_runner_concurrency}
+        entry, entry_arn, sizes = apprunner, apprunner.service_arn, {
+            "cpu": config.cpu, "memory": config.memory, "concurrency": config.app_runner_concurrency}
     operations = Operations("redcap", OperationsArgs(
         context=context, settings=config.operations, tier=tier, site_url=site_url,
-        entry_arn=fargate.load_balancer_arn if config.ecs is not None else apprunner.service_arn,
+        entry_arn=entry_arn,
         kms_key_arn=storage.kms_key_arn, log_retention_days=config.log_retention(365),
         cron_header=firewall.cron_header, cron_search_string=firewall.cron_search_string,
         db_cluster_identifier=database.cluster_identifier, db_max_acu=config.db.scaling.max_capacity_acu,
@@ -299,9 +308,11 @@ def application_stack() -> None:
         runtime_settings={"environment": runtime.environment, **sizes},
         alarm_email=config.alarm_email, subscribe_alarm_email=config.email_subscriptions,
         cron_rule_name=cron.rule_name, cron_minutes=config.cron_minutes, web_acl_arn=firewall.web_acl_arn,
+        web_acl_global=config.uses_express,
         waf_log_group_name=firewall.log_group_name, build_project_name=image.build_project_name,
         build_trigger_function_name=image.build_trigger_function_name,
-        certificate_arns=(config.ecs.certificate_arn,) if config.ecs and config.ecs.certificate_arn else (),
+        certificate_arns=tuple(c for c in (config.ecs and config.ecs.certificate_arn,
+                                           config.express and config.express.certificate_arn) if c),
         budget_tag=stage.budget_tag(), smoke_after=[entry, firewall],
     ))
     subscriptions += operations.email_subscriptions

@@ -20,7 +20,6 @@ import pulumi
 from settings.operations import ALARM_BY_ID, AlarmTuning, OperationsSettings
 
 Comparison = Literal["GreaterThanThreshold", "GreaterThanOrEqualToThreshold", "LessThanThreshold"]
-Runtime = Literal["apprunner", "ecs"]
 
 # Below this many requests in a period the error rate is not judged (one failed request of
 # three is not an outage).
@@ -28,6 +27,7 @@ MIN_REQUESTS_FOR_RATE = 20
 # Minutes after the idle schedule's start during which the app tier may still be coming up.
 WAKE_GRACE_MINUTES = 15
 AWAKE_ID = "awake"
+GLOBAL_METRICS_REGION = "us-east-1"  # where CloudFront and CLOUDFRONT-scope WAF metrics are
 SIGNAL_ID = "signal"
 ALARM_ID = "alarm"
 
@@ -83,12 +83,20 @@ class FargateMetrics:
 
 
 @dataclass(frozen=True)
+class ExpressMetrics:
+    cluster_name: pulumi.Input[str]
+    service_name: pulumi.Input[str]
+    load_balancer: pulumi.Input[str]   # the Express-managed load balancer's ARN suffix
+    min_tasks: int
+
+
+@dataclass(frozen=True)
 class StageMetrics:
     """Everything the alarms point at, for one stage."""
 
     stack: str
     region: str
-    runtime: AppRunnerMetrics | FargateMetrics
+    runtime: AppRunnerMetrics | FargateMetrics | ExpressMetrics
     db_cluster: pulumi.Input[str]
     db_max_acu: float
     db_readers: int
@@ -96,6 +104,8 @@ class StageMetrics:
     cron_rule: Optional[pulumi.Input[str]] = None
     cron_minutes: int = 0
     web_acl_name: Optional[pulumi.Input[str]] = None
+    # A CLOUDFRONT-scope ACL (Express): its metrics are global, in us-east-1, without a Region.
+    web_acl_global: bool = False
     build_project: Optional[pulumi.Input[str]] = None
     build_trigger_function: Optional[pulumi.Input[str]] = None
     certificate_arns: tuple[str, ...] = ()
@@ -143,6 +153,7 @@ def alarm_specs(stage: StageMetrics, settings: OperationsSettings) -> list[Alarm
     built: dict[str, AlarmSpec] = {}
     rt = stage.runtime
     ecs = isinstance(rt, FargateMetrics)
+    behind_load_balancer = isinstance(rt, (FargateMetrics, ExpressMetrics))
 
     def add(alarm_id: str, summary: str, metrics: Sequence[MetricRef], expression: str, comparison: Comparison,
             default_threshold: float, *, period: Optional[int] = None, scale: float = 1.0,
@@ -159,7 +170,9 @@ def alarm_specs(stage: StageMetrics, settings: OperationsSettings) -> list[Alarm
             app_tier=app_tier and stage.idle_schedule, unit=kind.unit)
 
     # --- the site --------------------------------------------------------------------------
-    if ecs:
+    if behind_load_balancer:
+        assert isinstance(rt, (FargateMetrics, ExpressMetrics))
+        # ECS: the stage's load balancer; Express: the one Express Mode manages behind CloudFront.
         lb = {"LoadBalancer": rt.load_balancer}
         requests = MetricRef("requests", "AWS/ApplicationELB", "RequestCount", lb, "Sum", 300)
         target_5xx = MetricRef("target5xx", "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", lb, "Sum", 300)
@@ -173,10 +186,12 @@ def alarm_specs(stage: StageMetrics, settings: OperationsSettings) -> list[Alarm
             [MetricRef("latency", "AWS/ApplicationELB", "TargetResponseTime", lb, "p99", 300)],
             _fill("latency", 0), "GreaterThanThreshold", ALARM_BY_ID["siteLatency"].default_threshold or 0,
             app_tier=True)
-        add("unhealthyTargets", "targets the load balancer sees as unhealthy",
-            [MetricRef("unhealthy", "AWS/ApplicationELB", "UnHealthyHostCount",
-                       {"LoadBalancer": rt.load_balancer, "TargetGroup": rt.target_group}, "Maximum", 60)],
-            _fill("unhealthy", 0), "GreaterThanThreshold", 0, app_tier=True)
+        if isinstance(rt, FargateMetrics):
+            # Express Mode manages its target groups itself (their ARNs are not known to the stack).
+            add("unhealthyTargets", "targets the load balancer sees as unhealthy",
+                [MetricRef("unhealthy", "AWS/ApplicationELB", "UnHealthyHostCount",
+                           {"LoadBalancer": rt.load_balancer, "TargetGroup": rt.target_group}, "Maximum", 60)],
+                _fill("unhealthy", 0), "GreaterThanThreshold", 0, app_tier=True)
         add("tasksBelowMinimum", "running ECS tasks of the service (Container Insights)",
             [MetricRef("running", "ECS/ContainerInsights", "RunningTaskCount",
                        {"ClusterName": rt.cluster_name, "ServiceName": rt.service_name}, "Minimum", 60)],
@@ -214,7 +229,7 @@ def alarm_specs(stage: StageMetrics, settings: OperationsSettings) -> list[Alarm
             [MetricRef("calls", "AWS/Events", "Invocations", rule, "Sum", cron_period)],
             _fill("calls", 0), "LessThanThreshold", 1, period=cron_period, treat_missing="breaching",
             app_tier=True)
-        if ecs and rt.log_metrics:
+        if behind_load_balancer and getattr(rt, "log_metrics", True):
             add("cronErrors", "cron.php answered 4xx/5xx in the container's access log",
                 [MetricRef("errors", stage.namespace, "CronErrors", {}, "Sum", 300)],
                 _fill("errors", 0), "GreaterThanOrEqualToThreshold", 1, app_tier=True)
@@ -235,10 +250,14 @@ def alarm_specs(stage: StageMetrics, settings: OperationsSettings) -> list[Alarm
             _fill("lag", 0), "GreaterThanThreshold", ALARM_BY_ID["dbReplicaLag"].default_threshold or 0)
 
     # --- the edge and e-mail ---------------------------------------------------------------
-    if stage.web_acl_name is not None:
+    # A CLOUDFRONT-scope ACL reports in us-east-1 only, where an alarm of a stage elsewhere has no
+    # topic to notify (docs/operations.md): then the dashboard shows it, no alarm watches it.
+    if stage.web_acl_name is not None and (not stage.web_acl_global or stage.region == GLOBAL_METRICS_REGION):
+        acl = {"WebACL": stage.web_acl_name, "Rule": "ALL"}
+        if not stage.web_acl_global:
+            acl["Region"] = stage.region
         add("wafBlockedSpike", "requests the web ACL blocked",
-            [MetricRef("blocked", "AWS/WAFV2", "BlockedRequests",
-                       {"WebACL": stage.web_acl_name, "Region": stage.region, "Rule": "ALL"}, "Sum", 300)],
+            [MetricRef("blocked", "AWS/WAFV2", "BlockedRequests", acl, "Sum", 300)],
             _fill("blocked", 0), "GreaterThanThreshold", ALARM_BY_ID["wafBlockedSpike"].default_threshold or 0)
     # SES publishes its reputation as fractions; the thresholds are set in percent.
     add("sesBounceRate", "SES bounce rate of the account in this region, percent",

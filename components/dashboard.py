@@ -19,15 +19,17 @@ WIDTH, HEIGHT = 12, 6
 class DashboardFacts:
     stack: str
     region: str
-    runtime: str                      # "apprunner" or "ecs"
+    runtime: str                      # "apprunner", "ecs" or "express"
     namespace: str
     db_cluster: str
     db_readers: int
     service_name: str = ""            # App Runner service / ECS service
     service_id: str = ""              # App Runner only
     cluster_name: str = ""            # ECS only
-    load_balancer: str = ""           # ECS: ALB ARN suffix
+    load_balancer: str = ""           # ECS and Express: ALB ARN suffix
     target_group: str = ""            # ECS: target group ARN suffix
+    distribution_id: str = ""         # Express: the CloudFront distribution
+    web_acl_global: bool = False      # a CLOUDFRONT-scope ACL: metrics in us-east-1, no Region
     web_acl_name: Optional[str] = None
     cron_rule: Optional[str] = None
     build_project: Optional[str] = None
@@ -61,7 +63,39 @@ def _metric(namespace: str, name: str, dimensions: Sequence[tuple[str, str]], **
     return row
 
 
+GLOBAL_REGION = "us-east-1"
+
+
+def _express_widgets(f: DashboardFacts) -> list[dict[str, Any]]:
+    cdn = [("DistributionId", f.distribution_id), ("Region", "Global")]
+    lb = [("LoadBalancer", f.load_balancer)]
+    svc = [("ClusterName", f.cluster_name), ("ServiceName", f.service_name)]
+    return [
+        _graph("Requests and error rates (CloudFront, the public entry)", [
+            _metric("AWS/CloudFront", "Requests", cdn, label="requests", stat="Sum"),
+            _metric("AWS/CloudFront", "5xxErrorRate", cdn, label="5xx percent", stat="Average", yAxis="right"),
+            _metric("AWS/CloudFront", "4xxErrorRate", cdn, label="4xx percent", stat="Average", yAxis="right"),
+        ], GLOBAL_REGION),
+        _graph("Response time (seconds, Express-managed load balancer)", [
+            _metric("AWS/ApplicationELB", "TargetResponseTime", lb, stat="p50", label="p50"),
+            _metric("AWS/ApplicationELB", "TargetResponseTime", lb, stat="p99", label="p99"),
+            _metric("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", lb, stat="Sum", label="5xx from REDCap",
+                    yAxis="right"),
+        ], f.region, stat="p99"),
+        _graph("Tasks", [
+            _metric("ECS/ContainerInsights", "RunningTaskCount", svc, label="running tasks"),
+            _metric("ECS/ContainerInsights", "DesiredTaskCount", svc, label="desired tasks"),
+        ], f.region, stat="Average", period=60),
+        _graph("Task CPU and memory (percent)", [
+            _metric("AWS/ECS", "CPUUtilization", svc, label="CPU"),
+            _metric("AWS/ECS", "MemoryUtilization", svc, label="memory"),
+        ], f.region, stat="Average", period=60),
+    ]
+
+
 def _site_widgets(f: DashboardFacts) -> list[dict[str, Any]]:
+    if f.runtime == "express":
+        return _express_widgets(f)
     if f.runtime == "ecs":
         lb = [("LoadBalancer", f.load_balancer)]
         tg = [("TargetGroup", f.target_group), ("LoadBalancer", f.load_balancer)]
@@ -132,16 +166,19 @@ def dashboard_body(f: DashboardFacts) -> str:
     widgets.append(_graph("Aurora connections" + (" and reader lag" if f.db_readers > 0 else ""), database,
                           f.region, stat="Maximum"))
     if f.web_acl_name is not None:
-        acl = [("WebACL", f.web_acl_name), ("Region", f.region), ("Rule", "ALL")]
+        waf_region = GLOBAL_REGION if f.web_acl_global else f.region
+        acl = [("WebACL", f.web_acl_name), ("Rule", "ALL")] + ([] if f.web_acl_global else [("Region", f.region)])
         widgets.append(_graph("WAF: allowed and blocked", [
             _metric("AWS/WAFV2", "AllowedRequests", acl, label="allowed"),
             _metric("AWS/WAFV2", "BlockedRequests", acl, label="blocked"),
-        ], f.region))
+        ], waf_region))
         # Blocks per rule: every rule of this ACL, whatever rules the stage has.
-        search = (f"SEARCH('{{AWS/WAFV2,Region,Rule,WebACL}} MetricName=\"BlockedRequests\" "
-                  f"WebACL=\"{f.web_acl_name}\" Region=\"{f.region}\"', 'Sum', 300)")
+        schema = "{AWS/WAFV2,Rule,WebACL}" if f.web_acl_global else "{AWS/WAFV2,Region,Rule,WebACL}"
+        where = "" if f.web_acl_global else f" Region=\"{f.region}\""
+        search = (f"SEARCH('{schema} MetricName=\"BlockedRequests\" WebACL=\"{f.web_acl_name}\"{where}', "
+                  "'Sum', 300)")
         widgets.append(_graph("WAF: blocked by rule", [[{"expression": search, "id": "byrule", "label": ""}]],
-                              f.region))
+                              waf_region))
     if f.cron_rule is not None:
         rule = [("RuleName", f.cron_rule)]
         widgets.append(_graph("Cron (cron.php calls)", [

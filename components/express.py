@@ -84,6 +84,9 @@ class ExpressArgs:
     fqdn: Optional[str] = None
     # ACM certificate in us-east-1 for `fqdn`; None = the distribution's own *.cloudfront.net name.
     certificate_arn: Optional[pulumi.Input[str]] = None
+    # An idle schedule moves the service's scaling bounds (components/operations.py): a diff on
+    # them would wake a sleeping stage at every `pulumi up`.
+    capacity_scheduled: bool = False
 
 
 def express_name(stack: str, limit: int = 255) -> str:
@@ -143,6 +146,7 @@ class ExpressService(pulumi.ComponentResource):
     log_group_name: pulumi.Output[str]
     load_balancer_arn: pulumi.Output[str]
     distribution_id: pulumi.Output[str]
+    distribution_arn: pulumi.Output[str]
     console_url: pulumi.Output[str]
     describe_command: pulumi.Output[str]
 
@@ -207,7 +211,8 @@ class ExpressService(pulumi.ComponentResource):
                 # The provider asks for these: deleting a policy before the service leaves it DRAINING.
                 depends_on=[execution, runtime_grants, infrastructure],
                 # The service name is fixed and unique per cluster: a replacement must delete first.
-                delete_before_replace=True))
+                delete_before_replace=True,
+                ignore_changes=["scalingTargets"] if args.capacity_scheduled else None))
 
         native = aws_native.Provider(f"{name}-native", region=ctx.region,
                                      **({"profile": ctx.profile} if ctx.profile else {}), opts=child)
@@ -265,6 +270,7 @@ class ExpressService(pulumi.ComponentResource):
             opts=child)
 
         self.distribution_id = distribution.id
+        self.distribution_arn = distribution.arn
         self.distribution_url = distribution.domain_name.apply(lambda d: f"https://{d}")
         self.service_url = endpoint.apply(lambda e: f"https://{e}")
         self.custom_url = f"https://{args.fqdn}" if args.fqdn and certificate is not None else None

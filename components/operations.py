@@ -13,8 +13,8 @@
   smoke mode at the end of every `pulumi up` whose image or runtime settings changed (its
   triggers are exactly those two), so an unchanged update runs nothing and a failing site fails
   the update.
-- Idle schedule: ECS through two Application Auto Scaling scheduled actions on the service's
-  scalable target; App Runner through two EventBridge Scheduler schedules that call PauseService
+- Idle schedule: ECS and Express through two Application Auto Scaling scheduled actions on the
+  service's scalable target; App Runner through two EventBridge Scheduler schedules that call PauseService
   and ResumeService with a role allowed only those on this service.
 - Budget: an AWS Budget with actual and forecast alerts mailed to the alarm address.
 """
@@ -30,8 +30,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
-from components.alarms import (AppRunnerMetrics, FargateMetrics, StageMetrics, WAKE_GRACE_MINUTES, alarm_name,
-                               alarm_specs, metric_queries, schedule_cron)
+from components.alarms import (AppRunnerMetrics, ExpressMetrics, FargateMetrics, StageMetrics, WAKE_GRACE_MINUTES,
+                               alarm_name, alarm_specs, metric_queries, schedule_cron)
 from components.context import AwsContext
 from components.image import project_relative
 from components.dashboard import (CRON_ERRORS_FILTER, DashboardFacts, dashboard_body, dashboard_name, dashboard_url,
@@ -69,12 +69,32 @@ class FargateTier:
 
 
 @dataclass(frozen=True)
+class ExpressTier:
+    cluster_name: pulumi.Input[str]
+    service_name: pulumi.Input[str]
+    distribution_id: pulumi.Input[str]
+    distribution_url: pulumi.Input[str]   # https://<id>.cloudfront.net: reachable before any custom domain
+    load_balancer_arn: pulumi.Input[str]  # the internal load balancer Express Mode manages
+    log_group_name: pulumi.Input[str]
+    min_tasks: int
+    max_tasks: int
+
+    @property
+    def scaling_resource_id(self) -> pulumi.Output[str]:
+        """Express Mode scales its ECS service through Application Auto Scaling, as ECS does."""
+        return pulumi.Output.all(self.cluster_name, self.service_name).apply(lambda a: f"service/{a[0]}/{a[1]}")
+
+
+Tier = AppRunnerTier | FargateTier | ExpressTier
+
+
+@dataclass(frozen=True)
 class OperationsArgs:
     context: AwsContext
     settings: OperationsSettings
-    tier: AppRunnerTier | FargateTier
+    tier: Tier
     site_url: pulumi.Input[str]            # what users open
-    entry_arn: pulumi.Input[str]           # the public entry (App Runner service or load balancer)
+    entry_arn: pulumi.Input[str]           # the public entry (App Runner service, load balancer, distribution)
     kms_key_arn: pulumi.Input[str]         # the stack key: alarm topic, log groups, the check secret
     log_retention_days: int
     cron_header: str
@@ -90,6 +110,7 @@ class OperationsArgs:
     cron_rule_name: Optional[pulumi.Input[str]] = None
     cron_minutes: int = 0
     web_acl_arn: Optional[pulumi.Input[str]] = None
+    web_acl_global: bool = False           # CLOUDFRONT scope (Express)
     waf_log_group_name: Optional[pulumi.Input[str]] = None
     build_project_name: Optional[pulumi.Input[str]] = None
     build_trigger_function_name: Optional[pulumi.Input[str]] = None
@@ -239,12 +260,19 @@ class Operations(pulumi.ComponentResource):
         self._uptime_schedule(name, args, checker)
 
         tier = args.tier
+        runtime_metrics: AppRunnerMetrics | FargateMetrics | ExpressMetrics
         if isinstance(tier, FargateTier):
             lb_suffix = pulumi.Output.from_input(tier.load_balancer_arn).apply(load_balancer_suffix)
             tg_suffix = pulumi.Output.from_input(tier.target_group_arn).apply(target_group_suffix)
-            runtime_metrics: AppRunnerMetrics | FargateMetrics = FargateMetrics(
+            runtime_metrics = FargateMetrics(
                 cluster_name=tier.cluster_name, service_name=tier.service_name, load_balancer=lb_suffix,
                 target_group=tg_suffix, min_tasks=tier.min_tasks)
+            app_log_groups = [pulumi.Output.from_input(tier.log_group_name)]
+        elif isinstance(tier, ExpressTier):
+            runtime_metrics = ExpressMetrics(
+                cluster_name=tier.cluster_name, service_name=tier.service_name,
+                load_balancer=pulumi.Output.from_input(tier.load_balancer_arn).apply(load_balancer_suffix),
+                min_tasks=tier.min_tasks)
             app_log_groups = [pulumi.Output.from_input(tier.log_group_name)]
         else:
             ids = pulumi.Output.from_input(tier.service_arn).apply(apprunner_ids)
@@ -254,7 +282,7 @@ class Operations(pulumi.ComponentResource):
         acl_name = (pulumi.Output.from_input(args.web_acl_arn).apply(web_acl_name)
                     if args.web_acl_arn is not None else None)
 
-        if isinstance(tier, FargateTier) and args.cron_rule_name is not None and args.cron_minutes > 0:
+        if not isinstance(tier, AppRunnerTier) and args.cron_rule_name is not None and args.cron_minutes > 0:
             aws.cloudwatch.LogMetricFilter(
                 f"{name}-cron-errors", log_group_name=tier.log_group_name, pattern=CRON_ERRORS_FILTER,
                 metric_transformation={"name": "CronErrors", "namespace": namespace, "value": "1",
@@ -265,6 +293,7 @@ class Operations(pulumi.ComponentResource):
             stack=ctx.stack, region=ctx.region, runtime=runtime_metrics, db_cluster=args.db_cluster_identifier,
             db_max_acu=args.db_max_acu, db_readers=args.db_readers, uptime_minutes=ops.uptime_minutes,
             cron_rule=args.cron_rule_name, cron_minutes=args.cron_minutes, web_acl_name=acl_name,
+            web_acl_global=args.web_acl_global,
             build_project=args.build_project_name, build_trigger_function=args.build_trigger_function_name,
             certificate_arns=args.certificate_arns, idle_schedule=ops.idle_schedule is not None,
             uptime_check=self.uptime_function_name)
@@ -380,6 +409,8 @@ class Operations(pulumi.ComponentResource):
         if isinstance(tier, FargateTier):
             # The site's name over the load balancer's own address: independent of DNS changes in this update.
             site, connect = args.site_url, tier.load_balancer_dns_name
+        elif isinstance(tier, ExpressTier):
+            site, connect = tier.distribution_url, None
         else:
             site, connect = tier.service_url, None
         event = pulumi.Output.all(site, connect).apply(
@@ -401,19 +432,25 @@ class Operations(pulumi.ComponentResource):
         rt = stage.runtime
         names: dict[str, pulumi.Input[Any]] = {"db": stage.db_cluster, "acl": stage.web_acl_name,
                                                "cron": stage.cron_rule, "build": stage.build_project}
+        runtime = {FargateMetrics: "ecs", ExpressMetrics: "express", AppRunnerMetrics: "apprunner"}[type(rt)]
         if isinstance(rt, FargateMetrics):
             names.update(service=rt.service_name, cluster=rt.cluster_name, lb=rt.load_balancer, tg=rt.target_group)
+        elif isinstance(rt, ExpressMetrics):
+            assert isinstance(args.tier, ExpressTier)
+            names.update(service=rt.service_name, cluster=rt.cluster_name, lb=rt.load_balancer,
+                         distribution=args.tier.distribution_id)
         else:
             names.update(service=rt.service_name, service_id=rt.service_id)
         alarm_arns = pulumi.Output.all(*[a.arn for a in alarms])
 
         def body(values: dict[str, Any]) -> str:
             return dashboard_body(DashboardFacts(
-                stack=ctx.stack, region=ctx.region, runtime="ecs" if isinstance(rt, FargateMetrics) else "apprunner",
+                stack=ctx.stack, region=ctx.region, runtime=runtime,
                 namespace=namespace, db_cluster=values["db"], db_readers=stage.db_readers,
                 service_name=values["service"], service_id=values.get("service_id") or "",
                 cluster_name=values.get("cluster") or "", load_balancer=values.get("lb") or "",
-                target_group=values.get("tg") or "", web_acl_name=values["acl"], cron_rule=values["cron"],
+                target_group=values.get("tg") or "", distribution_id=values.get("distribution") or "",
+                web_acl_name=values["acl"], web_acl_global=args.web_acl_global, cron_rule=values["cron"],
                 build_project=values["build"], uptime=stage.uptime_check is not None,
                 alarm_arns=tuple(values["alarms"])))
 
@@ -439,7 +476,7 @@ class Operations(pulumi.ComponentResource):
         assert schedule is not None
         ctx, tier = args.context, args.tier
         wake, sleep = schedule_cron(schedule.start, schedule.workdays), schedule_cron(schedule.end, schedule.workdays)
-        if isinstance(tier, FargateTier):
+        if isinstance(tier, (FargateTier, ExpressTier)):
             for action, cron, low, high in (("wake", wake, tier.min_tasks, tier.max_tasks), ("sleep", sleep, 0, 0)):
                 aws.appautoscaling.ScheduledAction(
                     f"{name}-{action}", name=f"redcap-{ctx.stack}-{action}", service_namespace="ecs",

@@ -151,6 +151,15 @@ def estimate(resources: list[Registered], *, stack: str, region: str) -> Estimat
         lines.append(Line(service.name, f"ECS Fargate: {count} task(s) of {_task_size(task)}",
                           count * _task_hour(task, p) * hours * awake, app_tier=True))
 
+    for express in of("aws:ecs/expressGatewayService:ExpressGatewayService"):
+        count = int(((express.inputs.get("scalingTargets") or [{}])[0]).get("minTaskCount", 1))
+        size = _express_size(express)
+        lines.append(Line(express.name, f"ECS Express: {count} task(s) of {size[0]:g} vCPU / {size[1]:g} GB",
+                          count * (size[0] * p.fargate_vcpu_hour + size[1] * p.fargate_gb_hour) * hours * awake,
+                          app_tier=True))
+        # The internal load balancer Express Mode creates for it (no public addresses).
+        lines.append(Line(f"{express.name} (load balancer)", "Express-managed internal load balancer",
+                          p.alb_hour * hours))
     for alb in of("aws:lb/loadBalancer:LoadBalancer"):
         zones = len(alb.inputs.get("subnets") or [])
         lines.append(Line(alb.name, f"application load balancer with {zones} public IPv4",
@@ -199,6 +208,11 @@ def _task_hour(task: Registered, p: Prices) -> float:
             + max(0.0, storage - 20) * p.fargate_storage_gb_hour)
 
 
+def _express_size(service: Registered) -> tuple[float, float]:
+    """(vCPU, GB) of an Express service's tasks."""
+    return int(service.inputs["cpu"]) / 1024, int(service.inputs["memory"]) / 1024
+
+
 def _custom_metrics(resources: Iterable[Registered]) -> int:
     """Our own metrics: the uptime check's two (and AppTierExpected with an idle schedule), one per
     log metric filter."""
@@ -217,6 +231,10 @@ def _extras(resources: list[Registered], p: Prices, by_type: Mapping[str, list[R
     extras: list[tuple[str, float]] = []
     for task in by_type.get("aws:ecs/taskDefinition:TaskDefinition", []):
         extras.append((f"each task above the minimum ({_task_size(task)}), per month", _task_hour(task, p) * hours))
+    for express in by_type.get("aws:ecs/expressGatewayService:ExpressGatewayService", []):
+        cpu, memory = _express_size(express)
+        extras.append((f"each task above the minimum ({cpu:g} vCPU / {memory:g} GB), per month",
+                       (cpu * p.fargate_vcpu_hour + memory * p.fargate_gb_hour) * hours))
     for service in by_type.get("aws:apprunner/service:Service", []):
         config = service.inputs.get("instanceConfiguration") or {}
         cpu, memory = _number(config.get("cpu", "1 vCPU")), _number(config.get("memory", "2 GB"))

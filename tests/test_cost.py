@@ -14,6 +14,7 @@ from variants import IDLE_BERLIN
 
 ROOT = Path(__file__).resolve().parent.parent
 H = 730
+APP_RUNNER = {"express": None}
 
 
 def lines_of(stack: str, overrides: dict | None = None) -> dict[str, float]:
@@ -28,23 +29,33 @@ def total_of(stack: str, overrides: dict | None = None) -> float:
 
 
 def test_dev_at_idle() -> None:
-    # One NAT gateway, App Runner with one provisioned 4 GB instance, Aurora paused at 0 ACU,
-    # no readers, no cron, no zone.
+    # The committed dev stage: one NAT gateway, ECS Express with one 1 vCPU / 2 GB task behind
+    # CloudFront, Aurora paused at 0 ACU, no readers, no cron, no zone.
     expected = {
         "redcap-vpc": round((0.045 + 0.005) * H, 2),                     # 36.50: NAT-hour + its public IPv4
         "redcap-secretsmanager": round(2 * 0.01 * H, 2),                 # 14.60: one endpoint ENI per AZ
         "redcap-key": 1.00,
         "secrets": round(6 * 0.40, 2),                                   # 5 of ours + the RDS-managed master
         "redcap-writer": 0.00,                                           # 0 ACU: paused
-        "redcap-service": round(4 * 0.007 * H, 2),                       # 20.44: provisioned memory only
+        "redcap-service": round((1 * 0.04048 + 2 * 0.004445) * H, 2),    # 36.04: one task
+        "redcap-service (load balancer)": round(0.0225 * H, 2),          # 16.43: internal, no public IPv4
         "redcap-web-acl": round(5 + 6 * 1.0, 2),                         # cron, rate, 4 managed groups
-        "alarms": round(11 * 0.10, 2),                                   # 10 alarms; the error rate reads 2
+        "alarms": round(13 * 0.10, 2),                                   # 11 alarms; the error rate reads 3
         "redcap-dashboard": 3.00,
         "custom metrics": round(2 * 0.30, 2),                            # UptimeCheckFailed, UptimeLatency
         "redcap-uptime": round(8760 * (0.0000002 + 0.125 * 0.0000166667), 2),  # every 5 minutes
     }
     assert lines_of("dev") == expected
-    assert round(total_of("dev"), 2) == 90.66
+    assert round(total_of("dev"), 2) == 122.89
+
+
+def test_dev_on_app_runner_at_idle() -> None:
+    # The same stage on App Runner: one provisioned 4 GB instance (memory only while idle).
+    lines = lines_of("dev", APP_RUNNER)
+    assert lines["redcap-service"] == round(4 * 0.007 * H, 2)         # 20.44
+    assert "redcap-service (load balancer)" not in lines
+    assert lines["alarms"] == round(11 * 0.10, 2)                      # no task alarm; the error rate reads 2
+    assert round(total_of("dev", APP_RUNNER), 2) == 90.66
 
 
 def test_prod_at_idle() -> None:
@@ -77,7 +88,9 @@ def test_above_the_minimum() -> None:
         ("each task above the minimum (2 vCPU / 4 GB), per month", 72.16),
         ("each Aurora ACU above the minimum, per instance, per month", 87.60)]
     dev = estimate(cached_run("dev").resources, stack="dev", region="us-east-1")
-    assert [round(a, 2) for _, a in dev.extras] == [20.44, round(2 * 0.064 + 4 * 0.007, 2), 87.60]
+    assert [round(a, 2) for _, a in dev.extras] == [36.04, 87.60]
+    app_runner = estimate(cached_run("dev", APP_RUNNER).resources, stack="dev", region="us-east-1")
+    assert [round(a, 2) for _, a in app_runner.extras] == [20.44, round(2 * 0.064 + 4 * 0.007, 2), 87.60]
 
 
 def test_what_each_setting_costs() -> None:
@@ -92,11 +105,14 @@ def test_what_each_setting_costs() -> None:
     idle = estimate(cached_run("dev", {"operations": {"idleSchedule": IDLE_BERLIN}}).resources, stack="dev",
                     region="us-east-1")
     assert round(idle.awake_fraction, 4) == round(5 * 10.5 / 168, 4)  # 07:30-18:00, Monday to Friday
-    app_runner = next(line for line in idle.lines if line.resource == "redcap-service")
-    assert round(app_runner.monthly, 2) == round(20.44 * 52.5 / 168, 2)  # 6.39
-    assert round(idle.total_without_idle_schedule - idle.total, 2) == 14.05
-    # ... and the schedule's own cost: AppTierExpected, and one more metric in each of the 3 app-tier alarms.
-    assert round(idle.total_without_idle_schedule - total_of("dev"), 2) == round(0.30 + 3 * 0.10, 2)
+    task = next(line for line in idle.lines if line.resource == "redcap-service")
+    assert round(task.monthly, 2) == round(36.0401 * 52.5 / 168, 2)  # 11.26
+    assert round(idle.total_without_idle_schedule - idle.total, 2) == 24.78
+    # ... and the schedule's own cost: AppTierExpected, and one more metric in each of the 4 app-tier alarms.
+    assert round(idle.total_without_idle_schedule - total_of("dev"), 2) == round(0.30 + 4 * 0.10, 2)
+    on_app_runner = estimate(cached_run("dev", {**APP_RUNNER, "operations": {"idleSchedule": IDLE_BERLIN}}).resources,
+                             stack="dev", region="us-east-1")
+    assert round(on_app_runner.total_without_idle_schedule - on_app_runner.total, 2) == round(20.44 * (1 - 52.5 / 168), 2)
 
 
 def test_regions_outside_the_table_are_refused() -> None:
@@ -108,7 +124,7 @@ def test_regions_outside_the_table_are_refused() -> None:
 def test_rendered_report_states_date_hours_and_exclusions() -> None:
     text = render(estimate(cached_run("dev").resources, stack="dev", region="us-east-1"))
     assert text.startswith("Monthly cost estimate of stack dev in us-east-1 (USD, on-demand list prices of ")
-    assert "730 hours a month" in text and "total at idle" in text and "90.66" in text
+    assert "730 hours a month" in text and "total at idle" in text and "122.89" in text
     assert "Not included (grows with use): data transfer out" in text
 
 

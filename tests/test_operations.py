@@ -20,7 +20,9 @@ from components.operations import apprunner_ids, load_balancer_suffix, target_gr
 from functions import site_check as sc
 from harness import ACCOUNT_ID, StackRun, cached_run, run_program
 from settings.operations import OperationsSettings
-from variants import IDLE_BERLIN, OPERATIONS_QUIET, OPERATIONS_TUNED
+from variants import IDLE_BERLIN, OPERATIONS_QUIET, OPERATIONS_TUNED, VARIANTS
+
+VARIANT_BY_ID = {variant_id: (stack, overrides) for variant_id, stack, overrides in VARIANTS}
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TOPIC = "aws:sns/topic:Topic"
@@ -32,11 +34,14 @@ ECS_DEV = {"domain": "redcap-dev.example.org", "hostInRoute53": True, "ecs": {},
 
 def run_of(variant: str) -> StackRun:
     overrides = {
-        "dev": ("dev", {}), "prod": ("prod", {}),
+        "dev": ("dev", {"express": None}), "express": ("dev", {}), "prod": ("prod", {}),
         "tuned": ("dev", {"operations": OPERATIONS_TUNED}),
         "quiet": ("prod", {"operations": OPERATIONS_QUIET}),
-        "idle-apprunner": ("dev", {"operations": {"idleSchedule": IDLE_BERLIN, "monthlyBudgetUsd": 150}}),
-        "idle-ecs": ("dev", {**ECS_DEV, "operations": {"idleSchedule": {"timezone": "America/New_York"}}}),
+        "idle-apprunner": ("dev", {"express": None, "operations": {"idleSchedule": IDLE_BERLIN,
+                                                                   "monthlyBudgetUsd": 150}}),
+        "idle-ecs": ("dev", {"express": None, **ECS_DEV,
+                             "operations": {"idleSchedule": {"timezone": "America/New_York"}}}),
+        "idle-express": ("dev", {"operations": {"idleSchedule": IDLE_BERLIN}}),
     }[variant]
     return cached_run(*overrides)
 
@@ -53,16 +58,19 @@ def expression_of(alarm: Any) -> str:
     return next(q["expression"] for q in alarm.inputs["metricQueries"] if q.get("returnData"))
 
 
+# "dev" below is the dev stage on App Runner ("express": None); "express" is the committed dev stage.
+
 # --- the alarm set -------------------------------------------------------------------------------
 
 def test_each_runtime_gets_its_alarms() -> None:
     app_runner = {"siteErrorRate", "siteLatency", "uptime", "dbCapacityAtMax", "dbConnections", "wafBlockedSpike",
                   "sesBounceRate", "sesComplaintRate", "imageBuildFailed", "buildTriggerErrors"}
     assert set(alarms_of(run_of("dev"))) == app_runner  # dev: cronMinutes 0, no readers
+    # Express: the managed load balancer's errors and latency, and the service's tasks.
+    assert set(alarms_of(run_of("express"))) == app_runner | {"tasksBelowMinimum"}
     assert set(alarms_of(run_of("prod"))) == app_runner | {
         "unhealthyTargets", "tasksBelowMinimum", "cronFailures", "cronStopped", "cronErrors", "dbReplicaLag"}
-    assert "certificateExpiry" in alarms_of(cached_run("prod", {"hostInRoute53": False, "ecs": {
-        "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"}}))
+    assert "certificateExpiry" in alarms_of(cached_run(*VARIANT_BY_ID["prod-no-route53-cert"]))
     # Only the uptime check's alarm stays when everything else is switched off.
     assert set(alarms_of(run_of("quiet"))) == {"uptime"}
     assert run_of("prod").outputs["alarms"] == [f"redcap-prod-{a}" for a in alarms_in_catalogue_order(run_of("prod"))]
@@ -75,7 +83,7 @@ def alarms_in_catalogue_order(run: StackRun) -> list[str]:
 
 
 def test_every_alarm_notifies_the_alarm_topic_on_alarm_and_ok() -> None:
-    for variant in ("dev", "prod", "idle-ecs"):
+    for variant in ("dev", "express", "prod", "idle-ecs"):
         run = run_of(variant)
         topic = run.one(TOPIC, "alarms").outputs["arn"]
         for alarm_id, alarm in alarms_of(run).items():
@@ -210,7 +218,7 @@ def dashboard_names(widgets: list[dict[str, Any]]) -> list[tuple[str, str, str]]
     return found
 
 
-@pytest.mark.parametrize("variant", ["dev", "prod", "idle-ecs"])
+@pytest.mark.parametrize("variant", ["dev", "express", "prod", "idle-ecs"])
 def test_dashboard_is_valid_and_names_only_the_stacks_resources(variant: str) -> None:
     run = run_of(variant)
     dashboard = run.one("aws:cloudwatch/dashboard:Dashboard")
@@ -226,7 +234,16 @@ def test_dashboard_is_valid_and_names_only_the_stacks_resources(variant: str) ->
              web_acl_name(run.one("aws:wafv2/webAcl:WebAcl").outputs["arn"]),
              run.one("aws:codebuild/project:Project").inputs["name"]}
     known |= {r.inputs["name"] for r in run.of_type("aws:cloudwatch/eventRule:EventRule") if "name" in r.inputs}
-    if run.of_type("aws:lb/loadBalancer:LoadBalancer"):
+    if run.of_type("aws:ecs/expressGatewayService:ExpressGatewayService"):
+        known |= {"Global", run.one("aws:cloudfront/distribution:Distribution").id,
+                  load_balancer_suffix(run.one("aws:cloudfront/vpcOrigin:VpcOrigin").inputs[
+                      "vpcOriginEndpointConfig"]["arn"]),
+                  run.one("aws:ecs/cluster:Cluster").inputs["name"],
+                  run.one("aws:ecs/expressGatewayService:ExpressGatewayService").inputs["serviceName"]}
+        titles = " ".join(w["properties"].get("title", "") for w in widgets)
+        assert "CloudFront, the public entry" in titles
+        assert {w["properties"]["region"] for w in widgets if "WAF" in w["properties"].get("title", "")} == {"us-east-1"}
+    elif run.of_type("aws:lb/loadBalancer:LoadBalancer"):
         known |= {run.one("aws:lb/loadBalancer:LoadBalancer").outputs["arnSuffix"],
                   run.one("aws:lb/targetGroup:TargetGroup").outputs["arnSuffix"],
                   run.one("aws:ecs/cluster:Cluster").inputs["name"], run.one("aws:ecs/service:Service").inputs["name"]}
@@ -260,7 +277,7 @@ def test_saved_queries_read_the_containers_log_and_the_waf_log() -> None:
     name, service_id = apprunner_ids(dev.one("aws:apprunner/service:Service").outputs["arn"])
     groups = {q.inputs["logGroupNames"][0] for q in dev.of_type("aws:cloudwatch/queryDefinition:QueryDefinition")}
     assert f"/aws/apprunner/{name}/{service_id}/application" in groups
-    external = cached_run("dev", {"externalResources": {"wafWebAcl": "arn:aws:wafv2:us-east-1:123456789012:regional/"
+    external = cached_run("dev", {"express": None, "externalResources": {"wafWebAcl": "arn:aws:wafv2:us-east-1:123456789012:regional/"
                                                                       "webacl/site/a1b2c3d4-5678-90ab-cdef-111122223333"}})
     titles = {q.inputs["name"] for q in external.of_type("aws:cloudwatch/queryDefinition:QueryDefinition")}
     assert "redcap-dev/WAF blocks by rule and client" not in titles  # the external ACL logs elsewhere
@@ -332,15 +349,21 @@ def triggers(stack: str, overrides: dict[str, Any]) -> dict[str, str]:
     return cached_run(stack, overrides).one(INVOCATION, "smoke").inputs["triggers"]
 
 
-def test_smoke_check_runs_exactly_when_the_image_or_runtime_settings_change() -> None:
-    base = triggers("dev", {})
-    assert run_program("dev").one(INVOCATION, "smoke").inputs["triggers"] == base  # an unchanged update: no run
-    assert triggers("dev", {"wafSqliRulesToCount": ["SQLi_BODY"], "generalLogRetention": 60}) == base
-    assert triggers("dev", {"operations": {"alarms": {"siteLatency": {"threshold": 30}}}}) == base
-    new_image = triggers("dev", {"deployTag": "15.0.9-hotfix1"})
+@pytest.mark.parametrize("runtime, size_changes", [
+    ({"express": None}, ({"memory": "6 GB"}, {"appRunnerConcurrency": 20})),
+    ({}, ({"express": {"cpu": "2 vCPU", "memory": "4 GB"}},)),
+    ({"express": None, **ECS_DEV}, ({"ecs": {"cpu": "1 vCPU", "memory": "2 GB"}},)),
+], ids=["apprunner", "express", "ecs"])
+def test_smoke_check_runs_exactly_when_the_image_or_runtime_settings_change(runtime, size_changes) -> None:
+    base = triggers("dev", runtime)
+    assert run_program("dev", runtime).one(INVOCATION, "smoke").inputs["triggers"] == base  # unchanged: no run
+    for unrelated in ({"wafSqliRulesToCount": ["SQLi_BODY"], "generalLogRetention": 60},
+                      {"operations": {"alarms": {"siteLatency": {"threshold": 30}}}}):
+        assert triggers("dev", {**runtime, **unrelated}) == base
+    new_image = triggers("dev", {**runtime, "deployTag": "15.0.9-hotfix1"})
     assert new_image["image"] != base["image"] and new_image["runtimeSettings"] == base["runtimeSettings"]
-    for runtime_change in ({"phpTimezone": "Europe/Berlin"}, {"memory": "6 GB"}, {"appRunnerConcurrency": 20}):
-        changed = triggers("dev", runtime_change)
+    for runtime_change in ({"phpTimezone": "Europe/Berlin"}, *size_changes):
+        changed = triggers("dev", {**runtime, **runtime_change})
         assert changed["runtimeSettings"] != base["runtimeSettings"] and changed["image"] == base["image"]
 
 
@@ -402,6 +425,52 @@ def test_apprunner_idle_schedule_pauses_and_resumes_the_service() -> None:
                        "Action": ["apprunner:PauseService", "apprunner:ResumeService"], "Resource": [service]}]
     role = run.one("aws:iam/role:Role", "idle-role")
     assert all(s["target"]["roleArn"] == role.outputs["arn"] for s in schedules.values())
+
+
+def test_express_operations() -> None:
+    """Express: the public entry is the CloudFront distribution (uptime tag, smoke URL); the site
+    alarms read the load balancer Express Mode manages; the web ACL is CLOUDFRONT scope."""
+    run = run_of("express")
+    distribution = run.one("aws:cloudfront/distribution:Distribution")
+    function = run.one(FUNCTION, "site-check")
+    assert function.inputs["tags"]["UptimeCheckOf"] == distribution.outputs["arn"]
+    assert function.inputs["environment"]["variables"]["SITE_URL"] == run.outputs["siteUrl"]
+    assert json.loads(run.one(INVOCATION, "smoke").inputs["input"]) == {
+        "mode": "smoke", "siteUrl": f"https://{distribution.outputs['domainName']}"}
+    found = alarms_of(run)
+    managed_lb = load_balancer_suffix(run.one("aws:cloudfront/vpcOrigin:VpcOrigin").inputs["vpcOriginEndpointConfig"]["arn"])
+    assert metrics_of(found["siteErrorRate"])["requests"]["dimensions"] == {"LoadBalancer": managed_lb}
+    service = run.one("aws:ecs/expressGatewayService:ExpressGatewayService")
+    assert metrics_of(found["tasksBelowMinimum"])["running"]["dimensions"] == {
+        "ClusterName": run.one("aws:ecs/cluster:Cluster").inputs["name"], "ServiceName": service.inputs["serviceName"]}
+    # CLOUDFRONT-scope WAF metrics have no Region (and live in us-east-1, where dev is).
+    assert metrics_of(found["wafBlockedSpike"])["blocked"]["dimensions"] == {
+        "WebACL": web_acl_name(run.one("aws:wafv2/webAcl:WebAcl").outputs["arn"]), "Rule": "ALL"}
+    # A stage elsewhere has no alarm topic in us-east-1 for it: the dashboard shows those metrics.
+    stage = al.StageMetrics(stack="s", region="eu-west-1", runtime=al.ExpressMetrics("c", "s", "app/x/y", 1),
+                            db_cluster="c", db_max_acu=2, db_readers=0, uptime_minutes=5, web_acl_name="acl",
+                            web_acl_global=True)
+    assert "wafBlockedSpike" not in [a.id for a in al.alarm_specs(stage, OperationsSettings())]
+    assert "wafBlockedSpike" in [a.id for a in al.alarm_specs(
+        al.StageMetrics(**{**stage.__dict__, "web_acl_global": False}), OperationsSettings())]
+    metric_filter = run.one("aws:cloudwatch/logMetricFilter:LogMetricFilter") if run.of_type(
+        "aws:cloudwatch/logMetricFilter:LogMetricFilter") else None
+    assert metric_filter is None  # dev calls no cron (cronMinutes 0)
+
+
+def test_express_idle_schedule_scales_its_service() -> None:
+    run = run_of("idle-express")
+    service = run.one("aws:ecs/expressGatewayService:ExpressGatewayService")
+    cluster = run.one("aws:ecs/cluster:Cluster").inputs["name"]
+    actions = {a.inputs["name"]: a.inputs for a in run.of_type("aws:appautoscaling/scheduledAction:ScheduledAction")}
+    assert {n: (a["resourceId"], a["schedule"], a["timezone"], a["scalableTargetAction"]) for n, a in actions.items()} == {
+        "redcap-dev-wake": (f"service/{cluster}/{service.inputs['serviceName']}",
+                            "cron(30 7 ? * MON,TUE,WED,THU,FRI *)", "Europe/Berlin", {"minCapacity": 1, "maxCapacity": 2}),
+        "redcap-dev-sleep": (f"service/{cluster}/{service.inputs['serviceName']}",
+                             "cron(0 18 ? * MON,TUE,WED,THU,FRI *)", "Europe/Berlin", {"minCapacity": 0, "maxCapacity": 0}),
+    }
+    assert service.ignore_changes == ["scalingTargets"]
+    assert run_of("express").one("aws:ecs/expressGatewayService:ExpressGatewayService").ignore_changes == []
 
 
 # --- budget ---------------------------------------------------------------------------------------------

@@ -69,6 +69,7 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
                                   "domain": "redcap-dev.example.org", "hostInRoute53": False}),
     ("dev-operations-tuned", "dev", {"operations": OPERATIONS_TUNED}),
     ("prod-operations-quiet", "prod", {"operations": OPERATIONS_QUIET}),
+    ("dev-express-idle", "dev", {"operations": {"idleSchedule": IDLE_BERLIN}}),
     ("dev-apprunner-idle-budget", "dev", {"express": None, "operations": {"idleSchedule": IDLE_BERLIN,
                                                                           "monthlyBudgetUsd": 150}}),
     ("dev-ecs-idle-cron", "dev", {"express": None, "domain": "redcap-dev.example.org", "hostInRoute53": True, "ecs": {},
