@@ -284,7 +284,8 @@ class Operations(pulumi.ComponentResource):
 
         if not isinstance(tier, AppRunnerTier) and args.cron_rule_name is not None and args.cron_minutes > 0:
             aws.cloudwatch.LogMetricFilter(
-                f"{name}-cron-errors", log_group_name=tier.log_group_name, pattern=CRON_ERRORS_FILTER,
+                f"{name}-cron-errors", name=f"redcap-{ctx.stack}-cron-errors", log_group_name=tier.log_group_name,
+                pattern=CRON_ERRORS_FILTER,
                 metric_transformation={"name": "CronErrors", "namespace": namespace, "value": "1",
                                        "default_value": "0", "unit": "Count"},
                 opts=child)

@@ -34,6 +34,9 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     "aws:acm/certificate:Certificate": frozenset({"certificateAuthorityArn", "domainName", "keyAlgorithm", "subjectAlternativeNames", "validationMethod", "validationOptions"}),
     # aws_acm_certificate_validation
     "aws:acm/certificateValidation:CertificateValidation": frozenset({"certificateArn", "validationRecordFqdns"}),
+    # aws_appautoscaling_scheduled_action (internal/service/appautoscaling/scheduled_action.go)
+    "aws:appautoscaling/scheduledAction:ScheduledAction": frozenset({"name", "resourceId", "scalableDimension",
+                                                                    "serviceNamespace"}),
     # aws_appautoscaling_policy  # arguments and required blocks only (its nesting is too deep for one plan)
     "aws:appautoscaling/policy:Policy": frozenset({"name", "resourceId", "scalableDimension", "serviceNamespace"}),
     # aws_appautoscaling_target
@@ -75,6 +78,8 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     "aws:cloudwatch/eventTarget:EventTarget": frozenset({"eventBusName", "rule", "targetId"}),
     # aws_cloudwatch_log_group
     "aws:cloudwatch/logGroup:LogGroup": frozenset({"logGroupClass", "name", "namePrefix"}),
+    # aws_cloudwatch_log_metric_filter (internal/service/logs/metric_filter.go)
+    "aws:cloudwatch/logMetricFilter:LogMetricFilter": frozenset({"logGroupName", "name"}),
     # aws_cloudwatch_log_resource_policy: policyName from the v5.100.0 plan; resourceArn (a policy
     # attached to one log group) is newer than v5.100.0 and taken as forcing a new policy, unverified
     "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": frozenset({"policyName", "resourceArn"}),
@@ -133,7 +138,9 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     # aws_lambda_function
     "aws:lambda/function:Function": frozenset({"name", "packageType"}),
     # aws_lambda_invocation
-    "aws:lambda/invocation:Invocation": frozenset({"functionName", "qualifier", "triggers"}),
+    # (+ input with lifecycle_scope CREATE_ONLY, the default: customizeDiffInputChangeWithCreateOnlyScope
+    # in internal/service/lambda/invocation.go forces a new invocation when the input changes)
+    "aws:lambda/invocation:Invocation": frozenset({"functionName", "input", "qualifier", "triggers"}),
     # aws_lb_listener
     "aws:lb/listener:Listener": frozenset({"loadBalancerArn"}),
     # aws_lb

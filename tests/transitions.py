@@ -344,6 +344,10 @@ IDENTITY_RULES: dict[str, IdentityRule] = {
                                            "scalableDimension", policy=ADOPT),
     "aws:appautoscaling/policy:Policy": _r("appautoscaling-policy", "serviceNamespace", "resourceId",
                                            "scalableDimension", "name", policy=ADOPT),
+    "aws:appautoscaling/scheduledAction:ScheduledAction": _r("appautoscaling-scheduled-action", "serviceNamespace",
+                                                             "resourceId", "name", policy=ADOPT),
+    "aws:cloudwatch/logMetricFilter:LogMetricFilter": _r("logs-metric-filter", "logGroupName", "name",
+                                                         policy=ADOPT),
 }
 
 # Identities that stay taken after their owner is deleted (RDS refuses a second final snapshot
