@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional
 
 from pydantic import BaseModel, ValidationError
 
-from settings.common import NAMESPACE, Problem, SettingsError, _CrossProblems, closest_key
+from settings.common import NAMESPACE, Problem, SettingsError, _CrossProblems, closest_key, parse_db_salt
 from settings.stage import StageSettings
 
 
@@ -18,7 +18,10 @@ KNOWN_KEYS: tuple[str, ...] = tuple(
 )
 STRUCTURED_KEYS = frozenset({"allowedIps", "allowedCountries", "ecs", "db", "ec2ServerStack",
                              "externalResources", "nsDelegation", "wafSqliRulesToCount"})
-SECRET_KEYS = frozenset({"cronSecret"})
+SECRET_KEYS = frozenset({"cronSecret", "dbSalt"})
+# Secret values checked where they arrive; a problem shows the key, never the value.
+SECRET_RULES = {"dbSalt": parse_db_salt}
+SECRET_SHOWN_AS = "[secret]"
 
 
 def _decode(key: str, raw: str) -> Any:
@@ -80,8 +83,13 @@ def load_settings(raw_config: Mapping[str, str], *, stack: str, region: Optional
                              + f"; allowed: {', '.join(sorted(KNOWN_KEYS))}"))
             continue
         if key in SECRET_KEYS:
-            # Only its presence matters here; the value stays a secret Output (see read_secrets).
+            # Only its presence matters here; the value stays a secret Output (see from_pulumi).
             values[key] = True
+            if key in SECRET_RULES:
+                try:
+                    SECRET_RULES[key](raw_config[full_key])
+                except Problem as problem:
+                    problems.append((key, SECRET_SHOWN_AS, str(problem)))
             continue
         try:
             values[key] = _decode(key, raw_config[full_key])
@@ -124,6 +132,9 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "ecs.certificateArn": {"ecs", "domain"},
     "email": {"email", "domain", "hostInRoute53"},
     "allowedIps/allowedCountries": {"allowedIps", "allowedCountries", "externalResources"},
+    "db.engineUpgradeTo": {"db"},
+    "db.previousCluster": {"db"},
+    "db.previousCluster.dbSnapshotId": {"db"},
 }
 
 
@@ -198,6 +209,7 @@ class Secrets:
     """Secret settings, kept as Outputs so they stay masked in state and logs."""
 
     cron_secret: Any  # Optional[pulumi.Output[str]]
+    db_salt: Any = None  # Optional[pulumi.Output[str]]
 
 
 def from_pulumi() -> tuple[StageSettings, Secrets]:
@@ -212,4 +224,5 @@ def from_pulumi() -> tuple[StageSettings, Secrets]:
     settings = load_settings(raw, stack=pulumi.get_stack(), region=aws.config.region)
     config = pulumi.Config(NAMESPACE)
     cron_secret = config.get_secret("cronSecret") if settings.has_cron_secret else None
-    return settings, Secrets(cron_secret=cron_secret)
+    db_salt = config.get_secret("dbSalt") if settings.has_db_salt else None
+    return settings, Secrets(cron_secret=cron_secret, db_salt=db_salt)
