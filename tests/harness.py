@@ -116,6 +116,9 @@ class Recorded:
     remote: bool = False
     provider: str = ""
     transforms: int = 0  # how many transforms the resource carries (the mock monitor does not run them)
+    aliases: list[str] = field(default_factory=list)  # URNs this resource was known by (ResourceOptions.aliases)
+    replace_on_changes: list[str] = field(default_factory=list)
+    deleted_with: str = ""
 
 
 @dataclass
@@ -405,8 +408,35 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             remote=request.remote,
             provider=request.provider,
             transforms=len(request.transforms),
+            aliases=[alias_urn(a, name=request.name, type_=request.type, parent=request.parent,
+                               stack=pulumi.get_stack(), project=pulumi.get_project())
+                     for a in request.aliases] + list(request.aliasURNs),
+            replace_on_changes=list(request.replaceOnChanges),
+            deleted_with=request.deletedWith,
         ))
         return response
+
+
+def make_urn(stack: str, project: str, parent: str, type_: str, name: str) -> str:
+    """The URN the engine gives a resource: the parent's type chain (not the root stack's) + type + name."""
+    chain = ""
+    if parent:
+        parent_type = parent.split("::")[2]
+        if parent_type != "pulumi:pulumi:Stack":
+            chain = parent_type + "$"
+    return f"urn:pulumi:{stack}::{project}::{chain}{type_}::{name}"
+
+
+def alias_urn(alias: Any, *, name: str, type_: str, parent: str, stack: str, project: str) -> str:
+    """An alias as the engine resolves it: a URN, or a spec whose missing parts are the resource's own."""
+    if alias.urn:
+        return alias.urn
+    spec = alias.spec
+    if spec.noParent:
+        parent = ""
+    elif spec.parentUrn:
+        parent = spec.parentUrn
+    return make_urn(spec.stack or stack, spec.project or project, parent, spec.type or type_, spec.name or name)
 
 
 def _plain(value: Any) -> Any:
@@ -465,8 +495,11 @@ def is_secret_input(value: Any) -> bool:
 
 def run_program(stack: str, overrides: Optional[dict[str, Any]] = None, *,
                 root: Path = ROOT,
-                call_overrides: Optional[dict[str, Callable[[dict], dict]]] = None) -> StackRun:
-    """Evaluate `__main__.py` for `stack` and return every registration and the stack outputs."""
+                call_overrides: Optional[dict[str, Callable[[dict], dict]]] = None,
+                stack_name: Optional[str] = None) -> StackRun:
+    """Evaluate `__main__.py` with the config of `Pulumi.<stack>.yaml` (+ overrides) and return every
+    registration and the stack outputs. `stack_name` runs it as another stack (the program's
+    per-stage names and URNs follow it), as a copy of the stack file would be."""
     config, secret_keys = load_stack_config(stack, overrides, root)
     region = config.get("aws:region", "us-east-1")
     mocks = RecordingMocks(region, call_overrides)
@@ -474,7 +507,7 @@ def run_program(stack: str, overrides: Optional[dict[str, Any]] = None, *,
 
     pulumi_settings.set_root_resource(None)
     pulumi.runtime.set_all_config(config, secret_keys)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack_name or stack, preview=False, monitor=monitor)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
 
@@ -501,22 +534,23 @@ def run_program(stack: str, overrides: Optional[dict[str, Any]] = None, *,
         return asyncio.ensure_future(collect())
 
     resolve()
-    return StackRun(stack=stack, resources=list(monitor.recorded), outputs=outputs,
+    return StackRun(stack=stack_name or stack, resources=list(monitor.recorded), outputs=outputs,
                     secret_outputs=secret_outputs, config=config, reads=list(monitor.reads))
 
 
 _RUN_CACHE: dict[str, StackRun] = {}
 
 
-def cached_run(stack: str, overrides: Optional[dict[str, Any]] = None) -> StackRun:
-    """run_program, evaluated once per (stack, overrides) in this test session.
+def cached_run(stack: str, overrides: Optional[dict[str, Any]] = None, *,
+               stack_name: Optional[str] = None) -> StackRun:
+    """run_program, evaluated once per (stack, overrides, stack_name) in this test session.
 
     For tests that only read the result. Tests that change the environment (monkeypatch) or that
     need a fresh evaluation (determinism) call run_program.
     """
-    key = json.dumps([stack, overrides or {}], sort_keys=True, default=repr)
+    key = json.dumps([stack, overrides or {}, stack_name or stack], sort_keys=True, default=repr)
     if key not in _RUN_CACHE:
-        _RUN_CACHE[key] = run_program(stack, overrides)
+        _RUN_CACHE[key] = run_program(stack, overrides, stack_name=stack_name)
     return _RUN_CACHE[key]
 
 
