@@ -554,6 +554,22 @@ def cached_run(stack: str, overrides: Optional[dict[str, Any]] = None, *,
     return _RUN_CACHE[key]
 
 
+def depends_on(run: StackRun, r: Recorded, urn: str) -> bool:
+    """Whether `r` waits for `urn`: directly, through an input, or through what it depends on."""
+    index = {x.urn: x for x in run.resources}
+    seen, todo = set(), [r.urn]
+    while todo:
+        current = index.get(todo.pop())
+        if current is None or current.urn in seen:
+            continue
+        seen.add(current.urn)
+        deps = set(current.dependencies) | {d for ds in current.property_dependencies.values() for d in ds}
+        if urn in deps:
+            return True
+        todo.extend(deps)
+    return False
+
+
 def all_strings(value: Any) -> Iterable[str]:
     """Every string anywhere in a nested value (for 'no secret appears in ...' checks)."""
     if isinstance(value, str):

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from components import database as db
-from harness import ROOT, Recorded, StackRun, cached_run, is_secret_input, mock_random_id, unwrap_secrets
+from harness import ROOT, Recorded, StackRun, cached_run, depends_on, is_secret_input, mock_random_id, unwrap_secrets
 
 CLUSTER = "aws:rds/cluster:Cluster"
 INSTANCE = "aws:rds/clusterInstance:ClusterInstance"
@@ -47,22 +47,6 @@ def with_db(stack: str, **changes: Any) -> dict[str, Any]:
 
 def clusters(run: StackRun) -> dict[str, Recorded]:
     return {r.name: r for r in run.of_type(CLUSTER)}
-
-
-def depends_on(run: StackRun, r: Recorded, urn: str) -> bool:
-    """Whether `r` waits for `urn`: directly, through an input, or through what it depends on."""
-    index = {x.urn: x for x in run.resources}
-    seen, todo = set(), [r.urn]
-    while todo:
-        current = index.get(todo.pop())
-        if current is None or current.urn in seen:
-            continue
-        seen.add(current.urn)
-        deps = set(current.dependencies) | {d for ds in current.property_dependencies.values() for d in ds}
-        if urn in deps:
-            return True
-        todo.extend(deps)
-    return False
 
 
 # --- names unique per replacement ------------------------------------------------------------

@@ -37,7 +37,7 @@ import yaml
 
 import settings
 from components.database import restore_suffix
-from harness import ROOT, Recorded, Secret, StackRun, cached_run, run_program, unwrap_secrets
+from harness import ROOT, Recorded, Secret, StackRun, cached_run, depends_on, run_program, unwrap_secrets
 from transitions import Transition, physical_identities, transition
 
 DOCS = ROOT / "docs"
@@ -470,24 +470,9 @@ def applied(t: Transition) -> StackRun:
 
 # --- invariants after every pulumi up ------------------------------------------------------------
 
-def _depends_on(index: dict[str, Recorded], r: Recorded, urn: str) -> bool:
-    seen, todo = set(), [r.urn]
-    while todo:
-        current = index.get(todo.pop())
-        if current is None or current.urn in seen:
-            continue
-        seen.add(current.urn)
-        deps = set(current.dependencies) | {d for ds in current.property_dependencies.values() for d in ds}
-        if urn in deps:
-            return True
-        todo.extend(deps)
-    return False
-
-
 def restored_clusters_have_iam_auth_before_the_runtime(state: StackRun) -> None:
     """Every restored cluster gets its IAM-auth confirmation, and the runtimes wait for the
     confirmation of the cluster they log in to (the serving one)."""
-    index = {r.urn: r for r in state.resources}
     invocations = {json.loads(unwrap_secrets(r.inputs["input"]))["clusterIdentifier"]: r
                    for r in state.resources if r.type == INVOCATION and "iam-auth" in r.name}
     serving = state.outputs.get("dbClusterIdentifier")
@@ -498,7 +483,7 @@ def restored_clusters_have_iam_auth_before_the_runtime(state: StackRun) -> None:
         if cluster.inputs["clusterIdentifier"] != serving:
             continue
         for runtime in (r for r in state.resources if r.type in RUNTIMES):
-            if not _depends_on(index, runtime, confirmation.urn):
+            if not depends_on(state, runtime, confirmation.urn):
                 raise WalkthroughFailed(f"{runtime.name} reaches {cluster.name} before IAM auth is on")
 
 
