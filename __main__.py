@@ -150,6 +150,7 @@ def application_stack() -> None:
         ses_secret_arn=email.smtp_credentials_secret_arn,
         smtp_email=email.sender_address,
         admin_password_secret_arn=storage.admin_password_secret_arn,
+        configuration_sql=config.configuration_sql,
     ))
     if config.ecs is not None:
         ecs = config.ecs
