@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from pydantic import BaseModel, ValidationError
 
@@ -66,10 +66,12 @@ def format_problems(problems: list[tuple[str, Any, str]]) -> str:
     return "\n".join(lines)
 
 
-def load_settings(raw_config: Mapping[str, str], *, stack: str, region: Optional[str]) -> StageSettings:
+def load_settings(raw_config: Mapping[str, str], *, stack: str, region: Optional[str],
+                  is_secret: Optional[Callable[[str], bool]] = None) -> StageSettings:
     """Validate the flat `redcap:*` config of one stack. Raises SettingsError listing every problem.
 
-    `raw_config` maps full keys (`redcap:db`) to the string values Pulumi hands the program.
+    `raw_config` maps full keys (`redcap:db`) to the string values Pulumi hands the program;
+    `is_secret` tells which of them the stack keeps encrypted (then SECRET_KEYS must be).
     """
     problems: list[tuple[str, Any, str]] = []
     values: dict[str, Any] = {}
@@ -85,6 +87,10 @@ def load_settings(raw_config: Mapping[str, str], *, stack: str, region: Optional
         if key in SECRET_KEYS:
             # Only its presence matters here; the value stays a secret Output (see from_pulumi).
             values[key] = True
+            if is_secret is not None and not is_secret(full_key):
+                problems.append((key, SECRET_SHOWN_AS, f"allowed: a secret, set with `pulumi config set --secret "
+                                 f"{full_key} ...` (a plain value stays unencrypted in Pulumi.<stack>.yaml); "
+                                 f"example: pulumi config set --secret {full_key} \"$VALUE\""))
             if key in SECRET_RULES:
                 try:
                     SECRET_RULES[key](raw_config[full_key])
@@ -221,7 +227,10 @@ def from_pulumi() -> tuple[StageSettings, Secrets]:
     # The language host puts the stack's config in CONFIG; PULUMI_CONFIG is the older channel.
     merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     raw = {k: v for k, v in merged.items() if k.startswith(f"{NAMESPACE}:")}
-    settings = load_settings(raw, stack=pulumi.get_stack(), region=aws.config.region)
+    # The language host names the encrypted keys in PULUMI_CONFIG_SECRET_KEYS (tests: set_all_config).
+    encrypted = set(runtime_config.get_config_secret_keys_env())
+    settings = load_settings(raw, stack=pulumi.get_stack(), region=aws.config.region,
+                             is_secret=lambda key: key in encrypted or runtime_config.is_config_secret(key))
     config = pulumi.Config(NAMESPACE)
     cron_secret = config.get_secret("cronSecret") if settings.has_cron_secret else None
     db_salt = config.get_secret("dbSalt") if settings.has_db_salt else None

@@ -265,3 +265,15 @@ def test_a_carried_over_salt_is_written_once_and_stays_secret():
     assert unwrap_secrets(generated.inputs["secretString"]) != salt and generated.ignore_changes == ["secretString"]
     # The salt's RandomPassword stays declared either way (it is protected in prod).
     assert run.one("random:index/randomPassword:RandomPassword", "salt").protect is True
+
+
+def test_a_salt_in_plain_text_is_refused_before_anything_is_created():
+    from harness import run_program
+    from settings import SettingsError
+
+    with pytest.raises(SettingsError) as err:
+        run_program("prod", {"dbSalt": "Carried-over-salt-of-the-old-stage-0123"})
+    text = str(err.value)
+    assert ("redcap:dbSalt = '[secret]': allowed: a secret, set with `pulumi config set --secret redcap:dbSalt ...` "
+            "(a plain value stays unencrypted in Pulumi.<stack>.yaml)") in text
+    assert "Carried-over-salt" not in text
