@@ -141,6 +141,9 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "db.engineUpgradeTo": {"db"},
     "db.previousCluster": {"db"},
     "db.previousCluster.dbSnapshotId": {"db"},
+    "aws:region": {"ecs"},
+    "senderEmail": {"senderEmail", "domain", "subdomain", "hostInRoute53"},
+    "db.backtrackHours": {"db"},
 }
 
 

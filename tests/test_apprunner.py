@@ -89,8 +89,12 @@ def test_operation_results_are_mailed_through_an_encrypted_topic():
     assert topic.inputs["kmsMasterKeyId"] == run.outputs["kmsKeyArn"]
     target = run.named("redcap-operations-mail")
     assert target.inputs["arn"] == topic.outputs["arn"] and target.inputs["rule"] == rule.outputs["name"]
-    subscription = run.one("aws:sns/topicSubscription:TopicSubscription", "notifications-email")
+    # dev leaves the subscription to the operator (emailSubscriptions: false); by default the stack subscribes.
+    assert run.of_type("aws:sns/topicSubscription:TopicSubscription") == []
+    subscribed = run_variant("apprunner-domain")
+    subscription = subscribed.one("aws:sns/topicSubscription:TopicSubscription", "notifications-email")
     assert (subscription.inputs["protocol"], subscription.inputs["endpoint"]) == ("email", "redcap-admin@example.org")
+    assert subscription.inputs["topic"] == subscribed.one("aws:sns/topic:Topic", "notifications").outputs["arn"]
     publish = statements(policy_of(run.named("redcap-notifications-policy")))[0]
     assert publish["Principal"] == {"Service": "events.amazonaws.com"}
     assert publish["Condition"] == {"ArnEquals": {"aws:SourceArn": rule.outputs["arn"]}}
