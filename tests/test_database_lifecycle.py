@@ -24,6 +24,7 @@ INVOCATION = "aws:lambda/invocation:Invocation"
 SNAPSHOT = "redcap-prod-0a1b2c3d-before-upgrade"
 OLDER_SNAPSHOT = "redcap-prod-0a1b2c3d-2026-10-01"
 UPGRADE = "8.0.mysql_aurora.3.11.0"
+APP_RUNNER = {"express": None}  # dev without its Express block runs on App Runner
 
 # Inputs of aws.rds.Cluster the provider marks ForceNew (hashicorp/terraform-provider-aws
 # internal/service/rds/cluster.go: ForceNew in the schema, storage_type only for non-Aurora).
@@ -97,7 +98,7 @@ def test_a_change_of_any_replacing_input_gives_new_keepers(changed):
 
 def test_the_app_runner_service_is_deleted_before_it_is_replaced():
     """Its name is unique per account and region, and a new KMS key replaces it (ForceNew)."""
-    run = cached_run("dev")
+    run = cached_run("dev", APP_RUNNER)
     service = run.one("aws:apprunner/service:Service")
     assert service.delete_before_replace is True
     assert service.inputs["serviceName"] == "redcap-dev"  # unchanged: no replacement of live services
@@ -212,12 +213,13 @@ def test_an_upgrade_during_a_restore_leaves_the_replaced_cluster_alone():
 
 # --- IAM authentication of a restored cluster --------------------------------------------------
 
-@pytest.mark.parametrize("stack, runtime_type", [
-    ("prod", "aws:ecs/taskDefinition:TaskDefinition"),
-    ("dev", "aws:apprunner/service:Service"),
-])
-def test_the_runtime_reaches_a_restored_cluster_only_after_iam_auth_is_switched_on(stack, runtime_type):
-    run = cached_run(stack, with_db(stack, dbSnapshotId=SNAPSHOT))
+@pytest.mark.parametrize("stack, runtime, runtime_type", [
+    ("prod", {}, "aws:ecs/taskDefinition:TaskDefinition"),
+    ("dev", {}, "aws:ecs/expressGatewayService:ExpressGatewayService"),
+    ("dev", APP_RUNNER, "aws:apprunner/service:Service"),
+], ids=["ecs", "express", "apprunner"])
+def test_the_runtime_reaches_a_restored_cluster_only_after_iam_auth_is_switched_on(stack, runtime, runtime_type):
+    run = cached_run(stack, {**runtime, **with_db(stack, dbSnapshotId=SNAPSHOT)})
     cluster = run.one(CLUSTER)
     # What the provider leaves behind (the mock models its restore call): IAM authentication off.
     assert cluster.inputs["iamDatabaseAuthenticationEnabled"] is True

@@ -88,8 +88,9 @@ def test_a_replaced_cluster_gets_a_new_name_and_final_snapshot_name(module, attr
 
 
 def test_a_replaced_app_runner_service_is_deleted_first():
-    before = run_program("dev")
-    after = with_patched(storage, "kms", new_kms_key, "dev")
+    app_runner = {"express": None}  # dev without its Express block runs on App Runner
+    before = run_program("dev", app_runner)
+    after = with_patched(storage, "kms", new_kms_key, "dev", app_runner)
     t = transition(before, after)
     change = t.change(SERVICE, "redcap-service")
     assert change.kind == "replace" and "encryptionConfiguration" in change.replace_keys

@@ -52,7 +52,8 @@ BUCKET = "aws:s3/bucket:Bucket"
 SECRET = "aws:secretsmanager/secret:Secret"
 SECRET_VERSION = "aws:secretsmanager/secretVersion:SecretVersion"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
-RUNTIMES = ("aws:ecs/taskDefinition:TaskDefinition", "aws:apprunner/service:Service", "aws:ec2/instance:Instance")
+RUNTIMES = ("aws:ecs/taskDefinition:TaskDefinition", "aws:apprunner/service:Service",
+            "aws:ecs/expressGatewayService:ExpressGatewayService", "aws:ec2/instance:Instance")
 DATA_TYPES = (CLUSTER, INSTANCE, KEY, BUCKET, SECRET, SECRET_VERSION, "random:index/randomPassword:RandomPassword")
 
 # Inputs the provider declares Optional and Computed: leaving one out keeps the value in the
