@@ -131,7 +131,8 @@ class Recorded:
     remote: bool = False
     provider: str = ""
     transforms: int = 0  # how many transforms the resource carries (the mock monitor does not run them)
-    aliases: list[str] = field(default_factory=list)  # URNs this resource was known by (ResourceOptions.aliases)
+    # ResourceOptions.aliases: URNs, or specs {name, type, stack, project, parent, noParent} ("" = own)
+    aliases: list[Any] = field(default_factory=list)
     replace_on_changes: list[str] = field(default_factory=list)
     deleted_with: str = ""
 
@@ -459,35 +460,21 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             remote=request.remote,
             provider=request.provider,
             transforms=len(request.transforms),
-            aliases=[alias_urn(a, name=request.name, type_=request.type, parent=request.parent,
-                               stack=pulumi.get_stack(), project=pulumi.get_project())
-                     for a in request.aliases] + list(request.aliasURNs),
+            aliases=[_alias(a) for a in request.aliases] + list(request.aliasURNs),
             replace_on_changes=list(request.replaceOnChanges),
             deleted_with=request.deletedWith,
         ))
         return response
 
 
-def make_urn(stack: str, project: str, parent: str, type_: str, name: str) -> str:
-    """The URN the engine gives a resource: the parent's type chain (not the root stack's) + type + name."""
-    chain = ""
-    if parent:
-        parent_type = parent.split("::")[2]
-        if parent_type != "pulumi:pulumi:Stack":
-            chain = parent_type + "$"
-    return f"urn:pulumi:{stack}::{project}::{chain}{type_}::{name}"
-
-
-def alias_urn(alias: Any, *, name: str, type_: str, parent: str, stack: str, project: str) -> str:
-    """An alias as the engine resolves it: a URN, or a spec whose missing parts are the resource's own."""
+def _alias(alias: Any) -> str | dict[str, Any]:
+    """An alias as the program gave it: a URN, or a spec whose missing parts are the resource's own
+    (resolved by tests/transitions.py, which knows the engine's URN scheme)."""
     if alias.urn:
         return alias.urn
     spec = alias.spec
-    if spec.noParent:
-        parent = ""
-    elif spec.parentUrn:
-        parent = spec.parentUrn
-    return make_urn(spec.stack or stack, spec.project or project, parent, spec.type or type_, spec.name or name)
+    return {"name": spec.name, "type": spec.type, "stack": spec.stack, "project": spec.project,
+            "parent": spec.parentUrn, "noParent": spec.noParent}
 
 
 def _plain(value: Any) -> Any:

@@ -166,16 +166,18 @@ def test_a_restored_cluster_alone_keeps_the_names_single_cluster_stacks_gave_it(
     run = cached_run("prod", with_db("prod", dbSnapshotId=SNAPSHOT))
     tail = db.restore_suffix(SNAPSHOT)
     suffix = run.named(f"redcap-suffix{tail}", RANDOM_ID)
-    assert [a.rsplit("::", 1)[1] for a in suffix_aliases(suffix)] == ["redcap-suffix"]
+    assert alias_names(suffix) == ["redcap-suffix"]
     for group in (r for r in run.of_type(LOG_GROUP) if r.inputs.get("name", "").startswith("/aws/rds/")):
-        assert [a.rsplit("::", 1)[1] for a in suffix_aliases(group)] == [group.name.replace(tail, "")]
+        assert alias_names(group) == [group.name.replace(tail, "")]
     # With the replaced cluster declared, the old names are the first cluster's own.
     both = cached_run("prod", with_db("prod", dbSnapshotId=SNAPSHOT, previousCluster={}))
-    assert suffix_aliases(both.named(f"redcap-suffix{tail}", RANDOM_ID)) == []
+    assert alias_names(both.named(f"redcap-suffix{tail}", RANDOM_ID)) == []
 
 
-def suffix_aliases(r: Recorded) -> list[str]:
-    return list(getattr(r, "aliases", None) or [])
+def alias_names(r: Recorded) -> list[str]:
+    """The old names a resource's aliases give (same type and parent)."""
+    assert all(isinstance(a, dict) and not a["type"] and not a["parent"] and not a["noParent"] for a in r.aliases)
+    return [a["name"] for a in r.aliases]
 
 
 def test_the_previous_cluster_needs_a_restore_and_another_snapshot():
