@@ -15,6 +15,7 @@ import yaml
 
 from components import database as db
 from harness import ROOT, Recorded, StackRun, cached_run, depends_on, is_secret_input, mock_random_id, unwrap_secrets
+from transitions import FORCE_NEW
 
 CLUSTER = "aws:rds/cluster:Cluster"
 INSTANCE = "aws:rds/clusterInstance:ClusterInstance"
@@ -26,13 +27,9 @@ OLDER_SNAPSHOT = "redcap-prod-0a1b2c3d-2026-10-01"
 UPGRADE = "8.0.mysql_aurora.3.11.0"
 APP_RUNNER = {"express": None}  # dev without its Express block runs on App Runner
 
-# Inputs of aws.rds.Cluster the provider marks ForceNew (hashicorp/terraform-provider-aws
-# internal/service/rds/cluster.go: ForceNew in the schema, storage_type only for non-Aurora).
-CLUSTER_FORCE_NEW = frozenset({
-    "availabilityZones", "clusterIdentifier", "clusterIdentifierPrefix", "clusterScalabilityType", "databaseName",
-    "dbSubnetGroupName", "dbSystemId", "engine", "engineMode", "kmsKeyId", "masterUsername",
-    "restoreToPointInTime", "s3Import", "snapshotIdentifier", "sourceRegion", "storageEncrypted",
-})
+# Inputs of aws.rds.Cluster the provider marks ForceNew (the transition helper's table, taken from
+# hashicorp/terraform-provider-aws internal/service/rds/cluster.go).
+CLUSTER_FORCE_NEW = frozenset(p.split(".")[0] for p in FORCE_NEW[CLUSTER])
 
 
 @lru_cache(maxsize=None)
