@@ -3,16 +3,15 @@ web ACL), for tests that reach the real container the way users, cron and the si
 
 It listens on 127.0.0.1 (plain HTTP, or HTTPS with a certificate of the tests' own CA), judges
 every request with the program's own WAF rules (components.firewall.web_acl_rules, evaluated by
-`waf_decision` below for the statements those rules use) as if it came from `client_ip` in
-`client_country`, answers a blocked request with WAF's 403 and forwards an allowed one to the
-container with X-Forwarded-For/Proto, like the load balancer does. `requests` records what
+tests/waf_eval.py) as if it came from `client_ip` in `client_country`, answers a blocked request
+with WAF's 403 and forwards an allowed one to the container with X-Forwarded-For/Proto, like the
+load balancer does. `requests` records what
 reached it; `upstream_down()` makes it answer 502 as a load balancer with no healthy target does.
 """
 from __future__ import annotations
 
 import http.client
 import http.server
-import ipaddress
 import socketserver
 import ssl
 import subprocess
@@ -20,91 +19,10 @@ import threading
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 from services import free_port
-
-
-@dataclass(frozen=True)
-class WafRequest:
-    method: str
-    path: str
-    query: str
-    headers: Mapping[str, str]  # names lower-cased
-    ip: str
-    country: str
-
-
-def _field(request: WafRequest, field_to_match: Mapping[str, Any]) -> str:
-    (kind, spec), = field_to_match.items()
-    if kind == "uri_path":
-        return request.path
-    if kind == "method":
-        return request.method
-    if kind == "query_string":
-        return request.query
-    if kind == "single_header":
-        return request.headers.get(spec["name"].lower(), "")
-    if kind == "single_query_argument":
-        values = urllib.parse.parse_qs(request.query, keep_blank_values=True).get(spec["name"], [""])
-        return values[0]
-    raise ValueError(f"the stand-in does not model field_to_match {kind}")
-
-
-def _transform(value: str, transformations: Sequence[Mapping[str, Any]]) -> str:
-    for step in sorted(transformations, key=lambda t: t["priority"]):
-        if step["type"] == "NONE":
-            continue
-        if step["type"] == "URL_DECODE":
-            value = urllib.parse.unquote(value)
-        elif step["type"] == "LOWERCASE":
-            value = value.lower()
-        else:
-            raise ValueError(f"the stand-in does not model text transformation {step['type']}")
-    return value
-
-
-def matches(statement: Mapping[str, Any], request: WafRequest, ip_sets: Mapping[str, Sequence[str]]) -> bool:
-    (kind, body), = statement.items()
-    if kind == "and_statement":
-        return all(matches(s, request, ip_sets) for s in body["statements"])
-    if kind == "or_statement":
-        return any(matches(s, request, ip_sets) for s in body["statements"])
-    if kind == "not_statement":
-        return not matches(body["statement"], request, ip_sets)
-    if kind == "byte_match_statement":
-        value = _transform(_field(request, body["field_to_match"]), body["text_transformations"])
-        text, how = str(body["search_string"]), body["positional_constraint"]
-        return {"EXACTLY": value == text, "ENDS_WITH": value.endswith(text), "STARTS_WITH": value.startswith(text),
-                "CONTAINS": text in value}[how]
-    if kind == "size_constraint_statement":
-        size = len(_transform(_field(request, body["field_to_match"]), body["text_transformations"]).encode())
-        return {"EQ": size == body["size"], "GT": size > body["size"], "LT": size < body["size"]}[
-            body["comparison_operator"]]
-    if kind == "geo_match_statement":
-        return request.country in body["country_codes"]
-    if kind == "ip_set_reference_statement":
-        address = ipaddress.ip_address(request.ip)
-        return any(address in ipaddress.ip_network(c) for c in ip_sets[body["arn"]])
-    if kind in ("rate_based_statement", "managed_rule_group_statement"):
-        # One test client never reaches the rate limit; AWS's managed groups do not match the
-        # ordinary requests the checks make (their logic is AWS's, not ours).
-        return False
-    raise ValueError(f"the stand-in does not model statement {kind}")
-
-
-def waf_decision(rules: Sequence[Mapping[str, Any]], request: WafRequest,
-                 ip_sets: Mapping[str, Sequence[str]]) -> tuple[bool, Optional[str]]:
-    """(allowed, terminating rule): rules by priority, first allow/block wins, default allow."""
-    for rule in sorted(rules, key=lambda r: r["priority"]):
-        if not matches(rule["statement"], request, ip_sets):
-            continue
-        action = rule.get("action") or {}
-        if "allow" in action:
-            return True, rule["name"]
-        if "block" in action:
-            return False, rule["name"]
-    return True, None
+from waf_eval import Request, evaluate
 
 
 @dataclass
@@ -137,13 +55,13 @@ class EntryStandIn:
 
             def _serve(self, method: str) -> None:
                 parts = urllib.parse.urlsplit(self.path)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                allowed, rule = waf_decision(standin.rules, WafRequest(
-                    method, parts.path, parts.query, headers, standin.client_ip, standin.client_country),
-                    standin.ip_sets)
-                standin.requests.append((method, parts.path, allowed, rule))
-                if not allowed:
-                    return self._reply(403, b"<div> Access denied </div>")
+                decision = evaluate(standin.rules, Request(
+                    path=parts.path, ip=standin.client_ip, country=standin.client_country,
+                    query=dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True)),
+                    headers={k.lower(): v for k, v in self.headers.items()}, method=method), standin.ip_sets)
+                standin.requests.append((method, parts.path, decision.action == "ALLOW", decision.rule))
+                if decision.action != "ALLOW":
+                    return self._reply(decision.status, b"<div> Access denied </div>")
                 if standin._down:
                     return self._reply(502, b"502 Bad Gateway")
                 length = int(self.headers.get("Content-Length") or 0)

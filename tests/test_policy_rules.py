@@ -90,7 +90,8 @@ def uptime_set() -> list[Resource]:
     """The alarm topic, an uptime check of each public entry, its schedule and its alarm."""
     topic_arn = arn_of("aws:sns/topic:Topic", "alarms")
     checks = []
-    for entry_type, entry in (("aws:apprunner/service:Service", "app"), ("aws:lb/loadBalancer:LoadBalancer", "alb")):
+    for entry_type, entry in (("aws:apprunner/service:Service", "app"), ("aws:lb/loadBalancer:LoadBalancer", "alb"),
+                              ("aws:cloudfront/distribution:Distribution", "express-cdn")):
         checks += [
             res("aws:lambda/function:Function", f"{entry}-check", tags={"UptimeCheckOf": arn_of(entry_type, entry)},
                 environment={"variables": {"METRIC_NAMESPACE": f"REDCap/{entry}"}}),

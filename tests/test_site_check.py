@@ -16,9 +16,10 @@ from typing import Any, Iterator
 import pytest
 
 from components import firewall as fw
-from entry_standin import EntryStandIn, WafRequest, make_test_ca_and_certificate, waf_decision
+from entry_standin import EntryStandIn, make_test_ca_and_certificate
 from functions import site_check as sc
 from image_support import RunningApp, start_app
+from waf_eval import Request, evaluate
 
 pytestmark = pytest.mark.docker
 
@@ -80,7 +81,10 @@ def metric(moto_server, namespace: str, name: str) -> list[float]:
 def test_the_entry_is_closed_to_the_outside_except_for_the_checks_and_cron(entry: EntryStandIn) -> None:
     def decide(path: str, headers: dict[str, str], method: str = "GET", query: str = "",
                ip: str = entry.client_ip, country: str = "DE") -> tuple[bool, Any]:
-        return waf_decision(entry.rules, WafRequest(method, path, query, headers, ip, country), entry.ip_sets)
+        decision = evaluate(entry.rules, Request(path=path, ip=ip, country=country,
+                                                 query=dict([query.split("=", 1)]) if query else {},
+                                                 headers=headers, method=method), entry.ip_sets)
+        return decision.action == "ALLOW", decision.rule
 
     signed = {fw.CRON_HEADER: HMAC}
     assert decide("/", {}) == (False, "country-list")

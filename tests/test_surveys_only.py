@@ -168,7 +168,7 @@ def test_the_rate_limit_still_applies_to_surveys() -> None:
 
 def test_the_evaluator_refuses_what_it_does_not_model() -> None:
     rule = {"name": "x", "priority": 1, "action": {"block": {}},
-            "statement": {"size_constraint_statement": {"size": 1}}, "visibility_config": {}}
+            "statement": {"sqli_match_statement": {"field_to_match": {"body": {}}}}, "visibility_config": {}}
     with pytest.raises(NotImplementedError):
         evaluate([rule], request("login page", ALLOWED))
 
@@ -191,8 +191,9 @@ def test_every_runtime_gets_the_surveys_exemption(runtime: str) -> None:
     rules = recorded_rules(run)
     sets = {s.inputs["ipAddressVersion"]: s for s in run.of_type("aws:wafv2/ipSet:IpSet")}
     arns = [sets["IPV4"].outputs["arn"], sets["IPV6"].outputs["arn"]]
+    # (site_checks: every stage lets its uptime and smoke checks through the allow-lists)
     assert rules == camel(fw.web_acl_rules(countries=["US"], search_string=HMAC, ip_set_arns=arns,
-                                           surveys_exempt=True))
+                                           surveys_exempt=True, site_checks=True))
     ip_sets = {s.outputs["arn"]: s.inputs["addresses"] for s in sets.values()}
     for sample in SAMPLES:
         for source in (ALLOWED, ELSEWHERE, IN_US_ONLY):

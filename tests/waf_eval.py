@@ -30,6 +30,7 @@ class Request:
     query: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     over_rate_limit: bool = False
+    method: str = "GET"
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ def _field(request: Request, field_to_match: Mapping[str, Any]) -> Optional[str]
         return next((v for k, v in request.headers.items() if k.lower() == wanted), None)
     if kind == "query_string":
         return urllib.parse.urlencode(dict(request.query))
+    if kind == "method":
+        return request.method
     raise NotImplementedError(f"field to match {kind}")
 
 
@@ -126,6 +129,11 @@ def matches(statement: Mapping[str, Any], request: Request, ip_sets: Mapping[str
         value = _field(request, body["field_to_match"])
         return value is not None and re.search(body["regex_string"],
                                                _transform(value, body["text_transformations"])) is not None
+    if kind == "size_constraint_statement":
+        value = _field(request, body["field_to_match"]) or ""
+        size, limit = len(_transform(value, body["text_transformations"]).encode()), body["size"]
+        return {"EQ": size == limit, "NE": size != limit, "LT": size < limit, "LE": size <= limit,
+                "GT": size > limit, "GE": size >= limit}[body["comparison_operator"]]
     if kind == "geo_match_statement":
         return request.country in body["country_codes"]
     if kind == "ip_set_reference_statement":
