@@ -302,7 +302,9 @@ def application_stack() -> None:
     else:
         tier = AppRunnerTier(service_arn=apprunner.service_arn, service_url=apprunner.service_url,
                              min_instances=config.app_runner_min_size, max_instances=config.app_runner_max_size)
-        entry, entry_arn, sizes = apprunner, apprunner.service_arn, {
+        # Not the whole component: its custom domain's records are still being written (the
+        # check reaches the service at its own URL, a dependency through the input already).
+        entry, entry_arn, sizes = apprunner.waf_association, apprunner.service_arn, {
             "cpu": config.cpu, "memory": config.memory, "concurrency": config.app_runner_concurrency}
     operations = Operations("redcap", OperationsArgs(
         context=context, settings=config.operations, tier=tier, site_url=site_url,

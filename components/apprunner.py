@@ -106,6 +106,7 @@ class AppRunnerService(pulumi.ComponentResource):
     service_arn: pulumi.Output[str]
     service_url: pulumi.Output[str]
     custom_url: Optional[str]
+    waf_association: aws.wafv2.WebAclAssociation
     email_subscriptions: list[EmailSubscription]
 
     def __init__(self, name: str, args: AppRunnerArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -165,8 +166,9 @@ class AppRunnerService(pulumi.ComponentResource):
             # its name or encryption key changes (ForceNew): the old service must go first, or the
             # new one fails with "already exists". A replacement gets a new URL anyway.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[access, runtime_grants], delete_before_replace=True))
-        aws.wafv2.WebAclAssociation(f"{name}-waf", resource_arn=service.arn, web_acl_arn=args.web_acl_arn,
-                                    opts=child)
+        # What must be in place before the site is checked through its public entry (components/operations.py).
+        self.waf_association = aws.wafv2.WebAclAssociation(
+            f"{name}-waf", resource_arn=service.arn, web_acl_arn=args.web_acl_arn, opts=child)
 
         self.service_arn = service.arn
         self.service_url = service.service_url.apply(lambda u: f"https://{u}")
