@@ -105,14 +105,7 @@ def bounce_topic_policy(topic_arn: str, account_id: str, configuration_set_arn: 
             "Condition": {"StringEquals": {"aws:SourceAccount": account_id,
                                            "aws:SourceArn": configuration_set_arn}},
         },
-        {
-            "Sid": "DenyInsecureTransport",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "sns:Publish",
-            "Resource": topic_arn,
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        },
+        policies.deny_insecure_publish(topic_arn),
     ])
 
 

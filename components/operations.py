@@ -173,14 +173,7 @@ def alarm_topic_policy(topic_arn: str, account_id: str, partition: str, region: 
             "Resource": topic_arn,
             "Condition": {"StringEquals": {"aws:SourceAccount": account_id}, "ArnLike": {"aws:SourceArn": alarms}},
         },
-        {
-            "Sid": "DenyInsecureTransport",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": ["sns:Publish", "sns:Subscribe"],
-            "Resource": topic_arn,
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        },
+        policies.deny_insecure_publish(topic_arn, ("sns:Publish", "sns:Subscribe")),
     ])
 
 

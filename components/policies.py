@@ -56,6 +56,18 @@ def deny_insecure_transport(bucket_arn: str) -> dict[str, Any]:
     }
 
 
+def deny_insecure_publish(topic_arn: str, actions: Sequence[str] = ("sns:Publish",)) -> dict[str, Any]:
+    """An SNS topic statement: nobody may use `actions` on it without TLS."""
+    return {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": actions[0] if len(actions) == 1 else list(actions),
+        "Resource": topic_arn,
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
 def stack_key_policy(partition: str, account_id: str, region: str) -> str:
     """Key policy of the stack's KMS key.
 

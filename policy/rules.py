@@ -626,19 +626,24 @@ def s3_encryption(resources: Sequence[Resource]) -> list[Violation]:
     return found
 
 
+def _some_policy(policies: Sequence[Resource], holds: Callable[[Any], bool]) -> bool:
+    """Whether the `policy` document of one of `policies` satisfies `holds` (a document that is
+    unknown during a preview counts; an unparsable one does not)."""
+    for policy in policies:
+        try:
+            body = iam.parse(policy.props.get("policy"))
+        except iam.PolicyDocumentError:
+            continue
+        if is_unknown(body) or holds(body):
+            return True
+    return False
+
+
 def s3_deny_insecure_transport(resources: Sequence[Resource]) -> list[Violation]:
     found = []
     for bucket in _of_types(resources, BUCKET_TYPES):
         policies = referrers(resources, (BUCKET_POLICY_TYPE,), "bucket", bucket)
-        verdicts = []
-        for policy in policies:
-            try:
-                body = iam.parse(policy.props.get("policy"))
-            except iam.PolicyDocumentError:
-                verdicts.append(False)
-                continue
-            verdicts.append(is_unknown(body) or iam.denies_insecure_transport(body))
-        if not any(verdicts):
+        if not _some_policy(policies, iam.denies_insecure_transport):
             found.append(Violation.of(
                 "s3-deny-insecure-transport", bucket,
                 "no bucket policy denies plain-HTTP access; add a BucketPolicy statement "
@@ -888,16 +893,7 @@ def alarm_topic_encrypted(resources: Sequence[Resource]) -> list[Violation]:
                 "alarm-topic-encrypted", topic,
                 f"alarms notify this topic but it is not encrypted with a customer key (kmsMasterKeyId = {key!r}); "
                 "set it to the stack's KMS key, whose policy lets cloudwatch.amazonaws.com use it"))
-        policies = referrers(resources, (TOPIC_POLICY_TYPE,), "arn", topic)
-        verdicts = []
-        for policy in policies:
-            try:
-                body = iam.parse(policy.props.get("policy"))
-            except iam.PolicyDocumentError:
-                verdicts.append(False)
-                continue
-            verdicts.append(is_unknown(body) or _denies_insecure_sns(body))
-        if not any(verdicts):
+        if not _some_policy(referrers(resources, (TOPIC_POLICY_TYPE,), "arn", topic), _denies_insecure_sns):
             found.append(Violation.of(
                 "alarm-topic-encrypted", topic,
                 "alarms notify this topic but no topic policy refuses requests without TLS; add a TopicPolicy "
