@@ -152,7 +152,6 @@ def alarm_specs(stage: StageMetrics, settings: OperationsSettings) -> list[Alarm
     """The alarms of a stage, in catalogue order, without those switched off or not applicable."""
     built: dict[str, AlarmSpec] = {}
     rt = stage.runtime
-    ecs = isinstance(rt, FargateMetrics)
     behind_load_balancer = isinstance(rt, (FargateMetrics, ExpressMetrics))
 
     def add(alarm_id: str, summary: str, metrics: Sequence[MetricRef], expression: str, comparison: Comparison,

@@ -262,4 +262,4 @@ def query_name(stack: str, title: str) -> str:
 
 # The metric filter on the container log that counts cron.php answers of 4xx and 5xx
 # (space-delimited: the bracketed time and the quoted request line are one field each).
-CRON_ERRORS_FILTER = "[client, ident, user, time, request=\"*/cron.php *\", status>=400, ...]"
+CRON_ERRORS_FILTER = "[client, ident, user, time, request=\"*/cron.php*\", status>=400, ...]"

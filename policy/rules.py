@@ -42,6 +42,7 @@ from .model import (
     Violation,
     as_list,
     dig,
+    identifiers,
     is_set,
     is_true,
     is_unknown,
