@@ -17,7 +17,7 @@ KNOWN_KEYS: tuple[str, ...] = tuple(
     f.alias or name for name, f in StageSettings.model_fields.items() if name not in ("stack", "region")
 )
 STRUCTURED_KEYS = frozenset({"allowedIps", "allowedCountries", "ecs", "db", "ec2ServerStack",
-                             "externalResources", "nsDelegation", "wafSqliRulesToCount"})
+                             "externalResources", "nsDelegation", "wafSqliRulesToCount", "backup"})
 SECRET_KEYS = frozenset({"cronSecret"})
 
 
@@ -36,6 +36,7 @@ _STRUCTURED_EXAMPLES = {
     "db": "pulumi config set --path redcap:db.dbReaders 1",
     "ecs": "pulumi config set --path redcap:ecs.cpu '2 vCPU'",
     "allowedIps": "pulumi config set --path 'redcap:allowedIps[0]' 203.0.113.0/24",
+    "backup": "pulumi config set --path redcap:backup.retentionDays 35",
 }
 
 
@@ -124,6 +125,9 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "ecs.certificateArn": {"ecs", "domain"},
     "email": {"email", "domain", "hostInRoute53"},
     "allowedIps/allowedCountries": {"allowedIps", "allowedCountries", "externalResources"},
+    "appBucketVersioning": {"appBucketVersioning", "backup", "removalPolicy"},
+    "backup.copyToRegion": {"backup"},
+    "backup.vaultLock": {"backup", "removalPolicy"},
 }
 
 
@@ -190,6 +194,8 @@ def _missing_hint(loc: list[str]) -> str:
         return "example: [{name: redcap, fromStack: acme/redcap/prod}]"
     if loc[-1] == "name":
         return "example: redcap"
+    if loc[-1] == "mode":
+        return "example: {mode: governance, minRetentionDays: 7, maxRetentionDays: 3650}"
     return "see docs/settings.md"
 
 

@@ -10,7 +10,9 @@ from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossPr
                              _LABELS_RE, _LOCAL_VERSION_RE, _Model, _as_list, _is_int, _normalise_size, parse_bool,
                              parse_cidr, parse_country, parse_dns_name, parse_email, parse_log_retention,
                              parse_s3_path, parse_timezone, version_from_zip_name)
+from settings.backup import BackupSettings
 from settings.compute import EcsSettings, TunnelSettings
+from settings.credentials import parse_rotation_days
 from settings.database import DbSettings
 from settings.dns import NsDelegation
 from settings.edge import ExternalResources
@@ -57,6 +59,8 @@ class StageSettings(_Model):
     ns_delegation: Optional[NsDelegation] = Field(None, alias="nsDelegation")
     app_bucket_versioning: bool = Field(True, alias="appBucketVersioning")
     waf_sqli_rules_to_count: tuple[str, ...] = Field((), alias="wafSqliRulesToCount")
+    backup: BackupSettings = BackupSettings()
+    credential_rotation_days: int = Field(90, alias="credentialRotationDays")
 
     # --- single-value rules ------------------------------------------------------------------
 
@@ -209,6 +213,8 @@ class StageSettings(_Model):
                               "[SQLi_BODY]")
         return tuple(sorted(set(names)))
 
+    _rotation = field_validator("credential_rotation_days", mode="before")(lambda v: parse_rotation_days(v))
+
     # --- rules across keys -------------------------------------------------------------------
 
     @model_validator(mode="after")
@@ -259,9 +265,29 @@ class StageSettings(_Model):
             problems.append(("allowedIps/allowedCountries", "set with externalResources.wafWebAcl",
                              Problem("no allow-lists when an external web ACL is used (they would be "
                                      "ignored); put them in that ACL", "allowedIps: []")))
+        problems.extend(self._backup_problems())
         if problems:
             raise _CrossProblems(problems)
         return self
+
+    def _backup_problems(self) -> list[tuple[str, Any, Problem]]:
+        backup, problems = self.backup, []
+        if self.backup_enabled and not self.app_bucket_versioning:
+            why = ("backup.enabled is true" if backup.enabled else
+                   f"backups are on by default because removalPolicy {self.removal_policy} keeps the data")
+            problems.append(("appBucketVersioning", False, Problem(
+                f"true while backups are on ({why}; AWS Backup backs up versioned buckets only): set "
+                "appBucketVersioning: true, or turn the backups off with backup.enabled: false",
+                "appBucketVersioning: true")))
+        if backup.copy_to_region is not None and backup.copy_to_region == self.region:
+            problems.append(("backup.copyToRegion", backup.copy_to_region, Problem(
+                f"a region other than the stack's ({self.region}): a copy in the same region does not survive "
+                "the loss of that region", "us-west-2")))
+        if backup.vault_lock is not None and self.removal_policy == "destroy":
+            problems.append(("backup.vaultLock", backup.vault_lock.mode, Problem(
+                "no vault lock with removalPolicy destroy (`pulumi destroy` must delete the vault and its "
+                "recovery points, which a lock forbids); use removalPolicy snapshot or retain", "removalPolicy: snapshot")))
+        return problems
 
     # --- derived values ----------------------------------------------------------------------
 
@@ -299,6 +325,13 @@ class StageSettings(_Model):
     def keep_data_on_destroy(self) -> bool:
         """snapshot/retain keep the key, buckets and salt so the final snapshot stays usable."""
         return self.removal_policy != "destroy"
+
+    @property
+    def backup_enabled(self) -> bool:
+        """AWS Backup runs by default on stages that keep their data."""
+        if self.backup.enabled is not None:
+            return self.backup.enabled
+        return self.keep_data_on_destroy
 
     @property
     def uses_ecs(self) -> bool:
