@@ -10,6 +10,7 @@ from components.dns import Domain, DomainArgs
 from components.email import Email, EmailArgs
 from components.firewall import Firewall, FirewallArgs
 from components.network import Network, NetworkArgs
+from components.rotation import CredentialRotation, CredentialRotationArgs, RolloutTarget, RotatedCredential
 from components.security import ThreatDetection
 from components.storage import Storage, StorageArgs
 from components.apprunner import AppRunnerArgs, AppRunnerService
@@ -101,6 +102,21 @@ def application_stack() -> None:
 
     threat_detection = ThreatDetection("redcap") if config.guard_duty else None
 
+    # The S3 and SMTP keys are made and rotated here; the runtime reads the secrets once they hold one.
+    rotation = CredentialRotation("redcap-rotation", CredentialRotationArgs(
+        context=context,
+        kms_key_arn=storage.kms_key_arn,
+        rotation_days=config.credential_rotation_days,
+        log_retention_days=config.log_retention(365),
+        credentials=(
+            RotatedCredential("s3", storage.s3_credentials_secret_arn, storage.s3_user_name, storage.s3_user_arn,
+                              bucket=storage.app_bucket_name),
+            RotatedCredential("smtp", email.smtp_credentials_secret_arn, email.smtp_user_name, email.smtp_user_arn),
+        ),
+        rollout=RolloutTarget.ecs(config.stack) if config.uses_ecs else RolloutTarget.apprunner(config.stack),
+        alarm_email=config.email,
+    ))
+
     # Compute (issue 4): image, runtime contract, App Runner or ECS, cron, tunnel host.
     languages_dir = paths.PROJECT_DIR / "languages"
     image = Image("redcap", ImageArgs(
@@ -138,10 +154,10 @@ def application_stack() -> None:
         db_app_secret_arn=app_login.secret_arn if app_login is not None else None,
         salt_secret_arn=storage.salt_secret_arn,
         s3_bucket=storage.app_bucket_name,
-        s3_secret_arn=storage.s3_credentials_secret_arn,
+        s3_secret_arn=rotation.ready_secret_arns["s3"],
         kms_key_arn=storage.kms_key_arn,
         security_group_id=network.app_security_group_id,
-        ses_secret_arn=email.smtp_credentials_secret_arn,
+        ses_secret_arn=rotation.ready_secret_arns["smtp"],
         smtp_email=email.sender_address,
         admin_password_secret_arn=storage.admin_password_secret_arn,
     ))
@@ -248,6 +264,8 @@ def application_stack() -> None:
     pulumi.export("sesIdentityArn", email.identity_arn)
     pulumi.export("senderAddress", email.sender_address)
     pulumi.export("smtpCredentialsSecretArn", email.smtp_credentials_secret_arn)
+    pulumi.export("credentialRotationFunctionName", rotation.function_name)
+    pulumi.export("credentialRotationAlarmTopicArn", rotation.alarm_topic_arn)
     if threat_detection is not None:
         pulumi.export("guardDutyDetectorId", threat_detection.detector_id)
 

@@ -8,9 +8,9 @@ bounce/complaint notifications.
   (hostInRoute53 = '<zone>') keeps its own mail records untouched.
 - `email` is the sender address (msmtp `from`). When it is not inside the verified domain (or
   there is no zone) it is an identity of its own: its owner confirms the verification mail once.
-- SMTP credentials without the original's Lambda: an IAM user allowed only ses:SendEmail /
-  ses:SendRawEmail from our identities, an access key, and the key's `ses_smtp_password_v4`,
-  stored as {"username", "password"} in a secret encrypted with the stack key.
+- SMTP credentials: an IAM user allowed only ses:SendEmail / ses:SendRawEmail from our
+  identities, and a secret encrypted with the stack key holding {"username", "password"}: the
+  user's access key and its SES SMTP password, both made and rotated by components/rotation.py.
 - `bounce_notification_email`: a configuration set whose BOUNCE and COMPLAINT events go to an
   encrypted SNS topic with an e-mail subscription; every identity uses it by default.
 
@@ -18,7 +18,6 @@ A new SES account is in the sandbox (only verified recipients): docs/email.md ex
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -27,7 +26,6 @@ import pulumi_aws as aws
 
 from components import policies
 from components.context import AwsContext
-from components.secrets import encrypted_secret
 
 DKIM_TOKENS = 3  # Easy DKIM always issues three tokens
 DNS_TTL = 1800
@@ -99,11 +97,6 @@ def bounce_topic_policy(topic_arn: str, account_id: str, configuration_set_arn: 
     ])
 
 
-def smtp_credentials_json(access_key_id: str, smtp_password: str) -> str:
-    """The container contract: {"username": <access key id>, "password": <SMTP password>}."""
-    return json.dumps({"username": access_key_id, "password": smtp_password}, sort_keys=True)
-
-
 # --------------------------------------------------------------------------------------------
 # The component
 # --------------------------------------------------------------------------------------------
@@ -125,6 +118,8 @@ class Email(pulumi.ComponentResource):
     identity_arns: pulumi.Output[list[str]]
     configuration_set_name: Optional[str]
     smtp_credentials_secret_arn: pulumi.Output[str]
+    smtp_user_name: pulumi.Output[str]
+    smtp_user_arn: pulumi.Output[str]
     bounce_topic_arn: Optional[pulumi.Output[str]]
 
     def __init__(self, name: str, args: EmailArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -217,20 +212,19 @@ class Email(pulumi.ComponentResource):
 
     def _smtp_user(self, name: str, args: EmailArgs, configuration_set_arn: Optional[pulumi.Output[str]],
                    child: pulumi.ResourceOptions) -> pulumi.Output[str]:
-        user = aws.iam.User(f"{name}-smtp-user", path="/redcap/", opts=child)
+        # The key and its SMTP password are made and rotated by components/rotation.py, never by
+        # Pulumi: the secret is created empty. `force_destroy` deletes the user with its keys.
+        user = aws.iam.User(f"{name}-smtp-user", path="/redcap/", force_destroy=True, opts=child)
         aws.iam.UserPolicy(
             f"{name}-smtp-send", user=user.name,
             policy=pulumi.Output.all(self.identity_arns, configuration_set_arn).apply(
                 lambda a: smtp_send_policy(a[0], a[1])),
             opts=child)
-        # The provider derives the SigV4 SMTP password for its region (the original's Lambda).
-        access_key = aws.iam.AccessKey(
-            f"{name}-smtp-key", user=user.name,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["secret", "sesSmtpPasswordV4"]))
-        return encrypted_secret(
-            f"{name}-smtp-credentials", kms_key_arn=args.kms_key_arn,
-            description="REDCap SES SMTP credentials (username, password) for msmtp",
-            value=pulumi.Output.all(access_key.id, access_key.ses_smtp_password_v4).apply(
-                lambda a: smtp_credentials_json(a[0], a[1])),
+        self.smtp_user_name = user.name
+        self.smtp_user_arn = user.arn
+        return aws.secretsmanager.Secret(
+            f"{name}-smtp-credentials", kms_key_id=args.kms_key_arn,
+            description="REDCap SES SMTP credentials (username, password) for msmtp, made and rotated by the "
+                        "key-rotation function",
             opts=child).arn
 

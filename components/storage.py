@@ -1,5 +1,5 @@
 """Storage: the stack's KMS key, the REDCap file bucket, its access-log bucket, REDCap's S3
-credentials and the salt secret.
+user and the (empty) secret for its rotated key, and the salt secret.
 
 What `pulumi destroy` leaves depends on `keep_on_destroy`: with it, the key, both buckets and
 the salt secret are dropped from state but kept in AWS (`retain_on_delete`), so a final database
@@ -44,6 +44,8 @@ class Storage(pulumi.ComponentResource):
     log_bucket_name: pulumi.Output[str]
     log_bucket_arn: pulumi.Output[str]
     s3_credentials_secret_arn: pulumi.Output[str]
+    s3_user_name: pulumi.Output[str]
+    s3_user_arn: pulumi.Output[str]
     salt_secret_arn: pulumi.Output[str]
     admin_password_secret_arn: pulumi.Output[str]
 
@@ -151,18 +153,20 @@ class Storage(pulumi.ComponentResource):
 
     def _s3_credentials(self, name: str, key: aws.kms.Key, bucket: aws.s3.Bucket,
                         child: pulumi.ResourceOptions) -> aws.secretsmanager.Secret:
-        """REDCap's S3 integration takes an access key pair (it cannot use an instance role)."""
-        user = aws.iam.User(f"{name}-s3-user", path="/redcap/", opts=child)
+        """REDCap's S3 integration takes an access key pair (it cannot use an instance role).
+        The key is made and rotated by components/rotation.py, never by Pulumi: the secret is
+        created empty. `force_destroy` lets `pulumi destroy` delete the user with its keys."""
+        user = aws.iam.User(f"{name}-s3-user", path="/redcap/", force_destroy=True, opts=child)
         aws.iam.UserPolicy(
             f"{name}-s3-user-policy", user=user.name,
             policy=pulumi.Output.all(bucket.arn, key.arn).apply(lambda a: redcap_s3_user_policy(a[0], a[1])),
             opts=child)
-        access_key = aws.iam.AccessKey(f"{name}-s3-key", user=user.name, opts=child)
-        return encrypted_secret(
-            f"{name}-s3-credentials", kms_key_arn=key.arn,
-            description="REDCap S3 file storage: IAM access key pair (AccessKeyId, SecretAccessKey)",
-            value=pulumi.Output.all(access_key.id, access_key.secret).apply(
-                lambda a: json.dumps({"AccessKeyId": a[0], "SecretAccessKey": a[1]}, sort_keys=True)),
+        self.s3_user_name = user.name
+        self.s3_user_arn = user.arn
+        return aws.secretsmanager.Secret(
+            f"{name}-s3-credentials", kms_key_id=key.arn,
+            description="REDCap S3 file storage: IAM access key pair (AccessKeyId, SecretAccessKey), made and "
+                        "rotated by the key-rotation function",
             opts=child)
 
     def _salt(self, name: str, key: aws.kms.Key, args: StorageArgs) -> aws.secretsmanager.Secret:
