@@ -3,6 +3,7 @@ import pulumi
 
 import settings as stage
 from settings import paths
+from components.backup import Backup, BackupArgs, VaultLockArgs
 from components.context import AwsContext
 from components.database import Database, DatabaseArgs
 from components.delegation import NsDelegation, NsDelegationArgs
@@ -43,6 +44,8 @@ def application_stack() -> None:
         protect=config.protect_data,
         versioning=config.app_bucket_versioning,
         alb_access_logs=config.uses_ecs,
+        backup_copy_accounts=(stage.vault_arn_region_and_account(config.backup.copy_to_vault_arn)[1],)
+        if config.backup_enabled and config.backup.copy_to_vault_arn else (),
     ))
 
     network = Network("redcap", NetworkArgs(
@@ -71,6 +74,22 @@ def application_stack() -> None:
         subnet_ids=network.isolated_subnet_ids,
         security_group_id=network.database_security_group_id,
     ))
+
+    lock = config.backup.vault_lock
+    backup = Backup("redcap-backup", BackupArgs(
+        context=context,
+        kms_key_arn=storage.kms_key_arn,
+        cluster_arn=database.cluster_arn,
+        bucket_arn=storage.app_bucket_arn,
+        retention_days=config.backup.retention_days,
+        monthly_retention_days=config.backup.monthly_retention_days,
+        copy_to_region=config.backup.copy_to_region,
+        copy_to_vault_arn=config.backup.copy_to_vault_arn,
+        vault_lock=VaultLockArgs(lock.mode, lock.min_retention_days, lock.max_retention_days,
+                                 lock.changeable_for_days) if lock is not None else None,
+        keep_on_destroy=config.keep_data_on_destroy,
+        protect=config.protect_data,
+    )) if config.backup_enabled else None
 
     # Edge (issue 3): WAF, domain, e-mail, threat detection.
     firewall = Firewall("redcap", FirewallArgs(
@@ -264,6 +283,13 @@ def application_stack() -> None:
     pulumi.export("sesIdentityArn", email.identity_arn)
     pulumi.export("senderAddress", email.sender_address)
     pulumi.export("smtpCredentialsSecretArn", email.smtp_credentials_secret_arn)
+    if backup is not None:
+        pulumi.export("backupVaultArn", backup.vault_arn)
+        pulumi.export("backupVaultName", backup.vault_name)
+        pulumi.export("backupPlanId", backup.plan_id)
+        pulumi.export("backupRoleArn", backup.role_arn)
+        if backup.copy_vault_arn is not None:
+            pulumi.export("backupCopyVaultArn", backup.copy_vault_arn)
     pulumi.export("credentialRotationFunctionName", rotation.function_name)
     pulumi.export("credentialRotationAlarmTopicArn", rotation.alarm_topic_arn)
     if threat_detection is not None:

@@ -23,6 +23,9 @@ from components.secrets import encrypted_secret
 # Lifecycle of the REDCap file bucket and its logs (as the original): files REDCap keeps for
 # years but rarely reads move to cheaper classes; nothing expires.
 TRANSITIONS = ((90, "STANDARD_IA"), (180, "INTELLIGENT_TIERING"))
+# The access logs are the audit trail of who read which file: the log bucket is versioned, so a
+# deleted or overwritten log stays recoverable (and the deletion visible) this long.
+LOG_NONCURRENT_DAYS = 365
 SALT_GENERATION_ARGS = ["length", "special", "upper", "lower", "numeric", "minLower", "minUpper",
                         "minNumeric", "minSpecial", "overrideSpecial"]
 
@@ -34,6 +37,9 @@ class StorageArgs:
     protect: bool
     versioning: bool
     alb_access_logs: bool = False
+    # Accounts that receive copies of the backups: the key encrypting the database's recovery
+    # points must let them use it.
+    backup_copy_accounts: tuple[str, ...] = ()
 
 
 class Storage(pulumi.ComponentResource):
@@ -63,7 +69,7 @@ class Storage(pulumi.ComponentResource):
             enable_key_rotation=True,
             deletion_window_in_days=30,
             policy=pulumi.Output.all(ctx.partition, ctx.account_id).apply(
-                lambda a: policies.stack_key_policy(a[0], a[1], ctx.region)),
+                lambda a: policies.stack_key_policy(a[0], a[1], ctx.region, args.backup_copy_accounts)),
             opts=keep,
         )
         aws.kms.Alias(f"{name}-key-alias", name=f"alias/redcap-{ctx.stack}", target_key_id=key.key_id,
@@ -95,9 +101,18 @@ class Storage(pulumi.ComponentResource):
 
     # -- buckets ----------------------------------------------------------------------------
 
-    def _private_bucket(self, name: str, args: StorageArgs, keep: pulumi.ResourceOptions) -> aws.s3.Bucket:
+    def _private_bucket(self, name: str, args: StorageArgs, keep: pulumi.ResourceOptions,
+                        noncurrent_days: Optional[int] = None) -> aws.s3.Bucket:
+        """With `noncurrent_days` the bucket is always versioned and an overwritten or deleted
+        object's earlier version is kept that long (delete markers left alone are cleaned up)."""
         bucket = buckets.private_bucket(name, force_destroy=not args.keep_on_destroy, parent=self, opts=keep,
                                         retain_on_delete=args.keep_on_destroy)
+        versioning: list[pulumi.Resource] = []
+        if noncurrent_days is not None:
+            versioning.append(aws.s3.BucketVersioning(
+                f"{name}-versioning", bucket=bucket.id,
+                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+                opts=buckets.settings_options(self, args.keep_on_destroy)))
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle", bucket=bucket.id,
             rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
@@ -107,13 +122,18 @@ class Storage(pulumi.ComponentResource):
                              for d, c in TRANSITIONS],
                 abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
                     days_after_initiation=7),
+                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                    noncurrent_days=noncurrent_days) if noncurrent_days is not None else None,
+                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(expired_object_delete_marker=True)
+                if noncurrent_days is not None else None,
             )],
-            opts=buckets.settings_options(self, args.keep_on_destroy))
+            # Versioning first: S3 then applies the noncurrent-version rule to a versioned bucket.
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.keep_on_destroy, depends_on=versioning))
         return bucket
 
     def _log_bucket(self, name: str, args: StorageArgs, keep: pulumi.ResourceOptions) -> aws.s3.Bucket:
         ctx = args.context
-        bucket = self._private_bucket(f"{name}-logs", args, keep)
+        bucket = self._private_bucket(f"{name}-logs", args, keep, noncurrent_days=LOG_NONCURRENT_DAYS)
         # Kept with the bucket (components/buckets.py says why).
         child = buckets.settings_options(self, args.keep_on_destroy)
         # S3 server access logs and ALB access logs can only be delivered to a bucket encrypted

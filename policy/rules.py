@@ -123,6 +123,8 @@ WILDCARD_RESOURCE_ACTIONS: Mapping[str, str] = {
     "ec2:describedhcpoptions": "EC2 Describe* actions support no resource-level permissions",
     "ec2:describeinstances": "EC2 Describe* actions support no resource-level permissions",
     "route53:listhostedzones": "account-wide listing; Route 53 defines no resource for it",
+    "apprunner:listservices": "account-wide listing; App Runner defines no resource for it (the key rotation "
+    "finds its service's generated ARN by name)",
 }
 
 # AWS-managed policies (arn:aws:iam::aws:policy/<suffix>) that may be attached (cdk-nag IAM4).
@@ -138,6 +140,12 @@ ALLOWED_MANAGED_POLICIES: Mapping[str, str] = {
     "service-role/AWSLambdaBasicExecutionRole": "a Lambda function writing its own logs",
     "service-role/AWSLambdaVPCAccessExecutionRole": "a Lambda function in the VPC managing its network "
     "interfaces",
+    "service-role/AWSBackupServiceRolePolicyForBackup": "AWS Backup's role for the stage's backup plan, as AWS Backup "
+    "documents it (AWS keeps the list of snapshot, copy and KMS-grant actions current; a missing one fails silently)",
+    "service-role/AWSBackupServiceRolePolicyForRestores": "AWS Backup's role restoring the stage's recovery points, as "
+    "AWS Backup documents it",
+    "AWSBackupServiceRolePolicyForS3Backup": "AWS Backup's role backing up the file bucket, as AWS Backup documents it",
+    "AWSBackupServiceRolePolicyForS3Restore": "AWS Backup's role restoring the file bucket, as AWS Backup documents it",
 }
 
 MIN_BACKUP_RETENTION_DAYS = 7

@@ -166,6 +166,7 @@ def _service_of(type_: str) -> str:
 
 # Per-type outputs a real provider computes. Values are fixed, so two runs give the same result.
 def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    region = inputs.get("region") or region  # pulumi-aws 7: a resource may live in another region
     arn = _arn(_service_of(type_), f"{name}", region)
     if type_ == "aws:kms/key:Key":
         return {"arn": _arn("kms", f"key/{name}-key-id", region), "keyId": f"{name}-key-id"}
@@ -227,6 +228,9 @@ def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str
     if type_ == "aws:route53/zone:Zone":
         return {"zoneId": f"Z{name.upper().replace('-', '')[:12]}", "nameServers": [
             "ns-1.awsdns-01.org", "ns-2.awsdns-02.co.uk", "ns-3.awsdns-03.com", "ns-4.awsdns-04.net"]}
+    if type_ == "aws:backup/vault:Vault":
+        vault = inputs.get("name") or name
+        return {"arn": _arn("backup", f"backup-vault:{vault}", region), "name": vault}
     if type_ in COMPUTE_OUTPUTS:
         return COMPUTE_OUTPUTS[type_](name, inputs, region)
     return {"arn": arn}
