@@ -153,7 +153,6 @@ def application_stack() -> None:
         private_subnet_ids=network.private_subnet_ids,
         log_bucket_name=storage.log_bucket_name,
         log_retention_days=config.log_retention(365),
-        artifacts_force_destroy=not config.keep_data_on_destroy,
         ca_bundle=paths.RELEASES_DIR / "rds-ca-bundle.pem" if (paths.RELEASES_DIR / "rds-ca-bundle.pem").is_file() else None,
     ))
     app_login = DatabaseAppLogin("redcap-db-app", username=database.app_user, kms_key_arn=storage.kms_key_arn) \

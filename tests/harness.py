@@ -274,6 +274,17 @@ COMPUTE_OUTPUTS: dict[str, Callable[[str, dict[str, Any], str], dict[str, Any]]]
     "aws:ec2/instance:Instance": lambda name, inputs, region: {
         "id": "i-0123456789abcdef0", "arn": _arn("ec2", "instance/i-0123456789abcdef0", region),
         "privateIp": "10.0.2.10"},
+    "aws:s3/bucketObjectv2:BucketObjectv2": lambda name, inputs, region: {
+        "versionId": f"v-{name}-0001", "etag": f'"{name}-etag"'},
+    "aws:signer/signingProfile:SigningProfile": lambda name, inputs, region: {
+        "arn": _arn("signer", f"/signing-profiles/{inputs.get('name', name)}", region),
+        "versionArn": _arn("signer", f"/signing-profiles/{inputs.get('name', name)}/abcdEFGH12", region),
+        "version": "abcdEFGH12"},
+    # Signer names the signed copy after its job id, under the destination prefix.
+    "aws:signer/signingJob:SigningJob": lambda name, inputs, region: {
+        "jobId": f"{name}-job-0001", "signedObjects": [{"s3s": [{
+            "bucket": inputs["destination"]["s3"]["bucket"],
+            "key": f"{inputs['destination']['s3'].get('prefix', '')}{name}-job-0001.zip"}]}]},
     "docker:index/image:Image": lambda name, inputs, region: {
         "repoDigest": f"{str(inputs.get('imageName', name)).split(':')[0]}@sha256:{'ab' * 32}"},
 }
