@@ -110,7 +110,8 @@ def test_one_rotating_kms_key(dev, prod):
         assert key.inputs["enableKeyRotation"] is True
         policy = json.loads(key.inputs["policy"])
         sids = {s["Sid"] for s in policy["Statement"]}
-        assert sids == {"AccountAdministersKeyThroughIam", "CloudWatchLogsOfThisAccount", "PublishersToEncryptedTopics"}
+        assert sids == {"AccountAdministersKeyThroughIam", "CloudWatchLogsOfThisAccount", "PublishersToEncryptedTopics",
+                        "CloudWatchAlarmsToEncryptedTopics"}
         logs = next(s for s in policy["Statement"] if s["Sid"] == "CloudWatchLogsOfThisAccount")
         assert logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"] == \
             "arn:aws:logs:us-east-1:123456789012:*"
@@ -136,7 +137,8 @@ def test_buckets_are_private_tls_only_and_tiered(prod, bucket):
     rules = _bucket_children(prod, bucket, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")[0]["rules"]
     assert [(t["days"], t["storageClass"]) for t in rules[0]["transitions"]] == [
         (90, "STANDARD_IA"), (180, "INTELLIGENT_TIERING")]
-    assert "expiration" not in rules[0]
+    # Nothing current ever expires (the log bucket only clears delete markers left alone).
+    assert rules[0].get("expiration") in (None, {"expiredObjectDeleteMarker": True})
 
 
 def test_file_bucket_encrypted_with_the_stack_key_and_logged(prod):
@@ -309,7 +311,7 @@ def test_dev_destroy_removes_everything(dev):
 
 def test_prod_snapshot_keeps_a_unique_stable_final_snapshot(prod):
     c = prod.one(CLUSTER)
-    suffix = prod.one("random:index/randomId:RandomId", "suffix")
+    suffix = prod.named("redcap-suffix", "random:index/randomId:RandomId")
     assert suffix.inputs["byteLength"] == 4 and suffix.inputs["keepers"] == {"restoreFrom": ""}
     assert c.inputs["clusterIdentifier"] == "redcap-prod-a1b2c3d4"
     assert c.inputs["finalSnapshotIdentifier"] == "redcap-prod-a1b2c3d4-final"
@@ -319,7 +321,9 @@ def test_prod_snapshot_keeps_a_unique_stable_final_snapshot(prod):
     for type_, name in DATA:
         r = prod.one(type_, name)
         assert r.retain_on_delete is True and r.protect is True, r.name
-    assert all(b.inputs["forceDestroy"] is False for b in prod.of_type(BUCKET))
+    # Data buckets stay; the image artifacts bucket holds only what the project folder reproduces.
+    assert {b.name: b.inputs["forceDestroy"] for b in prod.of_type(BUCKET)} == {
+        "redcap-files": False, "redcap-logs": False, "redcap-artifacts": True}
     assert prod.outputs["dbFinalSnapshotIdentifier"] == "redcap-prod-a1b2c3d4-final"
 
 
@@ -347,7 +351,7 @@ def test_restore_from_snapshot_replaces_the_cluster_under_a_new_name():
     c = run.one(CLUSTER).inputs
     assert c["snapshotIdentifier"] == "redcap-prod-a1b2c3d4-final"
     assert "databaseName" not in c and "masterUsername" not in c
-    suffix = run.one("random:index/randomId:RandomId", "suffix")
+    suffix = run.named("redcap-suffix", "random:index/randomId:RandomId")
     assert suffix.inputs["keepers"] == {"restoreFrom": "redcap-prod-a1b2c3d4-final"}
 
 
