@@ -196,6 +196,49 @@ def test_context_goes_to_a_private_kms_encrypted_tls_only_logged_artifacts_bucke
     assert source["type"] == "S3" and source["location"] == f"{bucket.id}/contexts/{run.outputs['imageTag']}.zip"
 
 
+def test_trigger_zip_is_deterministic_and_named_by_its_content(tmp_path):
+    first, digest = image_module.function_zip(ROOT / "functions" / "build_trigger.py", tmp_path / "a")
+    second, again = image_module.function_zip(ROOT / "functions" / "build_trigger.py", tmp_path / "b")
+    assert first.read_bytes() == second.read_bytes() and digest == again
+    assert first.name == f"build_trigger-{digest}.zip"
+    with zipfile.ZipFile(first) as archive:
+        assert archive.namelist() == ["build_trigger.py"]
+        assert archive.read("build_trigger.py") == (ROOT / "functions" / "build_trigger.py").read_bytes()
+        assert archive.getinfo("build_trigger.py").date_time == image_module.ZIP_EPOCH
+
+
+def test_signer_profile_names_fit_and_carry_the_stage():
+    assert image_module.signing_profile_name("prod-eu", "a1b2c3d4") == "redcap_prod_eu_a1b2c3d4"
+    assert len(image_module.signing_profile_name("x" * 40, "a1b2c3d4")) <= 64
+
+
+def test_trigger_runs_only_code_this_stack_signed_and_one_at_a_time():
+    run = run_variant("prod")
+    function = run.named("redcap-trigger", "aws:lambda/function:Function")
+    assert function.inputs["reservedConcurrentExecutions"] == 1.0
+    assert "code" not in function.inputs  # no unsigned inline archive
+    code = run.named("redcap-trigger-code")
+    artifacts = run.named("redcap-artifacts")
+    digest = code.inputs["key"].removeprefix("functions/build_trigger-").removesuffix(".zip")
+    assert code.inputs["bucket"] == artifacts.id and len(digest) == 12
+    assert run.named("redcap-artifacts-versioning").urn in code.dependencies  # uploaded as a version
+    job = run.one("aws:signer/signingJob:SigningJob")
+    assert job.inputs["source"] == {"s3": {"bucket": artifacts.id, "key": code.inputs["key"],
+                                           "version": code.outputs["versionId"]}}
+    assert job.inputs["destination"] == {"s3": {"bucket": artifacts.id, "prefix": "signed/"}}
+    assert job.inputs["ignoreSigningJobFailure"] is False
+    signed = job.outputs["signedObjects"][0]["s3s"][0]
+    assert (function.inputs["s3Bucket"], function.inputs["s3Key"]) == (signed["bucket"], signed["key"])
+    profile = run.one("aws:signer/signingProfile:SigningProfile")
+    assert profile.inputs["platformId"] == "AWSLambda-SHA384-ECDSA" and job.inputs["profileName"] == profile.inputs["name"]
+    assert profile.inputs["name"] == "redcap_prod_a1b2c3d4"
+    assert profile.inputs["signatureValidityPeriod"] == {"value": 135.0, "type": "MONTHS"}
+    config = run.one("aws:lambda/codeSigningConfig:CodeSigningConfig")
+    assert config.inputs["allowedPublishers"] == {"signingProfileVersionArns": [profile.outputs["versionArn"]]}
+    assert config.inputs["policies"] == {"untrustedArtifactOnDeployment": "Enforce"}
+    assert function.inputs["codeSigningConfigArn"] == config.outputs["arn"]
+
+
 def test_trigger_lambda_is_invoked_once_per_tag_and_waits_for_the_build():
     run = run_variant("prod")
     function = run.named("redcap-trigger", "aws:lambda/function:Function")
