@@ -282,6 +282,7 @@ def application_stack() -> None:
     pulumi.export("sesIdentityArn", email.identity_arn)
     pulumi.export("senderAddress", email.sender_address)
     pulumi.export("smtpCredentialsSecretArn", email.smtp_credentials_secret_arn)
+    pulumi.export("s3CredentialsSecretArn", storage.s3_credentials_secret_arn)
     if backup is not None:
         pulumi.export("backupVaultArn", backup.vault_arn)
         pulumi.export("backupVaultName", backup.vault_name)

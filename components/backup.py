@@ -14,7 +14,8 @@
   can assume, with AWS's managed backup and restore policies (why: docs/security.md).
 - Copies: to a vault this component creates in another region (with a KMS key of its own
   there: keys are regional), and/or to a vault given by ARN (another account of the same AWS
-  Organization; that account's side is in docs/security.md).
+  Organization; that account's side is in docs/security.md). The vault's access policy lets
+  that account copy recovery points back, for a restore.
 - Vault lock (governance or compliance) on every vault this component creates.
 
 On `pulumi destroy`: when the stage keeps its data, the vaults, their lock and the copy key are
@@ -93,6 +94,36 @@ def copy_key_policy(partition: str, account_id: str) -> str:
     }])
 
 
+def destination_vault_access_policy(partition: str, source_account: str) -> str:
+    """What the destination account sets on its vault (docs/security.md): this stage's account
+    may copy recovery points into it, nothing more."""
+    return policies.document([{
+        "Sid": "CopiesFromRedcapAccount",
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:{partition}:iam::{source_account}:root"},
+        "Action": "backup:CopyIntoBackupVault",
+        "Resource": "*",  # In a vault access policy, "*" means this vault.
+    }])
+
+
+def copy_back_policy(vault_arn: str, partition: str, account: str) -> str:
+    """This stage's vault accepts copies back from the account it copies to: how a recovery point
+    of the backup account returns here for a restore (docs/security.md)."""
+    return policies.document([{
+        "Sid": "CopiesBackFromBackupAccount",
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"},
+        "Action": "backup:CopyIntoBackupVault",
+        "Resource": vault_arn,
+    }])
+
+
+def destination_key_statement(partition: str, source_account: str) -> dict:
+    """The statement the destination account adds to its vault key's policy, so that recovery
+    points can be copied back to this account for a restore (docs/security.md)."""
+    return policies.cross_account_copy_statement(partition, [source_account]) | {"Sid": "CopiesBackToRedcapAccount"}
+
+
 def plan_rules(*, vault_name: pulumi.Input[str], retention_days: int, monthly_retention_days: Optional[int],
                copy_vault_arns: list[pulumi.Input[str]], tags: dict[str, str]) -> list[aws.backup.PlanRuleArgs]:
     def rule(rule_name: str, schedule: str, days: int) -> aws.backup.PlanRuleArgs:
@@ -146,6 +177,12 @@ class Backup(pulumi.ComponentResource):
             copy_vault_arns.append(self.copy_vault_arn)
         if args.copy_to_vault_arn:
             copy_vault_arns.append(args.copy_to_vault_arn)
+            destination_account = args.copy_to_vault_arn.split(":")[4]
+            aws.backup.VaultPolicy(
+                f"{name}-vault-policy", backup_vault_name=vault.name,
+                policy=pulumi.Output.all(vault.arn, ctx.partition).apply(
+                    lambda a: copy_back_policy(a[0], a[1], destination_account)),
+                opts=keep)
 
         role = aws.iam.Role(
             f"{name}-role", description=f"AWS Backup of REDCap {ctx.stack}: backs up and restores its cluster and bucket",

@@ -162,3 +162,16 @@ def test_the_access_log_bucket_keeps_deleted_logs_recoverable(stack):
     assert versioning.urn in lifecycle.dependencies
     files_rule = run.named("redcap-files-lifecycle").inputs["rules"][0]
     assert "noncurrentVersionExpiration" not in files_rule and "expiration" not in files_rule
+
+
+def test_the_backup_account_may_copy_recovery_points_back_for_a_restore():
+    run = variant("prod-backup-copies-compliance-lock")
+    vault = run.named("redcap-backup-vault", "aws:backup/vault:Vault")
+    policy = run.named("redcap-backup-vault-policy")
+    assert policy.inputs["backupVaultName"] == vault.outputs["name"]
+    assert json.loads(policy.inputs["policy"])["Statement"] == [{
+        "Sid": "CopiesBackFromBackupAccount", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::210987654321:root"},
+        "Action": "backup:CopyIntoBackupVault", "Resource": vault.outputs["arn"]}]
+    assert policy.retain_on_delete is True
+    assert cached_run("prod").of_type("aws:backup/vaultPolicy:VaultPolicy") == []
