@@ -26,6 +26,7 @@ import pulumi_aws as aws
 
 from components import policies
 from components.context import AwsContext
+from components.secrets import rotated_key_user
 
 DKIM_TOKENS = 3  # Easy DKIM always issues three tokens
 DNS_TTL = 1800
@@ -76,25 +77,9 @@ def smtp_send_policy(identity_arns: Sequence[str], configuration_set_arn: Option
 
 
 def bounce_topic_policy(topic_arn: str, account_id: str, configuration_set_arn: str) -> str:
-    return policies.document([
-        {
-            "Sid": "SesPublishesEventsOfOurConfigurationSet",
-            "Effect": "Allow",
-            "Principal": {"Service": "ses.amazonaws.com"},
-            "Action": "sns:Publish",
-            "Resource": topic_arn,
-            "Condition": {"StringEquals": {"aws:SourceAccount": account_id,
-                                           "aws:SourceArn": configuration_set_arn}},
-        },
-        {
-            "Sid": "DenyInsecureTransport",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "sns:Publish",
-            "Resource": topic_arn,
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        },
-    ])
+    return policies.service_topic_policy(topic_arn, "SesPublishesEventsOfOurConfigurationSet", "ses.amazonaws.com",
+                                         {"StringEquals": {"aws:SourceAccount": account_id,
+                                                           "aws:SourceArn": configuration_set_arn}})
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,19 +197,14 @@ class Email(pulumi.ComponentResource):
 
     def _smtp_user(self, name: str, args: EmailArgs, configuration_set_arn: Optional[pulumi.Output[str]],
                    child: pulumi.ResourceOptions) -> pulumi.Output[str]:
-        # The key and its SMTP password are made and rotated by components/rotation.py, never by
-        # Pulumi: the secret is created empty. `force_destroy` deletes the user with its keys.
-        user = aws.iam.User(f"{name}-smtp-user", path="/redcap/", force_destroy=True, opts=child)
-        aws.iam.UserPolicy(
-            f"{name}-smtp-send", user=user.name,
-            policy=pulumi.Output.all(self.identity_arns, configuration_set_arn).apply(
+        # The key and its SMTP password are made and rotated by components/rotation.py, never by Pulumi.
+        user, secret = rotated_key_user(
+            user=f"{name}-smtp-user", policy=f"{name}-smtp-send", secret=f"{name}-smtp-credentials",
+            user_policy=pulumi.Output.all(self.identity_arns, configuration_set_arn).apply(
                 lambda a: smtp_send_policy(a[0], a[1])),
+            kms_key_arn=args.kms_key_arn, description="REDCap SES SMTP credentials (username, password) for msmtp",
             opts=child)
         self.smtp_user_name = user.name
         self.smtp_user_arn = user.arn
-        return aws.secretsmanager.Secret(
-            f"{name}-smtp-credentials", kms_key_id=args.kms_key_arn,
-            description="REDCap SES SMTP credentials (username, password) for msmtp, made and rotated by the "
-                        "key-rotation function",
-            opts=child).arn
+        return secret.arn
 

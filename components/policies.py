@@ -56,6 +56,29 @@ def deny_insecure_transport(bucket_arn: str) -> dict[str, Any]:
     }
 
 
+def service_topic_policy(topic_arn: str, sid: str, service: str, condition: dict[str, Any]) -> str:
+    """An SNS topic that one AWS service may publish to, under `condition` (which names our
+    account and the publishing resource), and only over TLS."""
+    return document([
+        {
+            "Sid": sid,
+            "Effect": "Allow",
+            "Principal": {"Service": service},
+            "Action": "sns:Publish",
+            "Resource": topic_arn,
+            "Condition": condition,
+        },
+        {
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "sns:Publish",
+            "Resource": topic_arn,
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        },
+    ])
+
+
 # What an account that receives copies of our recovery points needs on the key that encrypts
 # them (AWS Backup cross-account copy; AWS re:Post "Resolve cross-account copy error ... access
 # the given key ID").

@@ -147,24 +147,9 @@ def rotation_policy(*, log_group_arn: str, secret_arns: Sequence[str], user_arns
 
 
 def alarm_topic_policy(topic_arn: str, account_id: str, alarm_arn: str) -> str:
-    return policies.document([
-        {
-            "Sid": "CloudWatchAlarmOfThisStack",
-            "Effect": "Allow",
-            "Principal": {"Service": "cloudwatch.amazonaws.com"},
-            "Action": "sns:Publish",
-            "Resource": topic_arn,
-            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}, "ArnLike": {"aws:SourceArn": alarm_arn}},
-        },
-        {
-            "Sid": "DenyInsecureTransport",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "sns:Publish",
-            "Resource": topic_arn,
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        },
-    ])
+    return policies.service_topic_policy(topic_arn, "CloudWatchAlarmOfThisStack", "cloudwatch.amazonaws.com",
+                                         {"StringEquals": {"aws:SourceAccount": account_id},
+                                          "ArnLike": {"aws:SourceArn": alarm_arn}})
 
 
 # --------------------------------------------------------------------------------------------

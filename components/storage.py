@@ -18,7 +18,7 @@ import pulumi_random as random
 
 from components import buckets, policies
 from components.context import AwsContext
-from components.secrets import encrypted_secret
+from components.secrets import encrypted_secret, rotated_key_user
 
 # Lifecycle of the REDCap file bucket and its logs (as the original): files REDCap keeps for
 # years but rarely reads move to cheaper classes; nothing expires.
@@ -173,21 +173,16 @@ class Storage(pulumi.ComponentResource):
 
     def _s3_credentials(self, name: str, key: aws.kms.Key, bucket: aws.s3.Bucket,
                         child: pulumi.ResourceOptions) -> aws.secretsmanager.Secret:
-        """REDCap's S3 integration takes an access key pair (it cannot use an instance role).
-        The key is made and rotated by components/rotation.py, never by Pulumi: the secret is
-        created empty. `force_destroy` lets `pulumi destroy` delete the user with its keys."""
-        user = aws.iam.User(f"{name}-s3-user", path="/redcap/", force_destroy=True, opts=child)
-        aws.iam.UserPolicy(
-            f"{name}-s3-user-policy", user=user.name,
-            policy=pulumi.Output.all(bucket.arn, key.arn).apply(lambda a: redcap_s3_user_policy(a[0], a[1])),
+        """REDCap's S3 integration takes an access key pair (it cannot use an instance role); the
+        key is made and rotated by components/rotation.py, never by Pulumi."""
+        user, secret = rotated_key_user(
+            user=f"{name}-s3-user", policy=f"{name}-s3-user-policy", secret=f"{name}-s3-credentials",
+            user_policy=pulumi.Output.all(bucket.arn, key.arn).apply(lambda a: redcap_s3_user_policy(a[0], a[1])),
+            kms_key_arn=key.arn, description="REDCap S3 file storage: IAM access key pair (AccessKeyId, SecretAccessKey)",
             opts=child)
         self.s3_user_name = user.name
         self.s3_user_arn = user.arn
-        return aws.secretsmanager.Secret(
-            f"{name}-s3-credentials", kms_key_id=key.arn,
-            description="REDCap S3 file storage: IAM access key pair (AccessKeyId, SecretAccessKey), made and "
-                        "rotated by the key-rotation function",
-            opts=child)
+        return secret
 
     def _salt(self, name: str, key: aws.kms.Key, args: StorageArgs) -> aws.secretsmanager.Secret:
         """REDCap hashes with this salt: a restored database needs the same one."""
