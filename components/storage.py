@@ -8,7 +8,6 @@ stays restorable.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Optional
 

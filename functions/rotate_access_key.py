@@ -56,14 +56,14 @@ CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
 # A staging label on the current version recording when it became current (Unix seconds):
 # deployments that started after that moment run with the new key.
 ROLLOUT_LABEL_PREFIX = "redcap-rollout-since-"
-KEY_TEST_SECONDS = 180  # a new key can take a while to work everywhere (IAM, SES SMTP)
+KEY_TEST_SECONDS = 300  # a new key can take minutes to work everywhere (IAM, SES SMTP)
 RETRY_SECONDS = 5
 OVERDUE_SECONDS = 24 * 3600
 # A rotation runs its four steps in minutes; a pending version older than this is a failed one.
 FAILED_ROTATION_SECONDS = 3600
 # While `pulumi up` waits for the first key, a rotation is given up on sooner (the key test may
 # retry for KEY_TEST_SECONDS).
-STALLED_FIRST_ROTATION_SECONDS = 300
+STALLED_FIRST_ROTATION_SECONDS = 600
 AWAIT_MARGIN_MS = 30_000
 SMTP_PORT = 587
 

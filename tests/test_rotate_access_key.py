@@ -605,12 +605,13 @@ def test_smtp_key_that_ses_refuses_keeps_the_old_credentials(aws, smtp):
     run_rotation(aws, "smtp", smtp_port=port)
     value = current(aws, "smtp")
     fake.reject_first = 10_000
+    start = aws.clock.now()
 
     with pytest.raises(rk.KeyTestFailed, match="SMTP login of .* SMTPAuthenticationError"):
         run_rotation(aws, "smtp", smtp_port=port)
 
     assert current(aws, "smtp") == value and keys(aws, "smtp")[value["username"]] == "Active"
-    assert aws.clock.sleeps * rk.RETRY_SECONDS >= rk.KEY_TEST_SECONDS - rk.RETRY_SECONDS
+    assert aws.clock.now() - start >= rk.KEY_TEST_SECONDS - rk.RETRY_SECONDS  # it kept trying that long
 
 
 def test_smtp_credentials_are_never_sent_without_tls(aws, smtp):

@@ -47,9 +47,9 @@ def test_the_documented_numbers_are_the_code_s():
     fields = StageSettings.model_fields
     assert fields["credential_rotation_days"].default == 90 == MAX_CREDENTIAL_ROTATION_DAYS
     assert "(default 90, at most 90)" in DOC
-    assert rk.KEY_TEST_SECONDS == 180 and "retried for up to 3 minutes" in DOC
+    assert rk.KEY_TEST_SECONDS == 300 and "retried for up to 5 minutes" in DOC
     assert rk.FAILED_ROTATION_SECONDS == 3600 and "older than an hour is a\nfailed rotation" in DOC
-    assert rk.STALLED_FIRST_ROTATION_SECONDS == 300 and "giving a stalled one up after 5 minutes" in DOC
+    assert rk.STALLED_FIRST_ROTATION_SECONDS == 600 and "giving a stalled one up after 10 minutes" in DOC
     assert rk.OVERDUE_SECONDS == 86400 and "still active a day\nafter the switch" in DOC
     assert rotation.RETIRE_SCHEDULE == "rate(15 minutes)" and "every 15 minutes" in DOC
     assert rk.ROLLOUT_LABEL_PREFIX == "redcap-rollout-since-" and "`redcap-rollout-since-<unix time>`" in DOC
