@@ -231,6 +231,8 @@ class Backup(pulumi.ComponentResource):
     def _copy_vault(self, name: str, args: BackupArgs, physical_name: pulumi.Output[str],
                     keep: pulumi.ResourceOptions) -> pulumi.Output[str]:
         ctx, region = args.context, args.copy_to_region
+        # pulumi-aws 7's per-resource `region`: the stack's provider, with its credentials and
+        # default tags, manages these too; no second provider to configure alike.
         key = aws.kms.Key(
             f"{name}-copy-key", region=region, description=f"REDCap {ctx.stack}: backup copies from {ctx.region}",
             enable_key_rotation=True, deletion_window_in_days=30,
