@@ -7,16 +7,18 @@ from components.backup import Backup, BackupArgs, VaultLockArgs
 from components.context import AwsContext
 from components.database import Database, DatabaseArgs
 from components.delegation import NsDelegation, NsDelegationArgs
-from components.dns import Domain, DomainArgs
+from components.dns import Domain, DomainArgs, SiteRecord, SiteRecordArgs
 from components.email import Email, EmailArgs
 from components.firewall import Firewall, FirewallArgs
 from components.network import Network, NetworkArgs
+from components.notifications import export_rows
 from components.rotation import CredentialRotation, CredentialRotationArgs, RolloutTarget, RotatedCredential
 from components.security import ThreatDetection
 from components.storage import Storage, StorageArgs
 from components.apprunner import AppRunnerArgs, AppRunnerService
 from components.cron import Cron, CronArgs
 from components.ecs import FargateArgs, FargateService
+from components.express import ExpressArgs, ExpressService
 from components.image import Image, ImageArgs, config_sql_path
 from components.runtime import DatabaseAppLogin, RuntimeArgs, runtime_contract
 from components.tunnel import TunnelArgs, TunnelHost
@@ -44,6 +46,7 @@ def application_stack() -> None:
         protect=config.protect_data,
         versioning=config.app_bucket_versioning,
         alb_access_logs=config.uses_ecs,
+        key_for_api_destinations=config.cron_minutes > 0,
         backup_copy_accounts=(stage.vault_arn_region_and_account(config.backup.copy_to_vault_arn)[1],)
         if config.backup_enabled and config.backup.copy_to_vault_arn else (),
     ))
@@ -101,13 +104,17 @@ def application_stack() -> None:
         cron_secret=secrets.cron_secret,
         external_web_acl_arn=config.external_resources.waf_web_acl,
         sqli_rules_to_count=config.waf_sqli_rules_to_count,
+        surveys_exempt=config.surveys_exempt_from_allow_lists,
+        # Express is reached through CloudFront, whose web ACLs are CLOUDFRONT scope.
+        scope="CLOUDFRONT" if config.uses_express else "REGIONAL",
     ))
 
     domain = Domain("redcap", DomainArgs(
         domain=config.domain,
         subdomain=config.subdomain,
         host_in_route53=config.host_in_route53,
-        certificate=config.uses_ecs and config.ecs.certificate_arn is None,
+        certificate_region=certificate_region(),
+        stack_region=config.region,
     )) if config.domain else None
 
     email = Email("redcap", EmailArgs(
@@ -117,6 +124,8 @@ def application_stack() -> None:
         zone_id=domain.zone_id if domain is not None else None,
         email=config.email,
         bounce_notification_email=config.bounce_notification_email,
+        sender=config.sender_email,
+        subscribe_emails=config.email_subscriptions,
     ))
 
     threat_detection = ThreatDetection("redcap") if config.guard_duty else None
@@ -132,8 +141,9 @@ def application_stack() -> None:
                               bucket=storage.app_bucket_name),
             RotatedCredential("smtp", email.smtp_credentials_secret_arn, email.smtp_user_name, email.smtp_user_arn),
         ),
-        rollout=RolloutTarget.ecs(config.stack) if config.uses_ecs else RolloutTarget.apprunner(config.stack),
+        rollout=RolloutTarget.for_runtime(config.runtime, config.stack),
         alarm_email=config.email,
+        subscribe_emails=config.email_subscriptions,
     ))
 
     # Compute (issue 4): image, runtime contract, App Runner or ECS, cron, tunnel host.
@@ -178,8 +188,44 @@ def application_stack() -> None:
         ses_secret_arn=rotation.ready_secret_arns["smtp"],
         smtp_email=email.sender_address,
         admin_password_secret_arn=storage.admin_password_secret_arn,
+        configuration_sql=config.configuration_sql,
     ))
-    if config.ecs is not None:
+    subscriptions = list(email.email_subscriptions) + rotation.email_subscriptions
+    if config.express is not None:
+        express = config.express
+        service = ExpressService("redcap", ExpressArgs(
+            context=context,
+            image_uri=image.image_uri,
+            repository_arn=image.repository_arn,
+            runtime=runtime,
+            vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            cpu=express.cpu,
+            memory=express.memory,
+            min_containers=express.scaling.min_containers,
+            max_containers=express.scaling.max_containers,
+            scaling_metric=express.scaling.api_metric,
+            scaling_target=express.scaling.target,
+            web_acl_arn=firewall.web_acl_arn,
+            kms_key_arn=storage.kms_key_arn,
+            log_retention_days=config.log_retention(731),
+            fqdn=domain.fqdn if domain is not None else None,
+            certificate_arn=express.certificate_arn or (domain.certificate_arn if domain is not None else None),
+        ))
+        service_url, custom_url = service.distribution_url, service.custom_url
+        if custom_url and domain is not None and domain.zone_id is not None:
+            SiteRecord("redcap-site", SiteRecordArgs(zone_id=domain.zone_id, fqdn=domain.fqdn,
+                                                     target=service.site_alias))
+        # The distribution's own name answers before the custom domain's DNS does.
+        cron_host, runtime_kind = service.distribution_url, "express"
+        pulumi.export("cloudFrontUrl", service.distribution_url)
+        pulumi.export("expressServiceUrl", service.service_url)
+        pulumi.export("expressClusterName", service.cluster_name)
+        pulumi.export("expressServiceName", service.service_name)
+        pulumi.export("expressLogGroup", service.log_group_name)
+        pulumi.export("expressConsoleUrl", service.console_url)
+        pulumi.export("expressDescribeCommand", service.describe_command)
+    elif config.ecs is not None:
         ecs = config.ecs
         assert domain is not None  # settings require redcap:domain with an ecs block
         fargate = FargateService("redcap", FargateArgs(
@@ -230,19 +276,21 @@ def application_stack() -> None:
             zone_id=domain.zone_id if domain is not None else None,
             zone_name=domain.zone_name if domain is not None else None,
             notification_email=config.email,
+            subscribe_notification_email=config.email_subscriptions,
         ))
         service_url, custom_url = apprunner.service_url, apprunner.custom_url
+        subscriptions += apprunner.email_subscriptions
         # The default URL works before the custom domain's certificate is validated.
         cron_host, runtime_kind = apprunner.service_url, "apprunner"
         pulumi.export("appRunnerServiceUrl", service_url)
     Cron("redcap-cron", CronArgs(context=context, host=cron_host, search_string=firewall.cron_search_string,
-                            minutes=config.cron_minutes, runtime_kind=runtime_kind))
+                            minutes=config.cron_minutes, runtime_kind=runtime_kind, kms_key_arn=storage.kms_key_arn))
     if config.ec2_server_stack is not None:
         tunnel = TunnelHost("redcap-tunnel", TunnelArgs(
             context=context,
             instance_type=config.ec2_server_stack.instance_type,
             duration_hours=config.ec2_server_stack.duration_hours,
-            subnet_id=network.private_subnet_ids.apply(lambda ids: ids[0]),
+            subnet_ids=network.private_subnet_ids,
             image_uri=image.image_uri,
             repository_arn=image.repository_arn,
             runtime=runtime,
@@ -292,8 +340,21 @@ def application_stack() -> None:
             pulumi.export("backupCopyVaultArn", backup.copy_vault_arn)
     pulumi.export("credentialRotationFunctionName", rotation.function_name)
     pulumi.export("credentialRotationAlarmTopicArn", rotation.alarm_topic_arn)
+    # What to confirm (or subscribe by hand) so notifications arrive: docs/email.md.
+    pulumi.export("emailSubscriptions", export_rows(subscriptions, config.region))
     if threat_detection is not None:
         pulumi.export("guardDutyDetectorId", threat_detection.detector_id)
+
+
+def certificate_region() -> str | None:
+    """Where the Domain component validates a certificate for the FQDN: for ECS's load balancer
+    in the stack's region, for Express's CloudFront distribution in us-east-1, none for App
+    Runner (it makes its own) or when the stage brings its own certificate."""
+    if config.ecs is not None and config.ecs.certificate_arn is None:
+        return config.region
+    if config.express is not None and config.express.certificate_arn is None and config.has_zone:
+        return "us-east-1"
+    return None
 
 
 if config.ns_delegation is not None:

@@ -12,7 +12,8 @@ The rotation redeploys the runtime after switching keys (containers read the sec
 REDCap's S3 key lives in redcap_config, which the bootstrap re-syncs then) and deletes the old
 key only once that deployment completed: a schedule checks every 15 minutes. Errors of the
 function (a failed step, a failed deployment, an old key still alive a day later) raise an
-alarm to an encrypted SNS topic, with an e-mail subscription when an address is given.
+alarm to an encrypted SNS topic, with an e-mail subscription when an address is given (or the
+address listed for the operator to subscribe, with redcap:emailSubscriptions false).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import pulumi_aws as aws
 from components import policies
 from components.context import AwsContext
 from components.image import project_relative
+from components.notifications import EmailSubscription, email_subscription
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 HANDLER_FILE = "rotate_access_key.py"
@@ -64,10 +66,22 @@ class RolloutTarget:
         return RolloutTarget("ecs", cluster=resource_name(stack, 255), service=resource_name(stack, 255))
 
     @staticmethod
+    def express(stack: str) -> "RolloutTarget":
+        # ExpressService's cluster and service: an Express Mode service is an ECS service.
+        from components.express import express_name, service_name
+
+        return RolloutTarget("ecs", cluster=express_name(stack), service=service_name(stack))
+
+    @staticmethod
     def apprunner(stack: str) -> "RolloutTarget":
         from components.apprunner import short_name  # AppRunnerService's service name
 
         return RolloutTarget("apprunner", service=short_name(stack, 40))
+
+    @staticmethod
+    def for_runtime(runtime: str, stack: str) -> "RolloutTarget":
+        return {"ecs": RolloutTarget.ecs, "express": RolloutTarget.express,
+                "apprunner": RolloutTarget.apprunner}[runtime](stack)
 
     def as_json(self) -> str:
         body: dict[str, str] = {"kind": self.kind}
@@ -87,6 +101,8 @@ class CredentialRotationArgs:
     credentials: tuple[RotatedCredential, ...]
     rollout: RolloutTarget
     alarm_email: Optional[str] = None
+    # Subscribe alarm_email to the alarm topic (else the operator does, components/notifications.py).
+    subscribe_emails: bool = True
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,6 +177,7 @@ class CredentialRotation(pulumi.ComponentResource):
     function_arn: pulumi.Output[str]
     alarm_topic_arn: pulumi.Output[str]
     ready_secret_arns: dict[str, pulumi.Output[str]]
+    email_subscriptions: list[EmailSubscription]
 
     def __init__(self, name: str, args: CredentialRotationArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("redcap:rotation:CredentialRotation", name, None, opts)
@@ -201,6 +218,7 @@ class CredentialRotation(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[group, role_policy]))
 
         self.ready_secret_arns = {}
+        self.email_subscriptions = []
         for credential in args.credentials:
             self.ready_secret_arns[credential.kind] = self._rotate(name, args, credential, function)
         self._retire_schedule(name, function)
@@ -260,9 +278,9 @@ class CredentialRotation(pulumi.ComponentResource):
                 lambda a: alarm_topic_policy(a[0], a[1], a[2])),
             opts=child)
         if args.alarm_email:
-            aws.sns.TopicSubscription(
-                f"{name}-alarms-subscription", topic=topic.arn, protocol="email", endpoint=args.alarm_email,
-                opts=child)
+            self.email_subscriptions.append(email_subscription(
+                f"{name}-alarms-subscription", topic=topic, address=args.alarm_email,
+                purpose="access key rotation failures", subscribe=args.subscribe_emails, parent=self))
         aws.cloudwatch.MetricAlarm(
             f"{name}-errors", name=alarm_name,
             alarm_description=(f"REDCap {ctx.stack}: a key rotation step, the redeployment after it or the retirement "
