@@ -10,6 +10,7 @@ import pytest
 from harness import ACCOUNT_ID, StackRun, cached_run, run_program
 
 ROTATION = "aws:secretsmanager/secretRotation:SecretRotation"
+APP_RUNNER = {"express": None}  # dev runs on Express; without its block, on App Runner
 FUNCTION = "aws:lambda/function:Function"
 INVOCATION = "aws:lambda/invocation:Invocation"
 
@@ -70,9 +71,14 @@ def test_the_function_knows_each_user_its_secret_and_the_runtime_to_redeploy(pro
     rollout = json.loads(env(run)["ROLLOUT"])
     assert rollout == {"kind": "ecs", "cluster": run.one("aws:ecs/cluster:Cluster").inputs["name"],
                        "service": run.one("aws:ecs/service:Service").inputs["name"]}
+    # An Express Mode service is an ECS service in the Express cluster.
     dev = cached_run("dev")
-    assert json.loads(env(dev)["ROLLOUT"]) == {"kind": "apprunner",
-                                               "service": dev.one("aws:apprunner/service:Service").inputs["serviceName"]}
+    express = dev.one("aws:ecs/expressGatewayService:ExpressGatewayService")
+    assert json.loads(env(dev)["ROLLOUT"]) == {"kind": "ecs", "cluster": express.inputs["cluster"],
+                                               "service": express.inputs["serviceName"]}
+    apprunner = cached_run("dev", APP_RUNNER)
+    assert json.loads(env(apprunner)["ROLLOUT"]) == {
+        "kind": "apprunner", "service": apprunner.one("aws:apprunner/service:Service").inputs["serviceName"]}
 
 
 def test_the_role_grants_exactly_what_the_rotation_does(prod_run):
@@ -92,10 +98,15 @@ def test_the_role_grants_exactly_what_the_rotation_does(prod_run):
         assert all("*" not in action for action in statement["Action"])
         assert "*" not in statement["Resource"]
     # App Runner's service ARN carries a generated id: only the lookup by name needs "*".
-    dev = {s["Sid"]: s for s in role_policy(cached_run("dev"))["Statement"]}
-    assert dev["FindAppRunnerService"] == {"Effect": "Allow", "Action": ["apprunner:ListServices"], "Resource": ["*"],
-                                           "Sid": "FindAppRunnerService"}
-    assert dev["RedeployAppRunner"]["Resource"] == [f"arn:aws:apprunner:us-east-1:{ACCOUNT_ID}:service/redcap-dev/*"]
+    apprunner = {s["Sid"]: s for s in role_policy(cached_run("dev", APP_RUNNER))["Statement"]}
+    assert apprunner["FindAppRunnerService"] == {"Effect": "Allow", "Action": ["apprunner:ListServices"],
+                                                 "Resource": ["*"], "Sid": "FindAppRunnerService"}
+    assert apprunner["RedeployAppRunner"]["Resource"] == [
+        f"arn:aws:apprunner:us-east-1:{ACCOUNT_ID}:service/redcap-dev/*"]
+    express = {s["Sid"]: s for s in role_policy(cached_run("dev"))["Statement"]}
+    assert express["RedeployEcs"]["Resource"] == [
+        f"arn:aws:ecs:us-east-1:{ACCOUNT_ID}:service/redcap-dev-express/redcap-dev"]
+    assert "FindAppRunnerService" not in express
 
 
 def test_the_function_logs_to_an_encrypted_group_and_runs_long_enough_to_wait(prod_run):
@@ -110,10 +121,13 @@ def test_the_function_logs_to_an_encrypted_group_and_runs_long_enough_to_wait(pr
     assert json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
 
 
-@pytest.mark.parametrize("stack, runtime_type", [("prod", "aws:ecs/taskDefinition:TaskDefinition"),
-                                                 ("dev", "aws:apprunner/service:Service")])
-def test_the_runtime_starts_only_once_both_first_keys_exist(stack, runtime_type):
-    run = cached_run(stack)
+@pytest.mark.parametrize("stack, overrides, runtime_type", [
+    ("prod", {}, "aws:ecs/taskDefinition:TaskDefinition"),
+    ("dev", {}, "aws:ecs/expressGatewayService:ExpressGatewayService"),
+    ("dev", {"express": None}, "aws:apprunner/service:Service"),
+], ids=["ecs", "express", "apprunner"])
+def test_the_runtime_starts_only_once_both_first_keys_exist(stack, overrides, runtime_type):
+    run = cached_run(stack, overrides)
     waits = {i.name: i for i in run.of_type(INVOCATION) if i.name.startswith("redcap-rotation-")}
     assert set(waits) == {"redcap-rotation-s3-first-key", "redcap-rotation-smtp-first-key"}
     for kind, wait in (("s3", waits["redcap-rotation-s3-first-key"]), ("smtp", waits["redcap-rotation-smtp-first-key"])):
@@ -157,6 +171,9 @@ def test_a_failure_of_the_function_alarms_to_an_encrypted_topic(prod_run):
     subscription = run.named("redcap-rotation-alarms-subscription")
     assert (subscription.inputs["protocol"], subscription.inputs["endpoint"]) == ("email", "redcap-admin@example.org")
     assert run.outputs["credentialRotationAlarmTopicArn"] == topic.outputs["arn"]
+    assert {"purpose": "access key rotation failures", "address": "redcap-admin@example.org",
+            "topicArn": topic.outputs["arn"]}.items() <= next(
+        r for r in run.outputs["emailSubscriptions"] if r["purpose"] == "access key rotation failures").items()
     # The stack key lets CloudWatch publish to the encrypted topic, for this account only.
     statements = {s["Sid"]: s for s in json.loads(run.named("redcap-key").inputs["policy"])["Statement"]}
     assert statements["CloudWatchAlarmsToEncryptedTopics"]["Condition"] == {
@@ -167,3 +184,10 @@ def test_without_an_operator_address_the_topic_has_no_subscription():
     run = run_program("prod", {"email": None, "bounceNotificationEmail": None})
     assert [s for s in run.of_type("aws:sns/topicSubscription:TopicSubscription") if "rotation" in s.name] == []
     assert run.named("redcap-rotation-errors").inputs["alarmActions"] == [run.named("redcap-rotation-alarms").outputs["arn"]]
+
+
+def test_with_subscriptions_left_to_the_operator_the_stack_says_how_to_subscribe():
+    run = cached_run("dev")  # redcap:emailSubscriptions false
+    assert [s for s in run.of_type("aws:sns/topicSubscription:TopicSubscription") if "rotation" in s.name] == []
+    row = next(r for r in run.outputs["emailSubscriptions"] if r["purpose"] == "access key rotation failures")
+    assert row["subscribe"].startswith("aws sns subscribe --region us-east-1 --topic-arn ")
