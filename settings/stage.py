@@ -11,7 +11,9 @@ from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossPr
                              parse_cidr, parse_country, parse_dns_name, parse_email, parse_log_retention,
                              parse_s3_path, parse_timezone, version_from_zip_name)
 from settings.application import ConfigurationSqlMode, parse_configuration_sql
+from settings.backup import BackupSettings
 from settings.compute import EcsSettings, ExpressSettings, TunnelSettings, express_available
+from settings.credentials import parse_rotation_days
 from settings.database import DbSettings
 from settings.dns import NsDelegation
 from settings.edge import ExternalResources
@@ -65,6 +67,8 @@ class StageSettings(_Model):
     app_bucket_versioning: bool = Field(True, alias="appBucketVersioning")
     waf_sqli_rules_to_count: tuple[str, ...] = Field((), alias="wafSqliRulesToCount")
     configuration_sql: ConfigurationSqlMode = Field("onInstall", alias="configurationSql")
+    backup: BackupSettings = BackupSettings()
+    credential_rotation_days: int = Field(90, alias="credentialRotationDays")
 
     # --- single-value rules ------------------------------------------------------------------
 
@@ -228,6 +232,8 @@ class StageSettings(_Model):
                               "[SQLi_BODY]")
         return tuple(sorted(set(names)))
 
+    _rotation = field_validator("credential_rotation_days", mode="before")(lambda v: parse_rotation_days(v))
+
     # --- region-dependent defaults ----------------------------------------------------------
 
     @model_validator(mode="before")
@@ -326,6 +332,7 @@ class StageSettings(_Model):
             problems.append(("allowedIps/allowedCountries", "set with externalResources.wafWebAcl",
                              Problem("no allow-lists when an external web ACL is used (they would be "
                                      "ignored); put them in that ACL", "allowedIps: []")))
+        problems.extend(self._backup_problems())
         if problems:
             raise _CrossProblems(problems)
         return self
@@ -349,6 +356,25 @@ class StageSettings(_Model):
             problems.append(("externalResources.sesIdentity", shared,
                              Problem(f"an identity that covers redcap:email ({self.email or 'not set'}): that "
                                      "address or its domain", "sesIdentity: redcap-admin@example.org")))
+        return problems
+
+    def _backup_problems(self) -> list[tuple[str, Any, Problem]]:
+        backup, problems = self.backup, []
+        if self.backup_enabled and not self.app_bucket_versioning:
+            why = ("backup.enabled is true" if backup.enabled else
+                   f"backups are on by default because removalPolicy {self.removal_policy} keeps the data")
+            problems.append(("appBucketVersioning", False, Problem(
+                f"true while backups are on ({why}; AWS Backup backs up versioned buckets only): set "
+                "appBucketVersioning: true, or turn the backups off with backup.enabled: false",
+                "appBucketVersioning: true")))
+        if backup.copy_to_region is not None and backup.copy_to_region == self.region:
+            problems.append(("backup.copyToRegion", backup.copy_to_region, Problem(
+                f"a region other than the stack's ({self.region}): a copy in the same region does not survive "
+                "the loss of that region", "us-west-2")))
+        if backup.vault_lock is not None and self.removal_policy == "destroy":
+            problems.append(("backup.vaultLock", backup.vault_lock.mode, Problem(
+                "no vault lock with removalPolicy destroy (`pulumi destroy` must delete the vault and its "
+                "recovery points, which a lock forbids); use removalPolicy snapshot or retain", "removalPolicy: snapshot")))
         return problems
 
     def _sender_problems(self) -> list[tuple[str, Any, Problem]]:
@@ -434,6 +460,13 @@ class StageSettings(_Model):
     def keep_data_on_destroy(self) -> bool:
         """snapshot/retain keep the key, buckets and salt so the final snapshot stays usable."""
         return self.removal_policy != "destroy"
+
+    @property
+    def backup_enabled(self) -> bool:
+        """AWS Backup runs by default on stages that keep their data."""
+        if self.backup.enabled is not None:
+            return self.backup.enabled
+        return self.keep_data_on_destroy
 
     @property
     def uses_ecs(self) -> bool:

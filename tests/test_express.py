@@ -160,7 +160,7 @@ def test_cron_calls_the_distribution_with_the_secret():
     destination = run.one("aws:cloudwatch/eventApiDestination:EventApiDestination")
     assert destination.inputs["invocationEndpoint"] == "https://d111111abcdef8.cloudfront.net/cron.php"
     assert destination.inputs["name"] == "redcap-dev-express-cron"
-    assert run.one("aws:cloudwatch/eventRule:EventRule").inputs["scheduleExpression"] == "rate(3 minutes)"
+    assert run.one("aws:cloudwatch/eventRule:EventRule", "cron").inputs["scheduleExpression"] == "rate(3 minutes)"
 
 
 def test_a_zone_gives_a_us_east_1_certificate_the_alias_and_the_site_record():

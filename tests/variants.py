@@ -16,6 +16,11 @@ DEV_DB_NO_BACKTRACK = {"engineVersion": "8.0.mysql_aurora.3.10.3", "dbReaders": 
 EXTERNAL_ACL = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/site/a1b2c3d4-5678-90ab-cdef-111122223333"
 EXTERNAL_CLOUDFRONT_ACL = "arn:aws:wafv2:us-east-1:123456789012:global/webacl/site/a1b2c3d4-5678-90ab-cdef-111122223333"
 ALLOW_LISTS = {"allowedIps": ["203.0.113.0/24", "2001:db8::/32"], "allowedCountries": ["US", "CA"]}
+# A vault in a backup account of the same AWS Organization, and one in this account's other region.
+BACKUP_ACCOUNT_VAULT = "arn:aws:backup:eu-central-1:210987654321:backup-vault:redcap-dr"
+SAME_ACCOUNT_VAULT = "arn:aws:backup:us-west-2:123456789012:backup-vault:redcap-dr"
+COMPLIANCE_LOCK = {"mode": "compliance", "minRetentionDays": 7, "maxRetentionDays": 3650, "changeableForDays": 3,
+                   "acknowledgeIrreversible": True}
 
 # dev runs on Express (its stack file's express block); `"express": None` gives App Runner.
 VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
@@ -55,6 +60,13 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("dev-ecs-sa-east-1", "dev", {"aws:region": "sa-east-1", "db": DEV_DB_NO_BACKTRACK, "express": None,
                                   "ecs": {"certificateArn": CERT_SA_EAST_1},
                                   "domain": "redcap-dev.example.org", "hostInRoute53": False}),
+    ("prod-backup-copies-compliance-lock", "prod", {"backup": {
+        "retentionDays": 35, "monthlyRetentionDays": 365, "copyToRegion": "us-west-2",
+        "copyToVaultArn": BACKUP_ACCOUNT_VAULT, "vaultLock": COMPLIANCE_LOCK}}),
+    ("prod-retain-backup-governance-lock", "prod", {"removalPolicy": "retain", "credentialRotationDays": 30, "backup": {
+        "copyToVaultArn": SAME_ACCOUNT_VAULT,
+        "vaultLock": {"mode": "governance", "minRetentionDays": 1, "maxRetentionDays": 400}}}),
+    ("dev-backup-on", "dev", {"backup": {"enabled": True, "retentionDays": 7}, "appBucketVersioning": True}),
     ("delegation", "dev", {"nsDelegation": {"domain": "example.org", "records": [
         {"name": "redcap", "fromStack": "acme/redcap/prod"},
         {"name": "dev.redcap", "nameServers": ["ns-1.awsdns-01.org", "ns-2.awsdns-02.com"]}]},
