@@ -14,9 +14,10 @@ from components.security import ThreatDetection
 from components.storage import Storage, StorageArgs
 from components.apprunner import AppRunnerArgs, AppRunnerService
 from components.cron import Cron, CronArgs
-from components.ecs import FargateArgs, FargateService
+from components.ecs import IDLE_TIMEOUT_SECONDS, FargateArgs, FargateService
 from components.image import Image, ImageArgs, config_sql_path
-from components.runtime import DatabaseAppLogin, RuntimeArgs, runtime_contract
+from components.runtime import (APP_RUNNER_REQUEST_TIMEOUT_SECONDS, DatabaseAppLogin, RuntimeArgs,
+                                app_runner_memory_mib, runtime_contract)
 from components.tunnel import TunnelArgs, TunnelHost
 
 config, secrets = stage.from_pulumi()
@@ -144,6 +145,12 @@ def application_stack() -> None:
         ses_secret_arn=email.smtp_credentials_secret_arn,
         smtp_email=email.sender_address,
         admin_password_secret_arn=storage.admin_password_secret_arn,
+        # The web tier sizes its PHP workers from these (container/README.md, "Web tier"). Behind
+        # the ALB a request may run as long as the connection's idle timeout allows.
+        memory_mib=config.ecs.memory if config.ecs is not None else app_runner_memory_mib(config.memory),
+        php_memory_limit=config.php_memory_limit,
+        request_timeout_seconds=IDLE_TIMEOUT_SECONDS if config.ecs is not None else APP_RUNNER_REQUEST_TIMEOUT_SECONDS,
+        lb_idle_timeout_seconds=IDLE_TIMEOUT_SECONDS if config.ecs is not None else None,
     ))
     if config.ecs is not None:
         ecs = config.ecs

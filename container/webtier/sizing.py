@@ -64,7 +64,7 @@ MAX_PHP_MEMORY_MIB = 16384
 # pages); anything this large is no limit.
 UNLIMITED_BYTES = 1 << 62
 
-PHP_SIZE_RE = re.compile(r"^([1-9][0-9]{0,5})([MG])$")
+PHP_SIZE_RE = re.compile(r"^([1-9][0-9]{0,5})([MG])$", re.IGNORECASE)
 INT_RE = re.compile(r"^[0-9]{1,7}$")
 
 
@@ -109,7 +109,6 @@ class Plan:
         """What the Apache and PHP-FPM configuration files read (${...} in apache/, php/)."""
         return {
             "REDCAP_PHP_WORKERS": str(self.workers),
-            "REDCAP_PHP_QUEUE": str(self.queue),
             "REDCAP_PHP_SLOTS": str(self.php_slots),
             "REDCAP_APACHE_THREADS": str(self.apache_threads),
             "REDCAP_KEEPALIVE_SECONDS": str(self.keepalive_seconds),
@@ -131,7 +130,7 @@ def parse_php_size_mib(text: str) -> int | None:
     m = PHP_SIZE_RE.match(text.strip())
     if m is None:
         return None
-    mib = int(m.group(1)) * (1024 if m.group(2) == "G" else 1)
+    mib = int(m.group(1)) * (1024 if m.group(2).upper() == "G" else 1)
     return mib if MIN_PHP_MEMORY_MIB <= mib <= MAX_PHP_MEMORY_MIB else None
 
 
