@@ -104,16 +104,16 @@ def test_worker_count(memory: int, php: int, workers: int) -> None:
 
 def test_plan_numbers() -> None:
     plan = make_plan(settings(), 4096, "cgroup v1 limit")
-    assert (plan.workers, plan.queue, plan.php_slots, plan.apache_threads) == (10, 100, 110, 142)
+    assert (plan.workers, plan.queue, plan.php_slots, plan.apache_threads) == (10, 100, 110, 284)
     assert (plan.keepalive_seconds, plan.request_timeout_seconds, plan.proxy_timeout_seconds) == (5, 120, 150)
     assert plan.below_one_worker is False
     assert plan.environment() == {
         "REDCAP_PHP_WORKERS": "10", "REDCAP_PHP_SLOTS": "110",
-        "REDCAP_APACHE_THREADS": "142", "REDCAP_KEEPALIVE_SECONDS": "5", "REDCAP_PROXY_TIMEOUT_SECONDS": "150",
+        "REDCAP_APACHE_THREADS": "284", "REDCAP_KEEPALIVE_SECONDS": "5", "REDCAP_PROXY_TIMEOUT_SECONDS": "150",
         "REDCAP_PHP_MEMORY_LIMIT": "256M", "REDCAP_PHP_MAX_EXECUTION_TIME": "120",
     }
     assert plan.summary() == ("memory 4096 MiB (cgroup v1 limit), PHP memory_limit 256M: 10 PHP workers, queue 100, "
-                              "142 Apache threads; keep-alive 5 s, request timeout 120 s")
+                              "284 Apache threads; keep-alive 5 s, request timeout 120 s")
 
 
 def test_behind_a_load_balancer_keepalive_outlasts_its_idle_timeout() -> None:

@@ -8,7 +8,7 @@ The rule (container/README.md, "Sizing rule"):
     memory   = min(cgroup memory limit, CONTAINER_MEMORY_MIB, MemTotal)          MiB
     workers  = (memory - RESERVE_MIB) // (memory_limit + WORKER_OVERHEAD_MIB),  1..MAX_WORKERS
     queue    = QUEUE_PER_WORKER * workers     requests waiting for a worker, then a fast 503
-    threads  = workers + queue + SPARE_THREADS
+    threads  = 2 * (workers + queue) + SPARE_THREADS
 
 Every PHP worker may use its whole memory_limit at the same time as all the others (a burst of
 exports), so the count is what fits in the worst case: the kernel never has to kill one.
@@ -40,9 +40,11 @@ WORKER_OVERHEAD_MIB = 32 + IMAGEMAGICK_MEMORY_MIB
 # process; beyond this many workers a container should be scaled out rather than up.
 MAX_WORKERS = 128
 QUEUE_PER_WORKER = 10
-# Threads beyond the PHP slots: health checks, static files and the fast 503s stay answered
-# when every PHP slot is taken.
-SPARE_THREADS = 32
+# Apache's threads: the PHP slots (workers + queue), as many again, and 64 more. Health checks,
+# static files and the 503s of a burst as large again as the queue are answered without taking
+# the last idle thread: with none left, the event MPM closes every idle keep-alive connection,
+# one of which a load balancer may be about to use (a 502). An idle thread costs about 20 KiB.
+SPARE_THREADS = 64
 
 # Apache's KeepAliveTimeout is this much longer than the load balancer's idle timeout, so the
 # load balancer is always the side that closes an idle connection (else: intermittent 502s).
@@ -258,7 +260,7 @@ def make_plan(settings: WebSettings, memory_mib: int, memory_source: str) -> Pla
         workers=workers,
         below_one_worker=fitting == 0,
         queue=queue,
-        apache_threads=workers + queue + SPARE_THREADS,
+        apache_threads=2 * (workers + queue) + SPARE_THREADS,
         keepalive_seconds=idle + KEEPALIVE_MARGIN_SECONDS if idle is not None else DEFAULT_KEEPALIVE_SECONDS,
         request_timeout_seconds=settings.request_timeout_seconds,
         proxy_timeout_seconds=settings.request_timeout_seconds + PROXY_TIMEOUT_MARGIN_SECONDS,
