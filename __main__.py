@@ -6,18 +6,20 @@ from settings import paths
 from components.context import AwsContext
 from components.database import Database, DatabaseArgs
 from components.delegation import NsDelegation, NsDelegationArgs
-from components.dns import Domain, DomainArgs
+from components.dns import Domain, DomainArgs, SiteRecord, SiteRecordArgs
 from components.email import Email, EmailArgs
 from components.firewall import Firewall, FirewallArgs
 from components.network import Network, NetworkArgs
+from components.notifications import export_rows
 from components.security import ThreatDetection
 from components.storage import Storage, StorageArgs
 from components.apprunner import AppRunnerArgs, AppRunnerService
 from components.cron import Cron, CronArgs
 from components.ecs import IDLE_TIMEOUT_SECONDS, FargateArgs, FargateService
+from components.express import ORIGIN_READ_TIMEOUT_SECONDS, ExpressArgs, ExpressService
 from components.image import Image, ImageArgs, config_sql_path
-from components.runtime import (APP_RUNNER_REQUEST_TIMEOUT_SECONDS, DatabaseAppLogin, RuntimeArgs,
-                                app_runner_memory_mib, runtime_contract)
+from components.runtime import (ALB_DEFAULT_IDLE_TIMEOUT_SECONDS, APP_RUNNER_REQUEST_TIMEOUT_SECONDS,
+                                DatabaseAppLogin, RuntimeArgs, app_runner_memory_mib, runtime_contract)
 from components.tunnel import TunnelArgs, TunnelHost
 
 config, secrets = stage.from_pulumi()
@@ -43,6 +45,7 @@ def application_stack() -> None:
         protect=config.protect_data,
         versioning=config.app_bucket_versioning,
         alb_access_logs=config.uses_ecs,
+        key_for_api_destinations=config.cron_minutes > 0,
     ))
 
     network = Network("redcap", NetworkArgs(
@@ -82,13 +85,17 @@ def application_stack() -> None:
         cron_secret=secrets.cron_secret,
         external_web_acl_arn=config.external_resources.waf_web_acl,
         sqli_rules_to_count=config.waf_sqli_rules_to_count,
+        surveys_exempt=config.surveys_exempt_from_allow_lists,
+        # Express is reached through CloudFront, whose web ACLs are CLOUDFRONT scope.
+        scope="CLOUDFRONT" if config.uses_express else "REGIONAL",
     ))
 
     domain = Domain("redcap", DomainArgs(
         domain=config.domain,
         subdomain=config.subdomain,
         host_in_route53=config.host_in_route53,
-        certificate=config.uses_ecs and config.ecs.certificate_arn is None,
+        certificate_region=certificate_region(),
+        stack_region=config.region,
     )) if config.domain else None
 
     email = Email("redcap", EmailArgs(
@@ -98,6 +105,8 @@ def application_stack() -> None:
         zone_id=domain.zone_id if domain is not None else None,
         email=config.email,
         bounce_notification_email=config.bounce_notification_email,
+        sender=config.sender_email,
+        subscribe_emails=config.email_subscriptions,
     ))
 
     threat_detection = ThreatDetection("redcap") if config.guard_duty else None
@@ -124,6 +133,17 @@ def application_stack() -> None:
     ))
     app_login = DatabaseAppLogin("redcap-db-app", username=database.app_user, kms_key_arn=storage.kms_key_arn) \
         if config.db_auth == "password" else None
+    # The web tier sizes its PHP workers from the task's or instance's memory, and its request
+    # time and keep-alive from what is in front of it (container/README.md, "Web tier").
+    if config.express is not None:
+        web_memory_mib, request_timeout_seconds = config.express.memory, ORIGIN_READ_TIMEOUT_SECONDS
+        lb_idle_timeout_seconds: int | None = ALB_DEFAULT_IDLE_TIMEOUT_SECONDS
+    elif config.ecs is not None:
+        web_memory_mib, request_timeout_seconds = config.ecs.memory, IDLE_TIMEOUT_SECONDS
+        lb_idle_timeout_seconds = IDLE_TIMEOUT_SECONDS
+    else:
+        web_memory_mib = app_runner_memory_mib(config.memory)
+        request_timeout_seconds, lb_idle_timeout_seconds = APP_RUNNER_REQUEST_TIMEOUT_SECONDS, None
     runtime = runtime_contract(RuntimeArgs(
         context=context,
         port=config.port,
@@ -145,14 +165,48 @@ def application_stack() -> None:
         ses_secret_arn=email.smtp_credentials_secret_arn,
         smtp_email=email.sender_address,
         admin_password_secret_arn=storage.admin_password_secret_arn,
-        # The web tier sizes its PHP workers from these (container/README.md, "Web tier"). Behind
-        # the ALB a request may run as long as the connection's idle timeout allows.
-        memory_mib=config.ecs.memory if config.ecs is not None else app_runner_memory_mib(config.memory),
+        configuration_sql=config.configuration_sql,
+        memory_mib=web_memory_mib,
         php_memory_limit=config.php_memory_limit,
-        request_timeout_seconds=IDLE_TIMEOUT_SECONDS if config.ecs is not None else APP_RUNNER_REQUEST_TIMEOUT_SECONDS,
-        lb_idle_timeout_seconds=IDLE_TIMEOUT_SECONDS if config.ecs is not None else None,
+        request_timeout_seconds=request_timeout_seconds,
+        lb_idle_timeout_seconds=lb_idle_timeout_seconds,
     ))
-    if config.ecs is not None:
+    subscriptions = list(email.email_subscriptions)
+    if config.express is not None:
+        express = config.express
+        service = ExpressService("redcap", ExpressArgs(
+            context=context,
+            image_uri=image.image_uri,
+            repository_arn=image.repository_arn,
+            runtime=runtime,
+            vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            cpu=express.cpu,
+            memory=express.memory,
+            min_containers=express.scaling.min_containers,
+            max_containers=express.scaling.max_containers,
+            scaling_metric=express.scaling.api_metric,
+            scaling_target=express.scaling.target,
+            web_acl_arn=firewall.web_acl_arn,
+            kms_key_arn=storage.kms_key_arn,
+            log_retention_days=config.log_retention(731),
+            fqdn=domain.fqdn if domain is not None else None,
+            certificate_arn=express.certificate_arn or (domain.certificate_arn if domain is not None else None),
+        ))
+        service_url, custom_url = service.distribution_url, service.custom_url
+        if custom_url and domain is not None and domain.zone_id is not None:
+            SiteRecord("redcap-site", SiteRecordArgs(zone_id=domain.zone_id, fqdn=domain.fqdn,
+                                                     target=service.site_alias))
+        # The distribution's own name answers before the custom domain's DNS does.
+        cron_host, runtime_kind = service.distribution_url, "express"
+        pulumi.export("cloudFrontUrl", service.distribution_url)
+        pulumi.export("expressServiceUrl", service.service_url)
+        pulumi.export("expressClusterName", service.cluster_name)
+        pulumi.export("expressServiceName", service.service_name)
+        pulumi.export("expressLogGroup", service.log_group_name)
+        pulumi.export("expressConsoleUrl", service.console_url)
+        pulumi.export("expressDescribeCommand", service.describe_command)
+    elif config.ecs is not None:
         ecs = config.ecs
         assert domain is not None  # settings require redcap:domain with an ecs block
         fargate = FargateService("redcap", FargateArgs(
@@ -203,19 +257,21 @@ def application_stack() -> None:
             zone_id=domain.zone_id if domain is not None else None,
             zone_name=domain.zone_name if domain is not None else None,
             notification_email=config.email,
+            subscribe_notification_email=config.email_subscriptions,
         ))
         service_url, custom_url = apprunner.service_url, apprunner.custom_url
+        subscriptions += apprunner.email_subscriptions
         # The default URL works before the custom domain's certificate is validated.
         cron_host, runtime_kind = apprunner.service_url, "apprunner"
         pulumi.export("appRunnerServiceUrl", service_url)
     Cron("redcap-cron", CronArgs(context=context, host=cron_host, search_string=firewall.cron_search_string,
-                            minutes=config.cron_minutes, runtime_kind=runtime_kind))
+                            minutes=config.cron_minutes, runtime_kind=runtime_kind, kms_key_arn=storage.kms_key_arn))
     if config.ec2_server_stack is not None:
         tunnel = TunnelHost("redcap-tunnel", TunnelArgs(
             context=context,
             instance_type=config.ec2_server_stack.instance_type,
             duration_hours=config.ec2_server_stack.duration_hours,
-            subnet_id=network.private_subnet_ids.apply(lambda ids: ids[0]),
+            subnet_ids=network.private_subnet_ids,
             image_uri=image.image_uri,
             repository_arn=image.repository_arn,
             runtime=runtime,
@@ -255,8 +311,21 @@ def application_stack() -> None:
     pulumi.export("sesIdentityArn", email.identity_arn)
     pulumi.export("senderAddress", email.sender_address)
     pulumi.export("smtpCredentialsSecretArn", email.smtp_credentials_secret_arn)
+    # What to confirm (or subscribe by hand) so notifications arrive: docs/email.md.
+    pulumi.export("emailSubscriptions", export_rows(subscriptions, config.region))
     if threat_detection is not None:
         pulumi.export("guardDutyDetectorId", threat_detection.detector_id)
+
+
+def certificate_region() -> str | None:
+    """Where the Domain component validates a certificate for the FQDN: for ECS's load balancer
+    in the stack's region, for Express's CloudFront distribution in us-east-1, none for App
+    Runner (it makes its own) or when the stage brings its own certificate."""
+    if config.ecs is not None and config.ecs.certificate_arn is None:
+        return config.region
+    if config.express is not None and config.express.certificate_arn is None and config.has_zone:
+        return "us-east-1"
+    return None
 
 
 if config.ns_delegation is not None:

@@ -22,7 +22,9 @@ import pulumi_aws as aws
 
 from components import policies
 from components.context import AwsContext
+from components.notifications import EmailSubscription, email_subscription
 from components.runtime import RuntimeContract
+from settings import regions
 
 HEALTH_PATH = "/healthz"
 # Operation results worth a mail (seed-inventory 7.1).
@@ -32,18 +34,6 @@ OPERATION_STATUSES = (
     "ResumeServiceCompletedSuccessfully", "ResumeServiceFailed",
     "UpdateServiceCompletedSuccessfully", "UpdateServiceFailed",
 )
-# Route53 hosted zones of App Runner's service endpoints, for alias records at a zone apex
-# (a CNAME cannot sit at the apex). Other regions: use a subdomain, which gets a CNAME.
-APPRUNNER_HOSTED_ZONES = {
-    "us-east-2": "Z0224347AD7KVHMLOX31",
-    "us-east-1": "Z01915732ZBZKC8D32TPT",
-    "us-west-2": "Z02243383FTQ64HJ5772Q",
-    "ap-southeast-1": "Z09819469CZ3KQ8PWMCL",
-    "ap-southeast-2": "Z03657752RA8799S0TI5I",
-    "ap-northeast-1": "Z08491812XW6IPYLR6CCA",
-    "eu-central-1": "Z0334911C2FDI2Q9M4FZ",
-    "eu-west-1": "Z087551914Z2PCAU0QHMW",
-}
 RECORD_TTL = 300
 
 
@@ -66,6 +56,8 @@ class AppRunnerArgs:
     zone_id: Optional[pulumi.Input[str]] = None
     zone_name: Optional[str] = None
     notification_email: Optional[str] = None
+    # redcap:emailSubscriptions: subscribe notification_email to the topic (else topic only).
+    subscribe_notification_email: bool = True
 
 
 def short_name(stack: str, limit: int) -> str:
@@ -114,6 +106,7 @@ class AppRunnerService(pulumi.ComponentResource):
     service_arn: pulumi.Output[str]
     service_url: pulumi.Output[str]
     custom_url: Optional[str]
+    email_subscriptions: list[EmailSubscription]
 
     def __init__(self, name: str, args: AppRunnerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("redcap:apprunner:AppRunnerService", name, None, opts)
@@ -179,6 +172,7 @@ class AppRunnerService(pulumi.ComponentResource):
         if args.fqdn and args.zone_id is not None:
             self.custom_url = f"https://{args.fqdn}"
             pending.append(self._custom_domain(name, args, service))
+        self.email_subscriptions = []
         if args.notification_email:
             self._notifications(name, args, service_name)
 
@@ -192,11 +186,9 @@ class AppRunnerService(pulumi.ComponentResource):
             f"{name}-domain", domain_name=args.fqdn, service_arn=service.arn, enable_www_subdomain=False, opts=child)
 
         if is_apex(args.fqdn, args.zone_name):
-            hosted_zone = APPRUNNER_HOSTED_ZONES.get(args.context.region)
-            if hosted_zone is None:
-                raise ValueError(
-                    f"App Runner has no known alias hosted zone in {args.context.region}, so {args.fqdn} (a zone "
-                    f"apex) cannot point at it; use a subdomain (redcap:subdomain), which gets a CNAME")
+            # The hosted zone of App Runner's endpoints, for an alias at a zone apex (a CNAME cannot
+            # sit there); settings allow App Runner only in regions that have one.
+            hosted_zone = regions.require(args.context.region).app_runner_zone_id
             aws.route53.Record(
                 f"{name}-site", zone_id=args.zone_id, name=args.fqdn, type="A",
                 aliases=[{"name": association.dns_target, "zone_id": hosted_zone, "evaluate_target_health": False}],
@@ -229,9 +221,13 @@ class AppRunnerService(pulumi.ComponentResource):
         rule = aws.cloudwatch.EventRule(
             f"{name}-operations", description="App Runner operation results of the REDCap service",
             event_pattern=notification_pattern(service_name), opts=child)
-        aws.sns.TopicPolicy(f"{name}-notifications-policy", arn=topic.arn,
-                            policy=pulumi.Output.all(topic.arn, rule.arn).apply(lambda a: topic_policy(a[0], a[1])),
-                            opts=child)
-        aws.cloudwatch.EventTarget(f"{name}-operations-mail", rule=rule.name, arn=topic.arn, opts=child)
-        aws.sns.TopicSubscription(f"{name}-notifications-email", topic=topic.arn, protocol="email",
-                                  endpoint=args.notification_email, opts=child)
+        publish = aws.sns.TopicPolicy(
+            f"{name}-notifications-policy", arn=topic.arn,
+            policy=pulumi.Output.all(topic.arn, rule.arn).apply(lambda a: topic_policy(a[0], a[1])), opts=child)
+        # EventBridge may deliver as soon as the target exists: the topic must already let it.
+        aws.cloudwatch.EventTarget(f"{name}-operations-mail", rule=rule.name, arn=topic.arn,
+                                   opts=pulumi.ResourceOptions(parent=self, depends_on=[publish]))
+        assert args.notification_email is not None
+        self.email_subscriptions.append(email_subscription(
+            f"{name}-notifications-email", topic=topic, address=args.notification_email,
+            purpose="App Runner operation results", subscribe=args.subscribe_notification_email, parent=self))

@@ -11,7 +11,8 @@ delegation from a parent zone, and a DNS-validated ACM certificate for the FQDN.
 
 Unlike the original (which wrote every record at the zone apex, upstream #16), whoever writes a
 record for the site writes it at `fqdn` inside `zone_id`. This component writes no site record:
-App Runner / ECS write their own alias or CNAME records there. docs/domains.md explains each mode.
+App Runner / ECS write their own alias or CNAME records there; the Express runtime hands its
+distribution over as an `AliasTarget` for `SiteRecord`. docs/domains.md explains each mode.
 """
 from __future__ import annotations
 
@@ -43,12 +44,23 @@ def fqdn_of(domain: str, subdomain: Optional[str]) -> str:
 
 
 @dataclass(frozen=True)
+class AliasTarget:
+    """What the site's A alias record points at: a runtime's load balancer or distribution."""
+
+    dns_name: pulumi.Output[str]
+    hosted_zone_id: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
 class DomainArgs:
     domain: str
     subdomain: Optional[str]
     host_in_route53: bool | str
-    # A DNS-validated ACM certificate for the FQDN (ECS asks for one; App Runner makes its own).
-    certificate: bool = False
+    # Where a DNS-validated ACM certificate for the FQDN is created: None = none (App Runner makes
+    # its own), the stack's region for an ALB (ECS), us-east-1 for CloudFront (Express).
+    certificate_region: Optional[str] = None
+    # The stack's region: a certificate elsewhere is created through the resource's own `region`.
+    stack_region: Optional[str] = None
 
 
 class Domain(pulumi.ComponentResource):
@@ -86,10 +98,11 @@ class Domain(pulumi.ComponentResource):
             self.zone_id = existing.zone_id
             self.zone_name = str(args.host_in_route53)
 
-        if args.certificate:
+        if args.certificate_region is not None:
             if self.zone_id is None:
                 raise ValueError("a DNS-validated certificate needs a Route53 zone (hostInRoute53 true or a zone name)")
-            self.certificate_arn = self._certificate(name, self.zone_id, child)
+            where = {"region": args.certificate_region} if args.certificate_region != args.stack_region else {}
+            self.certificate_arn = self._certificate(name, self.zone_id, child, where)
 
         self.register_outputs({
             "fqdn": self.fqdn,
@@ -98,11 +111,11 @@ class Domain(pulumi.ComponentResource):
             "certificateArn": self.certificate_arn,
         })
 
-    def _certificate(self, name: str, zone_id: pulumi.Output[str],
-                     child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    def _certificate(self, name: str, zone_id: pulumi.Output[str], child: pulumi.ResourceOptions,
+                     where: dict[str, str]) -> pulumi.Output[str]:
         cert = aws.acm.Certificate(
             f"{name}-certificate", domain_name=self.fqdn, validation_method="DNS", key_algorithm="RSA_2048",
-            opts=child)
+            **where, opts=child)
         # One name, no SANs: exactly one validation option.
         option = cert.domain_validation_options.apply(lambda options: options[0])
         record = aws.route53.Record(
@@ -116,5 +129,29 @@ class Domain(pulumi.ComponentResource):
             opts=child)
         validation = aws.acm.CertificateValidation(
             f"{name}-certificate-validation", certificate_arn=cert.arn, validation_record_fqdns=[record.fqdn],
-            opts=child)
+            **where, opts=child)
         return validation.certificate_arn
+
+
+@dataclass(frozen=True)
+class SiteRecordArgs:
+    zone_id: pulumi.Input[str]
+    fqdn: str
+    target: AliasTarget
+
+
+class SiteRecord(pulumi.ComponentResource):
+    """The site's A alias record, pointing at whatever runtime serves the FQDN."""
+
+    fqdn: str
+
+    def __init__(self, name: str, args: SiteRecordArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("redcap:dns:SiteRecord", name, None, opts)
+        self.fqdn = args.fqdn
+        # No allow_overwrite: an existing record of that name is the organisation's, not ours.
+        aws.route53.Record(
+            f"{name}-alias", zone_id=args.zone_id, name=args.fqdn, type="A",
+            aliases=[{"name": args.target.dns_name, "zone_id": args.target.hosted_zone_id,
+                      "evaluate_target_health": False}],
+            opts=pulumi.ResourceOptions(parent=self))
+        self.register_outputs({"fqdn": self.fqdn})

@@ -35,6 +35,11 @@ DEFAULT_DB_PORT = 3306
 # App Runner ends every HTTP request after 120 s, reading the request and writing the response
 # included (App Runner developer guide, "Developing application code for App Runner").
 APP_RUNNER_REQUEST_TIMEOUT_SECONDS = 120
+# An Application Load Balancer's idle timeout unless set otherwise (ELB guide, "Edit attributes
+# for your Application Load Balancer"): Express Mode's managed load balancer keeps it.
+ALB_DEFAULT_IDLE_TIMEOUT_SECONDS = 60
+# REDCAP_CONFIG_SQL_MODE values (container/bootstrap/settings.py CONFIG_SQL_MODES).
+CONFIG_SQL_MODES = ("onInstall", "apply")
 
 
 @dataclass(frozen=True)
@@ -63,9 +68,11 @@ class RuntimeArgs:
     smtp_email: Optional[str] = None
     # site_admin's initial password, used once on a new database.
     admin_password_secret_arn: Optional[pulumi.Input[str]] = None
-    # The web tier's sizing: memory of the ECS task or App Runner instance (MiB), PHP's
-    # memory_limit (phpMemoryLimit), the platform's request timeout, and the load balancer's
-    # idle timeout when there is one (ECS). Unset: the container's defaults.
+    # redcap:configurationSql: onInstall, or apply (also to a REDCap installation found).
+    configuration_sql: str = "onInstall"
+    # The web tier's sizing: memory of the task or App Runner instance (MiB), PHP's memory_limit
+    # (phpMemoryLimit), the platform's request timeout, and the idle timeout of the load
+    # balancer in front when there is one (ECS, Express). Unset: the container's defaults.
     memory_mib: Optional[int] = None
     php_memory_limit: Optional[str] = None
     request_timeout_seconds: Optional[int] = None
@@ -95,7 +102,8 @@ def container_environment(*, region: str, port: int, php_timezone: str, db_auth:
                           db_salt_secret_id: str, s3_bucket: str, s3_secret_id: str,
                           db_reader_host: Optional[str] = None, db_app_secret_id: Optional[str] = None,
                           ses_secret_id: Optional[str] = None, smtp_email: Optional[str] = None,
-                          admin_secret_id: Optional[str] = None, memory_mib: Optional[int] = None,
+                          admin_secret_id: Optional[str] = None,
+                          config_sql_mode: str = "onInstall", memory_mib: Optional[int] = None,
                           php_memory_limit: Optional[str] = None, request_timeout_seconds: Optional[int] = None,
                           lb_idle_timeout_seconds: Optional[int] = None) -> dict[str, str]:
     """The environment of the contract, sorted by name. Raises on combinations the container
@@ -110,6 +118,8 @@ def container_environment(*, region: str, port: int, php_timezone: str, db_auth:
         raise ValueError("SMTP_EMAIL must be a real sender address, not one at localhost")
     if not 1024 < port <= 65535:
         raise ValueError(f"PORT must be above 1024 (the image runs as www-data), not {port}")
+    if config_sql_mode not in CONFIG_SQL_MODES:
+        raise ValueError(f"REDCAP_CONFIG_SQL_MODE must be onInstall or apply, not {config_sql_mode!r}")
     env = {
         "AWS_REGION": region,
         "DB_HOST": db_host,
@@ -124,6 +134,9 @@ def container_environment(*, region: str, port: int, php_timezone: str, db_auth:
         "S3_SECRET_ID": s3_secret_id,
         "PHP_TIMEZONE": php_timezone,
         "PORT": str(port),
+        # Explicit even at its default: the task definition shows whether this stage may
+        # apply the configuration SQL to a REDCap installation it finds.
+        "REDCAP_CONFIG_SQL_MODE": config_sql_mode,
     }
     if db_reader_host:
         env["DB_READER_HOST"] = db_reader_host
@@ -186,6 +199,7 @@ def runtime_contract(args: RuntimeArgs) -> RuntimeContract:
     environment = pulumi.Output.all(**values).apply(lambda v: container_environment(
         region=ctx.region, port=args.port, php_timezone=args.php_timezone, db_auth=args.db_auth,
         db_name=args.db_name, db_app_user=args.db_app_user, smtp_email=args.smtp_email,
+        config_sql_mode=args.configuration_sql,
         memory_mib=args.memory_mib, php_memory_limit=args.php_memory_limit,
         request_timeout_seconds=args.request_timeout_seconds, lb_idle_timeout_seconds=args.lb_idle_timeout_seconds,
         db_port=int(v["db_port"] or DEFAULT_DB_PORT),

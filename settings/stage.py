@@ -6,18 +6,20 @@ from typing import Any, Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from container.webtier.sizing import DEFAULT_PHP_MEMORY_LIMIT, parse_php_size_mib
-from settings import paths
+from settings import paths, regions
 from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossProblems, _DOCKER_TAG_RE,
                              _LABELS_RE, _LOCAL_VERSION_RE, _Model, _as_list, _is_int, _normalise_size, parse_bool,
                              parse_cidr, parse_country, parse_dns_name, parse_email, parse_log_retention,
                              parse_s3_path, parse_timezone, version_from_zip_name)
-from settings.compute import EcsSettings, TunnelSettings
+from settings.application import ConfigurationSqlMode, parse_configuration_sql
+from settings.compute import EcsSettings, ExpressSettings, TunnelSettings, express_available
 from settings.database import DbSettings
 from settings.dns import NsDelegation
 from settings.edge import ExternalResources
 
 
 RemovalPolicyName = Literal["destroy", "snapshot", "retain"]
+AllowListScope = Literal["all", "allButSurveys"]
 
 
 class StageSettings(_Model):
@@ -30,10 +32,12 @@ class StageSettings(_Model):
     deploy_tag: Optional[str] = Field(None, alias="deployTag")
     allowed_ips: tuple[str, ...] = Field((), alias="allowedIps")
     allowed_countries: tuple[str, ...] = Field((), alias="allowedCountries")
+    allow_list_scope: AllowListScope = Field("all", alias="allowListScope")
     domain: Optional[str] = None
     subdomain: Optional[str] = None
     host_in_route53: bool | str = Field(True, alias="hostInRoute53")
     email: Optional[str] = None
+    sender_email: Optional[str] = Field(None, alias="senderEmail")
     bounce_notification_email: Optional[str] = Field(None, alias="bounceNotificationEmail")
     php_timezone: str = Field("UTC", alias="phpTimezone")
     php_memory_limit: str = Field(DEFAULT_PHP_MEMORY_LIMIT, alias="phpMemoryLimit")
@@ -44,6 +48,7 @@ class StageSettings(_Model):
     app_runner_min_size: int = Field(1, alias="appRunnerMinSize")
     app_runner_max_size: int = Field(2, alias="appRunnerMaxSize")
     ecs: Optional[EcsSettings] = None
+    express: Optional[ExpressSettings] = None
     has_cron_secret: bool = Field(False, alias="cronSecret")
     cron_minutes: int = Field(1, alias="cronMinutes")
     db: DbSettings = DbSettings()
@@ -56,9 +61,11 @@ class StageSettings(_Model):
     deletion_protection: Optional[bool] = Field(None, alias="deletionProtection")
     image_build: Literal["codebuild", "local"] = Field("codebuild", alias="imageBuild")
     guard_duty: bool = Field(False, alias="guardDuty")
+    email_subscriptions: bool = Field(True, alias="emailSubscriptions")
     ns_delegation: Optional[NsDelegation] = Field(None, alias="nsDelegation")
     app_bucket_versioning: bool = Field(True, alias="appBucketVersioning")
     waf_sqli_rules_to_count: tuple[str, ...] = Field((), alias="wafSqliRulesToCount")
+    configuration_sql: ConfigurationSqlMode = Field("onInstall", alias="configurationSql")
 
     # --- single-value rules ------------------------------------------------------------------
 
@@ -95,6 +102,14 @@ class StageSettings(_Model):
     def _countries(cls, v: Any) -> tuple[str, ...]:
         return tuple(parse_country(str(x)) for x in _as_list(v, "[US, CA]"))
 
+    @field_validator("allow_list_scope", mode="before")
+    @classmethod
+    def _scope(cls, v: Any) -> str:
+        if v not in ("all", "allButSurveys"):
+            raise Problem("all (the allow-lists cover every path) or allButSurveys (REDCap's public "
+                          "survey pages are reachable from anywhere)", "allButSurveys")
+        return v
+
     _domain = field_validator("domain", mode="before")(
         lambda v: None if v in (None, "") else parse_dns_name(str(v)))
 
@@ -118,7 +133,7 @@ class StageSettings(_Model):
             raise Problem("true (create a zone), false (no Route53) or the name of an existing "
                           "hosted zone", "example.org") from None
 
-    _email = field_validator("email", "bounce_notification_email", mode="before")(
+    _email = field_validator("email", "sender_email", "bounce_notification_email", mode="before")(
         lambda v: None if v is None else parse_email(str(v)))
     _tz = field_validator("php_timezone", mode="before")(lambda v: parse_timezone(str(v)))
 
@@ -206,9 +221,12 @@ class StageSettings(_Model):
             raise Problem("codebuild or local", "codebuild")
         return v
 
-    _bools = field_validator("deletion_protection", "guard_duty", "has_cron_secret",
+    _bools = field_validator("deletion_protection", "guard_duty", "email_subscriptions", "has_cron_secret",
                              "app_bucket_versioning", mode="before")(
         lambda v: None if v is None else parse_bool(v))
+
+    _configuration_sql = field_validator("configuration_sql", mode="before")(
+        lambda v: parse_configuration_sql(v))
 
     @field_validator("waf_sqli_rules_to_count", mode="before")
     @classmethod
@@ -219,6 +237,21 @@ class StageSettings(_Model):
                 raise Problem("rule names of AWSManagedRulesSQLiRuleSet: " + ", ".join(SQLI_RULE_NAMES),
                               "[SQLi_BODY]")
         return tuple(sorted(set(names)))
+
+    # --- region-dependent defaults ----------------------------------------------------------
+
+    @model_validator(mode="before")
+    @classmethod
+    def _region_defaults(cls, data: Any) -> Any:
+        """db.backtrackHours unset in a region without Aurora backtrack: 0 there (the default 24
+        would make the cluster creation fail). Set explicitly, it is checked below instead."""
+        if not isinstance(data, dict):
+            return data
+        facts = regions.lookup(str(data.get("region") or ""))
+        db = data.get("db", {})
+        if facts is not None and not facts.backtrack and isinstance(db, dict) and "backtrackHours" not in db:
+            data = {**data, "db": {**db, "backtrackHours": 0}}
+        return data
 
     # --- rules across keys -------------------------------------------------------------------
 
@@ -262,10 +295,42 @@ class StageSettings(_Model):
             problems.append(("ecs.certificateArn", self.ecs.certificate_arn,
                              Problem("a certificate together with redcap:domain (the name it is for)",
                                      "domain: redcap.example.org")))
+        if self.ecs is not None and self.express is not None:
+            problems.append(("ecs/express", "both set",
+                             Problem("one runtime: an ecs block (ECS Fargate behind your own load balancer) or "
+                                     "an express block (ECS Express Mode behind CloudFront), not both",
+                                     "express: {}")))
+        if self.express is not None and not express_available(self.region):
+            problems.append(("express", f"in region {self.region}",
+                             Problem("a region with CloudFront VPC origins (not AWS GovCloud, China or ISO "
+                                     "regions); use an ecs block there", "aws:region: us-east-1")))
+        if self.express is not None and self.domain and not self.has_zone and self.express.certificate_arn is None:
+            problems.append(("express", "domain without a Route53 zone or express.certificateArn",
+                             Problem("for redcap:domain on Express, hostInRoute53 true or a zone name (the "
+                                     "certificate is validated there), or express.certificateArn (an ACM "
+                                     "certificate in us-east-1)", "hostInRoute53: true")))
+        if self.express is not None and self.express.certificate_arn and not self.domain:
+            problems.append(("express.certificateArn", self.express.certificate_arn,
+                             Problem("a certificate together with redcap:domain (the name it is for)",
+                                     "domain: redcap.example.org")))
+        acl = self.external_resources.waf_web_acl
+        if acl and (":global/webacl/" in acl) != (self.express is not None):
+            problems.append(("externalResources.wafWebAcl", acl,
+                             Problem("with express a CLOUDFRONT-scope ACL (arn:aws:wafv2:us-east-1:<account>:"
+                                     "global/webacl/...), otherwise a REGIONAL one in the stack's region",
+                                     "arn:aws:wafv2:us-east-1:123456789012:global/webacl/site/"
+                                     "a1b2c3d4-5678-90ab-cdef-111122223333")))
+        if self.allow_list_scope == "allButSurveys" and not (self.allowed_ips or self.allowed_countries):
+            problems.append(("allowListScope", self.allow_list_scope,
+                             Problem("allButSurveys together with allowedIps or allowedCountries (without a "
+                                     "list there is nothing to exempt the surveys from)",
+                                     "allowedIps: [203.0.113.0/24]")))
         if not self.has_zone and self.email is None:
             problems.append(("email", None,
                              Problem("an SES identity: redcap:email, or redcap:domain with a Route53 zone",
                                      "email: redcap-admin@example.org")))
+        problems.extend(self._region_problems())
+        problems.extend(self._sender_problems())
         if self.external_resources.waf_web_acl and (self.allowed_ips or self.allowed_countries):
             problems.append(("allowedIps/allowedCountries", "set with externalResources.wafWebAcl",
                              Problem("no allow-lists when an external web ACL is used (they would be "
@@ -273,6 +338,45 @@ class StageSettings(_Model):
         if problems:
             raise _CrossProblems(problems)
         return self
+
+    def _sender_problems(self) -> list[tuple[str, Any, Problem]]:
+        """senderEmail must lie in the DKIM-signed domain (the FQDN's SES identity), or DMARC fails."""
+        if self.sender_email is None:
+            return []
+        if not self.has_zone or self.fqdn is None:
+            return [("senderEmail", self.sender_email,
+                     Problem("a sender only with a Route53 zone (redcap:domain and hostInRoute53 true or a zone "
+                             "name), where it must lie in the DKIM-signed domain; without a zone REDCap sends as "
+                             "redcap:email", "pulumi config rm redcap:senderEmail"))]
+        host = self.sender_email.rpartition("@")[2].lower()
+        if host != self.fqdn and not host.endswith("." + self.fqdn):
+            return [("senderEmail", self.sender_email,
+                     Problem(f"an address at {self.fqdn} or a subdomain of it (the SES domain identity, "
+                             "DKIM-signed, so DMARC aligns)", f"redcap@{self.fqdn}"))]
+        return []
+
+    def _region_problems(self) -> list[tuple[str, Any, Problem]]:
+        """What the stack's region does not offer (settings/regions.py)."""
+        if not self.region:
+            return []  # reported by the loader
+        facts = regions.lookup(self.region)
+        if facts is None:
+            return [("aws:region", self.region,
+                     Problem("a region of the region table settings/regions.py (docs/regions.md): "
+                             + ", ".join(regions.names()), "pulumi config set aws:region eu-west-1"))]
+        problems: list[tuple[str, Any, Problem]] = []
+        if self.ecs is None and not facts.app_runner:
+            problems.append(("aws:region", self.region,
+                             Problem(f"App Runner is not offered in {self.region}: there, run on ECS Fargate "
+                                     "(an ecs block); App Runner (no ecs block) runs in "
+                                     + ", ".join(regions.names(lambda f: f.app_runner)),
+                                     "redcap:ecs: {} with redcap:domain, or aws:region: eu-west-1")))
+        if self.db.backtrack_hours > 0 and not facts.backtrack:
+            problems.append(("db.backtrackHours", self.db.backtrack_hours,
+                             Problem(f"0 in {self.region}, where Aurora backtrack is not offered (leave it "
+                                     "unset there: it then defaults to 0); backtrack regions: "
+                                     + ", ".join(regions.names(lambda f: f.backtrack)), "0")))
+        return problems
 
     # --- derived values ----------------------------------------------------------------------
 
@@ -314,6 +418,21 @@ class StageSettings(_Model):
     @property
     def uses_ecs(self) -> bool:
         return self.ecs is not None
+
+    @property
+    def uses_express(self) -> bool:
+        return self.express is not None
+
+    @property
+    def runtime(self) -> Literal["apprunner", "ecs", "express"]:
+        """Which compute component runs REDCap."""
+        if self.ecs is not None:
+            return "ecs"
+        return "express" if self.express is not None else "apprunner"
+
+    @property
+    def surveys_exempt_from_allow_lists(self) -> bool:
+        return self.allow_list_scope == "allButSurveys"
 
     def log_retention(self, default_days: int) -> int:
         return self.general_log_retention or default_days

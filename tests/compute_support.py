@@ -1,6 +1,7 @@
 """Stack runs shared by the compute tests (issue 4), evaluated once per test session.
 
-Variants (besides the committed dev and prod stacks):
+Variants (besides the committed prod stack; "dev" is the committed dev stack on App Runner - the
+file itself runs Express, which tests/test_express.py covers):
 - apprunner-domain: prod's zone (redcap.example.org, a zone of its own: apex alias record) with
   App Runner instead of ECS, cron every 5 minutes;
 - apprunner-cname: dev with redcap.example.org in the existing zone example.org (CNAME), the
@@ -27,12 +28,19 @@ from policy.rules import violations_for
 
 CERTIFICATE_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "dev": ("dev", {}),
+    "dev": ("dev", {"express": None}),
     "prod": ("prod", {}),
     "apprunner-domain": ("prod", {"ecs": None, "cronMinutes": 5}),
     "apprunner-cname": ("dev", {"domain": "redcap.example.org", "hostInRoute53": "example.org",
-                                "ec2ServerStack": {"durationHours": 2.5}, "dbAuth": "password"}),
-    "ecs-local": ("dev", {"ecs": {"cpu": "1 vCPU", "memory": "2 GB", "certificateArn": CERTIFICATE_ARN,
+                                "ec2ServerStack": {"durationHours": 2.5}, "dbAuth": "password", "express": None}),
+    "express": ("dev", {}),
+    "express-zone-tunnel": ("dev", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True,
+                                    "ec2ServerStack": {"durationHours": 2}, "cronMinutes": 3}),
+    "express-eu-cert": ("prod", {"aws:region": "eu-west-1", "ecs": None, "hostInRoute53": False,
+                                 "express": {"cpu": "4 vCPU", "memory": "8 GB", "certificateArn": CERTIFICATE_ARN,
+                                             "scaling": {"minContainers": 2, "maxContainers": 4,
+                                                         "metric": "requests", "target": 250}}}),
+    "ecs-local": ("dev", {"express": None, "ecs": {"cpu": "1 vCPU", "memory": "2 GB", "certificateArn": CERTIFICATE_ARN,
                                   "scaling": {"minContainers": 1, "maxContainers": 3, "requestsPerContainer": 100,
                                               "cpuUtilization": 60, "memoryUtilization": 80}},
                           "domain": "redcap.example.org", "hostInRoute53": False, "port": 9090, "cronMinutes": 2,
@@ -119,7 +127,7 @@ def leaked_secrets(value: Any) -> list[str]:
 # The mocks accept any key and any value: a misspelt nested key (`rollbak`) or a bool where the
 # provider declares a string would pass every other test and fail only against AWS.
 
-COMPUTE_COMPONENTS = ("redcap:image:", "redcap:runtime:", "redcap:apprunner:", "redcap:ecs:", "redcap:cron:",
+COMPUTE_COMPONENTS = ("redcap:image:", "redcap:runtime:", "redcap:apprunner:", "redcap:ecs:", "redcap:express:", "redcap:cron:",
                       "redcap:tunnel:")
 
 

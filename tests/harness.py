@@ -36,6 +36,21 @@ MOCK_SECRET_VALUES = ("mock-access-key-secret", "mock-random-password-0123456789
 MOCK_DKIM_TOKENS = ("tokenccc3333", "tokenaaa1111", "tokenbbb2222")
 
 
+def mock_zone_ids(region: str) -> tuple[str, str]:
+    """AZ ids the mock account has in `region` (real ones look like use1-az1: a short region
+    code, then the zone number; the mapping to AZ names differs per account)."""
+    parts = region.split("-")
+    code = parts[0] + "".join(p[0] for p in parts[1:-1]) + parts[-1]
+    return f"{code}-az1", f"{code}-az2"
+
+
+def mock_subnet_zones(region: str) -> dict[str, dict[str, str]]:
+    """The awsx mock VPC's subnets: their AZ name and AZ id."""
+    zones = mock_zone_ids(region)
+    return {f"subnet-{tier}-{letter}": {"availabilityZone": f"{region}{letter}", "availabilityZoneId": zones[i]}
+            for tier in ("public", "private", "isolated") for i, letter in enumerate("ab")}
+
+
 def stack_reference_outputs(stack_name: str) -> dict[str, Any]:
     """Outputs a referenced stack (`org/project/stack`) exposes under mocks: its zone's name
     servers, derived from the stack name so tests can tell two references apart."""
@@ -239,6 +254,11 @@ MOCK_APPRUNNER_VALIDATION_RECORDS = (
     {"name": "_a1.redcap.example.org.", "type": "CNAME", "value": "_v1.acm-validations.aws.", "status": "PENDING"},
     {"name": "_a1.redcap.example.org.", "type": "CNAME", "value": "_v1.acm-validations.aws.", "status": "PENDING"},
 )
+# The Express service's AWS-managed endpoint and its managed (internal) load balancer.
+MOCK_EXPRESS_ENDPOINT = "re-0a1b2c3d4e5f.ecs.{region}.on.aws"
+MOCK_EXPRESS_LOAD_BALANCER = "loadbalancer/app/ecs-express-gateway-alb-0a1b2c3d/50dc6c495c0c9188"
+# CloudFront's alias hosted zone (the same for every distribution).
+CLOUDFRONT_ZONE_ID = "Z2FDTNDATAQYW2"
 COMPUTE_OUTPUTS: dict[str, Callable[[str, dict[str, Any], str], dict[str, Any]]] = {
     "aws:ecr/repository:Repository": lambda name, inputs, region: {
         "arn": _arn("ecr", f"repository/{inputs.get('name', name)}", region), "registryId": ACCOUNT_ID,
@@ -270,6 +290,17 @@ COMPUTE_OUTPUTS: dict[str, Callable[[str, dict[str, Any], str], dict[str, Any]]]
     "aws:ec2/instance:Instance": lambda name, inputs, region: {
         "id": "i-0123456789abcdef0", "arn": _arn("ec2", "instance/i-0123456789abcdef0", region),
         "privateIp": "10.0.2.10"},
+    "aws:ecs/expressGatewayService:ExpressGatewayService": lambda name, inputs, region: {
+        "serviceArn": _arn("ecs", f"service/{inputs.get('cluster', 'default')}/{inputs.get('serviceName', name)}", region),
+        "serviceRevisionArn": _arn("ecs", f"service-revision/{inputs.get('serviceName', name)}/1", region),
+        "ingressPaths": [{"accessType": "PRIVATE", "endpoint": MOCK_EXPRESS_ENDPOINT.format(region=region)}]},
+    "aws:cloudfront/vpcOrigin:VpcOrigin": lambda name, inputs, region: {
+        "id": "vo_0mockvpcorigin", "arn": f"arn:aws:cloudfront::{ACCOUNT_ID}:vpcorigin/vo_0mockvpcorigin"},
+    "aws:cloudfront/function:Function": lambda name, inputs, region: {
+        "arn": f"arn:aws:cloudfront::{ACCOUNT_ID}:function/{inputs.get('name', name)}"},
+    "aws:cloudfront/distribution:Distribution": lambda name, inputs, region: {
+        "id": "E0MOCKDISTRIB", "arn": f"arn:aws:cloudfront::{ACCOUNT_ID}:distribution/E0MOCKDISTRIB",
+        "domainName": "d111111abcdef8.cloudfront.net", "hostedZoneId": CLOUDFRONT_ZONE_ID},
     "docker:index/image:Image": lambda name, inputs, region: {
         "repoDigest": f"{str(inputs.get('imageName', name)).split(':')[0]}@sha256:{'ab' * 32}"},
 }
@@ -320,16 +351,36 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if token == "aws:index/getRegion:getRegion":
             return {"region": self.region, "name": self.region, "endpoint": f"ec2.{self.region}.amazonaws.com"}
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            return {"names": [f"{self.region}a", f"{self.region}b"], "zoneIds": ["use1-az1", "use1-az2"]}
+            return {"names": [f"{self.region}a", f"{self.region}b"], "zoneIds": list(mock_zone_ids(self.region))}
+        if token == "aws:ec2/getSubnet:getSubnet":
+            subnet = args.args.get("id", "")
+            return {"id": subnet, "vpcId": "vpc-0mock", **mock_subnet_zones(self.region).get(subnet, {})}
+        if token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            # Default: every type in every zone. Tests narrow it with call_overrides.
+            types = [v for f in args.args.get("filters") or [] if f.get("name") == "instance-type"
+                     for v in f.get("values") or []]
+            locations = list(mock_zone_ids(self.region))
+            return {"instanceTypes": [t for t in types for _ in locations], "locations":
+                    [z for _ in types for z in locations], "locationTypes": ["availability-zone-id"] * (len(types) * len(locations)),
+                    "id": self.region}
         if token == "aws:ec2/getRouteTables:getRouteTables":
             # Deliberately unsorted: the program must sort them.
             return {"ids": ["rtb-0c", "rtb-0a", "rtb-0b"]}
-        if token == "aws:elb/getServiceAccount:getServiceAccount":
-            return {"arn": "arn:aws:iam::127311923021:root", "id": "127311923021"}
         if token == "aws:route53/getZone:getZone":
             zone = args.args.get("name", "example.org")
             return {"zoneId": "ZEXISTINGZONE", "name": zone, "id": "ZEXISTINGZONE",
                     "nameServers": ["ns-9.awsdns-09.org", "ns-8.awsdns-08.com"]}
+        if token == "aws-native:ecs:getExpressGatewayService":
+            service_arn = args.args.get("serviceArn", "")
+            region = service_arn.split(":")[3] if service_arn.count(":") > 3 else self.region
+            return {"serviceArn": service_arn, "endpoint": MOCK_EXPRESS_ENDPOINT.format(region=region),
+                    "ecsManagedResourceArns": {"ingressPath": {
+                        "loadBalancerArn": _arn("elasticloadbalancing", MOCK_EXPRESS_LOAD_BALANCER, region),
+                        "listenerArn": _arn("elasticloadbalancing", "listener/app/ecs-express-gateway-alb/443", region),
+                        "listenerRuleArn": _arn("elasticloadbalancing", "listener-rule/app/ecs-express-gateway-alb/1", region),
+                        "targetGroupArns": [_arn("elasticloadbalancing", "targetgroup/ecs-express-tg/1", region)],
+                        "loadBalancerSecurityGroups": ["sg-0managedalb"],
+                        "certificateArn": _arn("acm", "certificate/express-managed", region)}}}
         if token == "aws:ec2/getAmi:getAmi":
             return {"id": "ami-0mockal2023", "imageId": "ami-0mockal2023"}
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":

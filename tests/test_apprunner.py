@@ -53,7 +53,7 @@ def test_instance_size_scaling_health_check_and_encryption_come_from_settings():
 
 def test_scaling_settings_reach_the_configuration():
     run = run_program("dev", {"appRunnerConcurrency": 50, "appRunnerMinSize": 2, "appRunnerMaxSize": 5,
-                              "cpu": "1 vCPU", "memory": "2 GB"})
+                              "cpu": "1 vCPU", "memory": "2 GB", "express": None})
     scaling = run.one("aws:apprunner/autoScalingConfigurationVersion:AutoScalingConfigurationVersion")
     assert (scaling.inputs["maxConcurrency"], scaling.inputs["minSize"], scaling.inputs["maxSize"]) == (50, 2, 5)
     assert service(run).inputs["instanceConfiguration"]["cpu"] == "1 vCPU"
@@ -89,8 +89,12 @@ def test_operation_results_are_mailed_through_an_encrypted_topic():
     assert topic.inputs["kmsMasterKeyId"] == run.outputs["kmsKeyArn"]
     target = run.named("redcap-operations-mail")
     assert target.inputs["arn"] == topic.outputs["arn"] and target.inputs["rule"] == rule.outputs["name"]
-    subscription = run.one("aws:sns/topicSubscription:TopicSubscription", "notifications-email")
+    # dev leaves the subscription to the operator (emailSubscriptions: false); by default the stack subscribes.
+    assert run.of_type("aws:sns/topicSubscription:TopicSubscription") == []
+    subscribed = run_variant("apprunner-domain")
+    subscription = subscribed.one("aws:sns/topicSubscription:TopicSubscription", "notifications-email")
     assert (subscription.inputs["protocol"], subscription.inputs["endpoint"]) == ("email", "redcap-admin@example.org")
+    assert subscription.inputs["topic"] == subscribed.one("aws:sns/topic:Topic", "notifications").outputs["arn"]
     publish = statements(policy_of(run.named("redcap-notifications-policy")))[0]
     assert publish["Principal"] == {"Service": "events.amazonaws.com"}
     assert publish["Condition"] == {"ArnEquals": {"aws:SourceArn": rule.outputs["arn"]}}

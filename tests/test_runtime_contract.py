@@ -10,7 +10,8 @@ import json
 import pytest
 
 from compute_support import (VARIANTS, compute_resources, invoke_schema_errors, leaked_secrets, policy_of,
-                             resource_schema_errors, run_variant, run_variant_with_calls, statements)
+                             resource_schema_errors, run_variant, run_variant_uncached, run_variant_with_calls,
+                             statements)
 from components.ecs import IDLE_TIMEOUT_SECONDS
 from components.runtime import app_runner_memory_mib, container_environment, environment_list, runtime_role_policy
 
@@ -41,7 +42,9 @@ def ecs_env(run) -> dict[str, str]:
 
 def test_minimal_environment_has_exactly_the_required_and_explicit_defaults():
     env = container_environment(**BASE)
-    assert set(env) == REQUIRED | {"DB_PORT", "DB_AUTH", "DB_APP_USER", "DB_TLS", "PHP_TIMEZONE", "PORT"}
+    assert set(env) == REQUIRED | {"DB_PORT", "DB_AUTH", "DB_APP_USER", "DB_TLS", "PHP_TIMEZONE", "PORT",
+                                   "REDCAP_CONFIG_SQL_MODE"}
+    assert env["REDCAP_CONFIG_SQL_MODE"] == "onInstall"
     assert set(env) <= CONTRACT_NAMES
     assert env["DB_TLS"] == "verify" and env["DB_AUTH"] == "iam" and list(env) == sorted(env)
 
@@ -62,6 +65,7 @@ def test_optional_parts_appear_only_when_given():
     (dict(php_memory_limit="64M"), "PHP_MEMORY_LIMIT must be a size in M or G from 128M to 16G, not '64M'"),
     (dict(memory_mib=128), "CONTAINER_MEMORY_MIB must be an integer 256..1048576, not '128'"),
     (dict(lb_idle_timeout_seconds=0), "LB_IDLE_TIMEOUT_SECONDS must be an integer 1..86400, not '0'"),
+    (dict(config_sql_mode="Apply"), "REDCAP_CONFIG_SQL_MODE must be onInstall or apply, not 'Apply'"),
 ])
 def test_combinations_the_container_would_refuse_fail_at_deploy_time(change, message):
     with pytest.raises(ValueError, match=message):
@@ -132,6 +136,28 @@ def test_dev_app_runner_environment_points_at_the_stack_resources():
     assert "LB_IDLE_TIMEOUT_SECONDS" not in env
 
 
+def test_configuration_sql_modes_are_the_containers():
+    from bootstrap.settings import CONFIG_SQL_MODES
+    from components.runtime import CONFIG_SQL_MODES as PROGRAM_MODES
+    from settings import CONFIGURATION_SQL_MODES
+
+    assert PROGRAM_MODES == CONFIG_SQL_MODES == CONFIGURATION_SQL_MODES
+
+
+def test_configuration_sql_setting_reaches_the_runtimes():
+    assert apprunner_env(run_variant("dev"))["REDCAP_CONFIG_SQL_MODE"] == "onInstall"
+    assert ecs_env(run_variant("prod"))["REDCAP_CONFIG_SQL_MODE"] == "onInstall"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(VARIANTS, "dev-apply", ("dev", {"configurationSql": "apply", "express": None}))
+        mp.setitem(VARIANTS, "express-apply", ("dev", {"configurationSql": "apply"}))
+        mp.setitem(VARIANTS, "prod-apply", ("prod", {"configurationSql": "apply"}))
+        assert apprunner_env(run_variant_uncached("dev-apply"))["REDCAP_CONFIG_SQL_MODE"] == "apply"
+        assert ecs_env(run_variant_uncached("prod-apply"))["REDCAP_CONFIG_SQL_MODE"] == "apply"
+        express = run_variant_uncached("express-apply").one("aws:ecs/expressGatewayService:ExpressGatewayService")
+        assert {e["name"]: e["value"] for e in express.inputs["primaryContainer"]["environments"]}[
+            "REDCAP_CONFIG_SQL_MODE"] == "apply"
+
+
 def test_prod_ecs_environment_has_the_reader_and_the_timezone():
     run = run_variant("prod")
     env = ecs_env(run)
@@ -162,6 +188,7 @@ def test_password_mode_gets_its_own_encrypted_app_user_secret():
     ("dev", "redcap-instance-role", "redcap-runtime"),
     ("prod", "redcap-task-role", "redcap-runtime"),
     ("apprunner-cname", "redcap-tunnel-role", "redcap-tunnel-runtime"),
+    ("express", "redcap-task-role", "redcap-runtime"),
 ])
 def test_every_runtime_role_carries_the_same_contract_policy(variant, role, grant):
     run = run_variant(variant)
@@ -173,11 +200,12 @@ def test_every_runtime_role_carries_the_same_contract_policy(variant, role, gran
     assert not any("s3:" in a for s in statements(document) for a in s["Action"])  # REDCap uses its key pair
 
 
-@pytest.mark.parametrize("variant", ["dev", "prod", "apprunner-cname", "ecs-local"])
+@pytest.mark.parametrize("variant", ["dev", "prod", "apprunner-cname", "ecs-local", "express", "express-zone-tunnel"])
 def test_no_secret_value_in_any_environment_task_definition_or_user_data(variant):
     run = run_variant(variant)
     carriers = (run.of_type("aws:apprunner/service:Service") + run.of_type("aws:ecs/taskDefinition:TaskDefinition")
-                + run.of_type("aws:ec2/instance:Instance"))
+                + run.of_type("aws:ec2/instance:Instance")
+                + run.of_type("aws:ecs/expressGatewayService:ExpressGatewayService"))
     assert carriers
     for res in carriers:
         assert leaked_secrets(res.inputs) == [], res.name
@@ -203,8 +231,8 @@ def test_compute_resource_inputs_are_pulumi_aws_7_arguments_of_the_declared_type
     assert [e for res in resources for e in resource_schema_errors(res)] == []
 
 
-@pytest.mark.parametrize("variant", ["dev", "ecs-local"])
+@pytest.mark.parametrize("variant", ["dev", "ecs-local", "express"])
 def test_provider_function_calls_use_the_declared_argument_types(variant):
     _, calls = run_variant_with_calls(variant)
-    assert any(token == "aws:s3/getObject:getObject" for token, _ in calls) == (variant == "dev")
+    assert any(token == "aws:s3/getObject:getObject" for token, _ in calls) == (variant in ("dev", "express"))
     assert [e for token, args in calls for e in invoke_schema_errors(token, args)] == []
