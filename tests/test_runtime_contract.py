@@ -136,6 +136,16 @@ def test_dev_app_runner_environment_points_at_the_stack_resources():
     assert "LB_IDLE_TIMEOUT_SECONDS" not in env
 
 
+def test_express_environment_sizes_the_web_tier_for_cloudfront_and_the_managed_load_balancer():
+    express = run_variant("express").one("aws:ecs/expressGatewayService:ExpressGatewayService")
+    env = {e["name"]: e["value"] for e in express.inputs["primaryContainer"]["environments"]}
+    # Pulumi.dev.yaml's express block: 2 GB; CloudFront gives a request 60 s, and the managed
+    # load balancer keeps idle connections its default 60 s (Apache keeps them 120 s).
+    assert (env["CONTAINER_MEMORY_MIB"], env["REQUEST_TIMEOUT_SECONDS"], env["LB_IDLE_TIMEOUT_SECONDS"]) == (
+        "2048", "60", "60")
+    assert env["PHP_MEMORY_LIMIT"] == "256M"
+
+
 def test_configuration_sql_modes_are_the_containers():
     from bootstrap.settings import CONFIG_SQL_MODES
     from components.runtime import CONFIG_SQL_MODES as PROGRAM_MODES
