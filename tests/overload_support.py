@@ -140,6 +140,16 @@ async def _run(port: int, path: str, expected: bytes, clients: int, seconds: flo
     return result
 
 
+def _run_coroutine(coro) -> LoadResult:
+    """On a loop of its own, leaving the thread's current event loop alone (asyncio.run would
+    unset it, which the Pulumi mocks of later tests in the same process rely on)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
 def load_path(mb: int, cpu_ms: int, sleep_ms: int = 0) -> tuple[str, bytes]:
     path = f"{LOAD_PATH}?mb={mb}&cpu_ms={cpu_ms}&sleep_ms={sleep_ms}"
     return path, EXPECTED_BODY.format(mb=mb, cpu_ms=cpu_ms, sleep_ms=sleep_ms).encode()
@@ -149,7 +159,7 @@ def run_load(port: int, *, clients: int, seconds: float, mb: int, cpu_ms: int, s
              timeout: float = 120) -> LoadResult:
     """`clients` connections, each sending the next request as soon as it has its answer."""
     path, expected = load_path(mb, cpu_ms, sleep_ms)
-    return asyncio.run(_run(port, path, expected, clients, seconds, timeout))
+    return _run_coroutine(_run(port, path, expected, clients, seconds, timeout))
 
 
 def burst(port: int, *, requests: int, mb: int, cpu_ms: int, sleep_ms: int,
@@ -165,7 +175,7 @@ def burst(port: int, *, requests: int, mb: int, cpu_ms: int, sleep_ms: int,
         result.seconds = time.monotonic() - start
         return result
 
-    return asyncio.run(run())
+    return _run_coroutine(run())
 
 
 # --- the container -------------------------------------------------------------------------------
