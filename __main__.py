@@ -17,10 +17,11 @@ from components.security import ThreatDetection
 from components.storage import Storage, StorageArgs
 from components.apprunner import AppRunnerArgs, AppRunnerService
 from components.cron import Cron, CronArgs
-from components.ecs import FargateArgs, FargateService
-from components.express import ExpressArgs, ExpressService
+from components.ecs import IDLE_TIMEOUT_SECONDS, FargateArgs, FargateService
+from components.express import ORIGIN_READ_TIMEOUT_SECONDS, ExpressArgs, ExpressService
 from components.image import Image, ImageArgs, config_sql_path
-from components.runtime import DatabaseAppLogin, RuntimeArgs, runtime_contract
+from components.runtime import (ALB_DEFAULT_IDLE_TIMEOUT_SECONDS, APP_RUNNER_REQUEST_TIMEOUT_SECONDS,
+                                DatabaseAppLogin, RuntimeArgs, app_runner_memory_mib, runtime_contract)
 from components.tunnel import TunnelArgs, TunnelHost
 
 config, secrets = stage.from_pulumi()
@@ -174,6 +175,17 @@ def application_stack() -> None:
     ))
     app_login = DatabaseAppLogin("redcap-db-app", username=database.app_user, kms_key_arn=storage.kms_key_arn) \
         if config.db_auth == "password" else None
+    # The web tier sizes its PHP workers from the task's or instance's memory, and its request
+    # time and keep-alive from what is in front of it (container/README.md, "Web tier").
+    if config.express is not None:
+        web_memory_mib, request_timeout_seconds = config.express.memory, ORIGIN_READ_TIMEOUT_SECONDS
+        lb_idle_timeout_seconds: int | None = ALB_DEFAULT_IDLE_TIMEOUT_SECONDS
+    elif config.ecs is not None:
+        web_memory_mib, request_timeout_seconds = config.ecs.memory, IDLE_TIMEOUT_SECONDS
+        lb_idle_timeout_seconds = IDLE_TIMEOUT_SECONDS
+    else:
+        web_memory_mib = app_runner_memory_mib(config.memory)
+        request_timeout_seconds, lb_idle_timeout_seconds = APP_RUNNER_REQUEST_TIMEOUT_SECONDS, None
     runtime = runtime_contract(RuntimeArgs(
         context=context,
         port=config.port,
@@ -196,6 +208,10 @@ def application_stack() -> None:
         smtp_email=email.sender_address,
         admin_password_secret_arn=storage.admin_password_secret_arn,
         configuration_sql=config.configuration_sql,
+        memory_mib=web_memory_mib,
+        php_memory_limit=config.php_memory_limit,
+        request_timeout_seconds=request_timeout_seconds,
+        lb_idle_timeout_seconds=lb_idle_timeout_seconds,
     ))
     subscriptions = list(email.email_subscriptions) + rotation.email_subscriptions
     if config.express is not None:

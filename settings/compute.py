@@ -235,6 +235,7 @@ DESCRIPTIONS: dict[str, str] = {
     "redCapS3Path": "Use a REDCap zip already in S3: `bucket/key.zip` or `s3://bucket/key.zip`. Exactly one of the two sources.",
     "deployTag": "Readable part of the image tag instead of the version read from the zip name.",
     "phpTimezone": "PHP `date.timezone` (IANA name).",
+    "phpMemoryLimit": "PHP `memory_limit` per request (`128M` to `16G`). The container runs as many PHP workers as fit its memory with this much each (container/README.md, \"Sizing rule\"): more per request, fewer at once.",
     "port": "Container HTTP port (Apache runs as www-data, so above 1024).",
     "cpu": "App Runner instance CPU (`0.25 vCPU` to `4 vCPU`).",
     "memory": "App Runner instance memory; must pair with `cpu`.",

@@ -5,6 +5,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from container.webtier.sizing import DEFAULT_PHP_MEMORY_LIMIT, parse_php_size_mib
 from settings import paths, regions
 from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossProblems, _DOCKER_TAG_RE, covers,
                              _LABELS_RE, _LOCAL_VERSION_RE, _Model, _as_list, _is_int, _normalise_size, parse_bool,
@@ -41,6 +42,7 @@ class StageSettings(_Model):
     sender_email: Optional[str] = Field(None, alias="senderEmail")
     bounce_notification_email: Optional[str] = Field(None, alias="bounceNotificationEmail")
     php_timezone: str = Field("UTC", alias="phpTimezone")
+    php_memory_limit: str = Field(DEFAULT_PHP_MEMORY_LIMIT, alias="phpMemoryLimit")
     port: int = 8080
     cpu: str = "2 vCPU"
     memory: str = "4 GB"
@@ -139,6 +141,15 @@ class StageSettings(_Model):
     _email = field_validator("email", "sender_email", "bounce_notification_email", mode="before")(
         lambda v: None if v is None else parse_email(str(v)))
     _tz = field_validator("php_timezone", mode="before")(lambda v: parse_timezone(str(v)))
+
+    @field_validator("php_memory_limit", mode="before")
+    @classmethod
+    def _php_memory(cls, v: Any) -> str:
+        # The container's own rule (container/webtier/sizing.py), so both accept the same values.
+        mib = parse_php_size_mib(str(v))
+        if mib is None:
+            raise Problem("PHP memory_limit per request, 128M to 16G (a number with M or G)", "512M")
+        return f"{mib}M"
 
     @field_validator("port", mode="before")
     @classmethod

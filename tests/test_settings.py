@@ -272,6 +272,19 @@ def test_timezone_is_iana():
     assert "allowed: an IANA time zone name" in problems_of(phpTimezone="CST")
 
 
+@pytest.mark.parametrize("given, stored", [("256M", "256M"), ("1G", "1024M"), ("512m", "512M"), ("128M", "128M"),
+                                           ("16G", "16384M")])
+def test_php_memory_limit(given, stored):
+    assert load().php_memory_limit == "256M"
+    assert load(phpMemoryLimit=given).php_memory_limit == stored
+
+
+@pytest.mark.parametrize("bad", ["64M", "17G", "-1", "256", "256MB", "1.5G"])
+def test_php_memory_limit_invalid(bad):
+    assert (f"redcap:phpMemoryLimit = {bad!r}: allowed: PHP memory_limit per request, 128M to 16G "
+            "(a number with M or G); example: 512M") in problems_of(phpMemoryLimit=bad)
+
+
 @pytest.mark.parametrize("port, ok", [(1025, True), (65535, True), (8080, True), (1024, False), (65536, False), ("x", False)])
 def test_port_range(port, ok):
     if ok:
