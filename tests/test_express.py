@@ -46,20 +46,53 @@ def test_service_runs_the_pinned_image_with_the_runtime_contract_in_private_subn
     network = inputs["networkConfigurations"]
     assert network == [{"subnets": run.outputs["privateSubnetIds"],
                         "securityGroups": [run.named("redcap-app").id, run.named("redcap-tasks").id]}]
-    assert inputs["cluster"] == "redcap-dev-express" and inputs["serviceName"] == "redcap-dev"
+    assert inputs["cluster"] == "redcap-dev-express" and inputs["serviceName"] == "redcap-dev-a1b2c3d4"
     assert inputs["taskRoleArn"] == run.named("redcap-task-role").outputs["arn"]
     assert inputs["executionRoleArn"] == run.named("redcap-execution-role").outputs["arn"]
     assert inputs["infrastructureRoleArn"] == run.named("redcap-infrastructure-role").outputs["arn"]
 
 
-def test_a_failed_rollout_fails_pulumi_up_and_roles_outlive_the_service():
+def test_a_failed_rollout_fails_pulumi_up_and_roles_exist_before_the_service():
     run = run_variant("express")
     svc = service(run)
     assert svc.inputs["waitForSteadyState"] is True
     for policy in ("redcap-execution", "redcap-runtime", "redcap-infrastructure"):
         assert run.named(policy).urn in svc.dependencies, policy
-    # A fixed service name: a replacement must delete the old service before creating the new one.
-    assert svc.delete_before_replace is True
+
+
+def test_what_the_draining_service_still_uses_is_destroyed_drain_wait_after_it():
+    """The provider's delete returns once the service is DRAINING; Express removes its load
+    balancer, target groups and security groups only after the tasks stopped, with the
+    infrastructure role. Pulumi deletes in reverse dependency order, so everything the Sleep
+    depends on goes only after the Sleep's destroy delay, which starts after the service."""
+    run = run_variant("express")
+    drain = run.named("redcap-drain", "time:index/sleep:Sleep")
+    assert drain.inputs == {"destroyDuration": "10m"} and express.DRAIN_WAIT == "10m"
+    assert drain.urn in service(run).dependencies
+    kept = {run.named(n).urn for n in ("redcap-execution", "redcap-runtime", "redcap-infrastructure", "redcap-tasks",
+                                       "redcap-tasks-from-private-0", "redcap-tasks-from-private-1",
+                                       "redcap-container-logs")} | {run.one("aws:ecs/cluster:Cluster").urn}
+    assert kept <= set(drain.dependencies)
+    # The roles themselves go after their policies, which go after the Sleep.
+    for role, policy in (("redcap-execution-role", "redcap-execution"), ("redcap-task-role", "redcap-runtime"),
+                         ("redcap-infrastructure-role", "redcap-infrastructure")):
+        assert run.named(role).urn in run.named(policy).dependencies, role
+
+
+def test_each_new_service_gets_its_own_name_and_is_created_before_the_old_one_goes():
+    """A deleted service stays listed by ECS (DRAINING, then INACTIVE) and the provider refuses a
+    name its cluster lists: a fixed name with delete-before-replace would fail right after the
+    delete. The suffix is replaced with what replaces the service (the infrastructure role, the
+    cluster), so the replacement has a new name and the site keeps running while it starts."""
+    run = run_variant("express")
+    svc, suffix = service(run), run.named("redcap-service-suffix", "random:index/randomId:RandomId")
+    assert suffix.inputs["byteLength"] == 3
+    assert suffix.inputs["keepers"] == {"infrastructureRoleArn": run.named("redcap-infrastructure-role").outputs["arn"],
+                                        "cluster": "redcap-dev-express"}
+    assert svc.inputs["serviceName"] == "redcap-dev-a1b2c3d4"
+    assert not svc.delete_before_replace
+    assert express.service_name("prod", "0f1e2d") == "redcap-prod-0f1e2d"
+    assert len(express.service_name("x" * 300, "0f1e2d")) == 255
 
 
 @pytest.mark.parametrize("variant, metric, target, bounds", [
@@ -150,9 +183,10 @@ def test_outputs_name_the_next_commands():
     assert run.outputs["expressDescribeCommand"] == (
         f"aws ecs describe-express-gateway-service --region us-east-1 --service-arn {arn}")
     assert run.outputs["expressConsoleUrl"] == (
-        "https://us-east-1.console.aws.amazon.com/ecs/v2/clusters/redcap-dev-express/services/redcap-dev/health"
-        "?region=us-east-1")
-    assert (run.outputs["expressClusterName"], run.outputs["expressServiceName"]) == ("redcap-dev-express", "redcap-dev")
+        "https://us-east-1.console.aws.amazon.com/ecs/v2/clusters/redcap-dev-express/services/redcap-dev-a1b2c3d4/"
+        "health?region=us-east-1")
+    assert (run.outputs["expressClusterName"], run.outputs["expressServiceName"]) == (
+        "redcap-dev-express", "redcap-dev-a1b2c3d4")
 
 
 def test_cron_calls_the_distribution_with_the_secret():
