@@ -118,7 +118,7 @@ def test_roles_execution_task_and_infrastructure():
     group = run.named("redcap-container-logs")
     assert execution["WriteLogs"]["Resource"] == [f"{group.outputs['arn']}:*"]
     assert execution["PullImage"]["Resource"] == [run.one("aws:ecr/repository:Repository").outputs["arn"]]
-    assert policy_of(run.named("redcap-runtime")) == policy_of(run_variant("dev").named("redcap-runtime"))
+    assert policy_of(run.named("redcap-runtime")) == policy_of(run_variant("dev-apprunner").named("redcap-runtime"))
 
 
 def test_container_log_group_is_encrypted_and_not_the_ecs_runtimes():

@@ -131,6 +131,17 @@ def test_program_in_a_region_without_backtrack_and_app_runner():
         "com.amazonaws.eu-south-2.secretsmanager"
 
 
+def test_express_runs_in_a_region_without_app_runner_and_backtrack():
+    run = variant("dev-express-eu-south-2")
+    assert run.one("aws:rds/cluster:Cluster").inputs["backtrackWindow"] == 0
+    assert run.one("aws:ecs/expressGatewayService:ExpressGatewayService")
+    assert run.of_type("aws:apprunner/service:Service") == [] and run.of_type("aws:ecs/service:Service") == []
+    # The CLOUDFRONT-scope ACL and its log group (with a key of that region) live in us-east-1.
+    assert run.one("aws:wafv2/webAcl:WebAcl").inputs["region"] == "us-east-1"
+    assert run.named("redcap-waf-log-key").inputs["region"] == "us-east-1"
+    assert run.outputs["siteUrl"] == run.outputs["cloudFrontUrl"]
+
+
 def test_program_in_an_older_region_without_backtrack_uses_its_elb_account():
     run = variant("dev-ecs-sa-east-1")
     assert run.one("aws:rds/cluster:Cluster").inputs["backtrackWindow"] == 0
