@@ -30,7 +30,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_aws_native as aws_native
 import pulumi_random as random
-import pulumiverse_time as time
+import pulumiverse_time as pulumi_time
 
 from components import policies
 from components.context import AwsContext
@@ -198,7 +198,7 @@ class ExpressService(pulumi.ComponentResource):
         # Destroyed after the service, DRAIN_WAIT later: the roles (Express removes its load
         # balancer with the infrastructure role), the tasks' security group, the log group and
         # the cluster outlive the draining service.
-        drained = time.Sleep(
+        drained = pulumi_time.Sleep(
             f"{name}-drain", destroy_duration=DRAIN_WAIT,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[
                 execution, runtime_grants, infrastructure, tasks_sg, *ingress, group, cluster]))

@@ -107,6 +107,7 @@ def prepare_database(settings: Settings, secrets: Secrets, config_sql: ConfigSql
                 database_php_config(settings, secrets)), DATABASE_PHP_MODE)
             log.info("%s %s", php_path, "written" if changed else "unchanged")
             installed_now = install_step(conn, settings, config_sql, hide)
+            sender = mail_sender(settings)
             set_replica_flag(conn, settings.db_reader_host)
             if settings.db_reader_host:
                 bypass_lag_check(settings.redcap_root)
@@ -116,13 +117,12 @@ def prepare_database(settings: Settings, secrets: Secrets, config_sql: ConfigSql
                 "s3_secret_access_key": secrets.s3_secret_access_key,
                 "aws_region": settings.aws_region,
             }, mode=settings.config_sql_mode, installed_now=installed_now,
-                initial_admin_password=secrets.admin_password, sender=mail_sender(settings))
+                initial_admin_password=secrets.admin_password, sender=sender)
             # At every start, whatever the configuration decision: the S3 rows are
             # infrastructure.
             sync_s3_settings(conn, desired_s3_settings(
                 settings.s3_bucket, secrets.s3_access_key_id, secrets.s3_secret_access_key,
                 settings.aws_region))
-            sender = mail_sender(settings)
             if sender is not None:
                 check_universal_from(conn, sender)
     finally:
