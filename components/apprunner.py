@@ -22,6 +22,7 @@ import pulumi_aws as aws
 
 from components import policies
 from components.context import AwsContext
+from components.naming import stage_name
 from components.notifications import EmailSubscription, email_subscription
 from components.runtime import RuntimeContract
 from settings import regions
@@ -61,9 +62,8 @@ class AppRunnerArgs:
 
 
 def short_name(stack: str, limit: int) -> str:
-    """`redcap-<stack>` within an App Runner name limit (letters, digits, - and _)."""
-    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in f"redcap-{stack}")
-    return cleaned[:limit].rstrip("-_")
+    """`redcap-<stack>` within an App Runner name limit (letters, digits, - and _), unique per stack."""
+    return stage_name(stack, limit, allowed=r"A-Za-z0-9_-")
 
 
 def access_policy(repository_arn: str) -> str:
@@ -161,7 +161,10 @@ class AppRunnerService(pulumi.ComponentResource):
             auto_scaling_configuration_arn=scaling.arn,
             encryption_configuration={"kms_key": args.kms_key_arn},
             # No observability configuration: X-Ray tracing needs an instrumented app, and REDCap is not.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[access, runtime_grants]))
+            # The name is unique per account and region and the provider replaces the service when
+            # its name or encryption key changes (ForceNew): the old service must go first, or the
+            # new one fails with "already exists". A replacement gets a new URL anyway.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[access, runtime_grants], delete_before_replace=True))
         aws.wafv2.WebAclAssociation(f"{name}-waf", resource_arn=service.arn, web_acl_arn=args.web_acl_arn,
                                     opts=child)
 

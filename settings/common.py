@@ -134,6 +134,15 @@ def parse_email(value: str) -> str:
     return value
 
 
+def covers(identity: str, address: str) -> bool:
+    """True when an SES identity (an address, or a domain) lets SES send as `address`."""
+    identity, address = identity.lower(), address.lower()
+    if "@" in identity:
+        return identity == address
+    host = address.rpartition("@")[2]
+    return host == identity or host.endswith("." + identity)
+
+
 def parse_maintenance_window(value: str) -> str:
     """`ddd:HH:mm-ddd:HH:mm` in UTC, at least 30 minutes long (AWS rejects shorter ones)."""
     allowed = "ddd:HH:mm-ddd:HH:mm (UTC, days Mon..Sun) lasting 30 minutes to 24 hours"
@@ -193,6 +202,23 @@ def parse_engine_version(value: str) -> str:
     if not _ENGINE_RE.match(value):
         raise Problem("an Aurora MySQL 3 engine version 8.0.mysql_aurora.3.MM.P",
                       "8.0.mysql_aurora.3.10.3")
+    return value
+
+
+def engine_version_order(version: str) -> tuple[int, int]:
+    """(minor, patch) of an Aurora MySQL 3 version, for comparing two of them."""
+    m = _ENGINE_RE.match(version)
+    if not m:
+        raise ValueError(f"not an Aurora MySQL 3 engine version: {version!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def parse_db_salt(value: str) -> str:
+    """A salt carried over from an earlier stage (the original's are 32 characters)."""
+    if not 16 <= len(value) <= 1024 or value != value.strip() or "\n" in value:
+        raise Problem("16 to 1024 characters without leading or trailing white space (the old stage's "
+                      "salt, exactly as its secret holds it)",
+                      "pulumi config set --secret redcap:dbSalt \"$OLD_SALT\"")
     return value
 
 

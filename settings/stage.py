@@ -6,7 +6,7 @@ from typing import Any, Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from settings import paths, regions
-from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossProblems, _DOCKER_TAG_RE,
+from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossProblems, _DOCKER_TAG_RE, covers,
                              _LABELS_RE, _LOCAL_VERSION_RE, _Model, _as_list, _is_int, _normalise_size, parse_bool,
                              parse_cidr, parse_country, parse_dns_name, parse_email, parse_log_retention,
                              parse_s3_path, parse_timezone, version_from_zip_name)
@@ -48,6 +48,7 @@ class StageSettings(_Model):
     ecs: Optional[EcsSettings] = None
     express: Optional[ExpressSettings] = None
     has_cron_secret: bool = Field(False, alias="cronSecret")
+    has_db_salt: bool = Field(False, alias="dbSalt")
     cron_minutes: int = Field(1, alias="cronMinutes")
     db: DbSettings = DbSettings()
     db_auth: Literal["iam", "password"] = Field("iam", alias="dbAuth")
@@ -210,7 +211,7 @@ class StageSettings(_Model):
             raise Problem("codebuild or local", "codebuild")
         return v
 
-    _bools = field_validator("deletion_protection", "guard_duty", "email_subscriptions", "has_cron_secret",
+    _bools = field_validator("deletion_protection", "guard_duty", "email_subscriptions", "has_cron_secret", "has_db_salt",
                              "app_bucket_versioning", mode="before")(
         lambda v: None if v is None else parse_bool(v))
 
@@ -316,6 +317,7 @@ class StageSettings(_Model):
                                      "email: redcap-admin@example.org")))
         problems.extend(self._region_problems())
         problems.extend(self._sender_problems())
+        problems.extend(self._shared_identity_problems())
         if self.external_resources.waf_web_acl and (self.allowed_ips or self.allowed_countries):
             problems.append(("allowedIps/allowedCountries", "set with externalResources.wafWebAcl",
                              Problem("no allow-lists when an external web ACL is used (they would be "
@@ -323,6 +325,27 @@ class StageSettings(_Model):
         if problems:
             raise _CrossProblems(problems)
         return self
+
+    def _shared_identity_problems(self) -> list[tuple[str, Any, Problem]]:
+        """The address identity is shared by the stages (docs/email.md): it carries no configuration
+        set, and a stage that names it must send as an address it covers."""
+        problems = []
+        if self.bounce_notification_email and not self.has_zone:
+            problems.append(("bounceNotificationEmail", self.bounce_notification_email,
+                             Problem("bounce and complaint events of the stage's own domain identity, so "
+                                     "redcap:domain with a Route53 zone (an address identity is shared by the "
+                                     "stages and carries no configuration set; SES returns its bounces to "
+                                     "redcap:email itself)", "domain: redcap.example.org, hostInRoute53: true")))
+        shared = self.external_resources.ses_identity
+        if shared and self.has_zone:
+            problems.append(("externalResources.sesIdentity", shared,
+                             Problem("only without a Route53 zone: with one, the stage sends from its own "
+                                     "domain identity", "hostInRoute53: false")))
+        elif shared and not (self.email and covers(shared, self.email)):
+            problems.append(("externalResources.sesIdentity", shared,
+                             Problem(f"an identity that covers redcap:email ({self.email or 'not set'}): that "
+                                     "address or its domain", "sesIdentity: redcap-admin@example.org")))
+        return problems
 
     def _sender_problems(self) -> list[tuple[str, Any, Problem]]:
         """senderEmail must lie in the DKIM-signed domain (the FQDN's SES identity), or DMARC fails."""
@@ -402,6 +425,14 @@ class StageSettings(_Model):
         return self.removal_policy != "destroy"
 
     @property
+    def previous_cluster_protected(self) -> bool:
+        """Protection of the cluster a restore in place replaces: its own setting, else the stage's."""
+        previous = self.db.previous_cluster
+        if previous is not None and previous.deletion_protection is not None:
+            return previous.deletion_protection
+        return self.protect_data
+
+    @property
     def keep_data_on_destroy(self) -> bool:
         """snapshot/retain keep the key, buckets and salt so the final snapshot stays usable."""
         return self.removal_policy != "destroy"
@@ -430,6 +461,7 @@ class StageSettings(_Model):
 
 # What each key means (docs/settings.md is generated from the models and these tables).
 DESCRIPTIONS: dict[str, str] = {
+    "dbSalt": "Secret. The salt a new stage starts with: the old stage's when restoring or migrating into a new stack (docs/restore.md). Used only when the salt secret is created; REDCap's salt never changes afterwards.",
     "generalLogRetention": "Retention of every log group, in days or a name like `one_year`. Unset: per resource.",
     "natGateways": "`onePerAz` (resilient) or `single` (cheaper).",
     "removalPolicy": "What `pulumi destroy` leaves: `destroy` nothing, `snapshot` a final DB snapshot plus key, buckets and salt, `retain` the cluster too (docs/destroy.md).",

@@ -131,6 +131,10 @@ class Recorded:
     remote: bool = False
     provider: str = ""
     transforms: int = 0  # how many transforms the resource carries (the mock monitor does not run them)
+    # ResourceOptions.aliases: URNs, or specs {name, type, stack, project, parent, noParent} ("" = own)
+    aliases: list[Any] = field(default_factory=list)
+    replace_on_changes: list[str] = field(default_factory=list)
+    deleted_with: str = ""
 
 
 @dataclass
@@ -200,6 +204,10 @@ def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str
             "engineVersion": inputs.get("engineVersion"),
             "masterUserSecrets": [{"secretArn": _arn("secretsmanager", f"secret:rds!cluster-{ident}-AbCdEf", region),
                                    "secretStatus": "active", "kmsKeyId": inputs.get("masterUserSecretKmsKeyId")}],
+            # The provider's restore call (RestoreDBClusterFromSnapshot) does not send
+            # EnableIAMDatabaseAuthentication, and RDS restores with it off.
+            "iamDatabaseAuthenticationEnabled": (False if inputs.get("snapshotIdentifier")
+                                                 else inputs.get("iamDatabaseAuthenticationEnabled")),
         }
     if type_ == "aws:iam/accessKey:AccessKey":
         return {"id": "AKIAMOCKACCESSKEY", "secret": MOCK_SECRET_VALUES[0],
@@ -207,7 +215,7 @@ def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str
     if type_ == "random:index/randomPassword:RandomPassword":
         return {"result": MOCK_SECRET_VALUES[1]}
     if type_ == "random:index/randomId:RandomId":
-        return {"hex": "a1b2c3d4", "b64Std": "obLD1A==", "b64Url": "obLD1A", "dec": "2712847316"}
+        return mock_random_id(name, inputs)
     if type_ == "random:index/randomString:RandomString":
         return {"result": "mockrandomstring"}
     if type_ in ("aws:iam/role:Role", "aws:iam/user:User", "aws:iam/policy:Policy"):
@@ -245,6 +253,19 @@ def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str
     if type_ in COMPUTE_OUTPUTS:
         return COMPUTE_OUTPUTS[type_](name, inputs, region)
     return {"arn": arn}
+
+
+def mock_random_id(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """A RandomId's value: fixed per logical name and keepers (a new value exactly where the
+    provider would draw a new one), so two RandomIds never share a value by accident."""
+    import base64
+    import hashlib
+
+    size = int(inputs.get("byteLength") or 4)
+    seed = json.dumps([name, inputs.get("keepers") or {}], sort_keys=True).encode()
+    raw = hashlib.sha256(seed).digest()[:size]
+    return {"hex": raw.hex(), "b64Std": base64.b64encode(raw).decode(),
+            "b64Url": base64.urlsafe_b64encode(raw).decode().rstrip("="), "dec": str(int.from_bytes(raw, "big"))}
 
 
 # Compute (issue 4): what the provider computes for the image pipeline, App Runner, ECS and EC2.
@@ -439,8 +460,21 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             remote=request.remote,
             provider=request.provider,
             transforms=len(request.transforms),
+            aliases=[_alias(a) for a in request.aliases] + list(request.aliasURNs),
+            replace_on_changes=list(request.replaceOnChanges),
+            deleted_with=request.deletedWith,
         ))
         return response
+
+
+def _alias(alias: Any) -> str | dict[str, Any]:
+    """An alias as the program gave it: a URN, or a spec whose missing parts are the resource's own
+    (resolved by tests/transitions.py, which knows the engine's URN scheme)."""
+    if alias.urn:
+        return alias.urn
+    spec = alias.spec
+    return {"name": spec.name, "type": spec.type, "stack": spec.stack, "project": spec.project,
+            "parent": spec.parentUrn, "noParent": spec.noParent}
 
 
 def _plain(value: Any) -> Any:
@@ -499,8 +533,11 @@ def is_secret_input(value: Any) -> bool:
 
 def run_program(stack: str, overrides: Optional[dict[str, Any]] = None, *,
                 root: Path = ROOT,
-                call_overrides: Optional[dict[str, Callable[[dict], dict]]] = None) -> StackRun:
-    """Evaluate `__main__.py` for `stack` and return every registration and the stack outputs."""
+                call_overrides: Optional[dict[str, Callable[[dict], dict]]] = None,
+                stack_name: Optional[str] = None) -> StackRun:
+    """Evaluate `__main__.py` with the config of `Pulumi.<stack>.yaml` (+ overrides) and return every
+    registration and the stack outputs. `stack_name` runs it as another stack (the program's
+    per-stage names and URNs follow it), as a copy of the stack file would be."""
     config, secret_keys = load_stack_config(stack, overrides, root)
     region = config.get("aws:region", "us-east-1")
     mocks = RecordingMocks(region, call_overrides)
@@ -508,7 +545,7 @@ def run_program(stack: str, overrides: Optional[dict[str, Any]] = None, *,
 
     pulumi_settings.set_root_resource(None)
     pulumi.runtime.set_all_config(config, secret_keys)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack_name or stack, preview=False, monitor=monitor)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
 
@@ -535,23 +572,40 @@ def run_program(stack: str, overrides: Optional[dict[str, Any]] = None, *,
         return asyncio.ensure_future(collect())
 
     resolve()
-    return StackRun(stack=stack, resources=list(monitor.recorded), outputs=outputs,
+    return StackRun(stack=stack_name or stack, resources=list(monitor.recorded), outputs=outputs,
                     secret_outputs=secret_outputs, config=config, reads=list(monitor.reads))
 
 
 _RUN_CACHE: dict[str, StackRun] = {}
 
 
-def cached_run(stack: str, overrides: Optional[dict[str, Any]] = None) -> StackRun:
-    """run_program, evaluated once per (stack, overrides) in this test session.
+def cached_run(stack: str, overrides: Optional[dict[str, Any]] = None, *,
+               stack_name: Optional[str] = None) -> StackRun:
+    """run_program, evaluated once per (stack, overrides, stack_name) in this test session.
 
     For tests that only read the result. Tests that change the environment (monkeypatch) or that
     need a fresh evaluation (determinism) call run_program.
     """
-    key = json.dumps([stack, overrides or {}], sort_keys=True, default=repr)
+    key = json.dumps([stack, overrides or {}, stack_name or stack], sort_keys=True, default=repr)
     if key not in _RUN_CACHE:
-        _RUN_CACHE[key] = run_program(stack, overrides)
+        _RUN_CACHE[key] = run_program(stack, overrides, stack_name=stack_name)
     return _RUN_CACHE[key]
+
+
+def depends_on(run: StackRun, r: Recorded, urn: str) -> bool:
+    """Whether `r` waits for `urn`: directly, through an input, or through what it depends on."""
+    index = {x.urn: x for x in run.resources}
+    seen, todo = set(), [r.urn]
+    while todo:
+        current = index.get(todo.pop())
+        if current is None or current.urn in seen:
+            continue
+        seen.add(current.urn)
+        deps = set(current.dependencies) | {d for ds in current.property_dependencies.values() for d in ds}
+        if urn in deps:
+            return True
+        todo.extend(deps)
+    return False
 
 
 def all_strings(value: Any) -> Iterable[str]:

@@ -89,7 +89,7 @@ def test_zone_name_with_subdomain_creates_delegated_child() -> None:
 
 
 def test_no_route53() -> None:
-    run, lookups = run_with_zone_lookups("prod", {"hostInRoute53": False, **NO_ECS})
+    run, lookups = run_with_zone_lookups("prod", {"hostInRoute53": False, "bounceNotificationEmail": None, **NO_ECS})
     assert run.of_type(ZONE) == [] and run.of_type(RECORD) == [] and run.of_type(CERT) == []
     assert lookups == []
     assert "nameServers" not in run.outputs
