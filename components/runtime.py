@@ -63,7 +63,10 @@ class RuntimeArgs:
     db_reader_host: Optional[pulumi.Input[str]] = None
     # Only with db_auth == "password".
     db_app_secret_arn: Optional[pulumi.Input[str]] = None
-    # SES SMTP credentials and the sender address; msmtp is configured only when both are set.
+    # SES SMTP credentials and the sender address (Email.sender_address); msmtp is configured only
+    # when both are set, and the sender is then also REDCap's universal From address wherever
+    # the configuration SQL is applied (container/bootstrap/sender.py), so mail is From the
+    # DKIM-signed domain and DMARC aligns.
     ses_secret_arn: Optional[pulumi.Input[str]] = None
     smtp_email: Optional[str] = None
     # site_admin's initial password, used once on a new database.

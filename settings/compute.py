@@ -130,15 +130,6 @@ EXPRESS_SCALING_METRICS: dict[str, str] = {
     "memory": "AVERAGE_MEMORY",
     "requests": "REQUEST_COUNT_PER_TARGET",
 }
-# Partitions where the Express runtime's public entry (CloudFront with a VPC origin and a
-# CLOUDFRONT-scope web ACL in us-east-1) does not exist: AWS GovCloud, the China regions
-# (CloudFront there is a separate service without VPC origins) and the ISO partitions.
-EXPRESS_UNAVAILABLE_REGION_PREFIXES: tuple[str, ...] = ("us-gov-", "cn-", "us-iso", "eu-isoe-")
-
-
-def express_available(region: str) -> bool:
-    """Whether the Express runtime can be deployed in `region`."""
-    return not region.startswith(EXPRESS_UNAVAILABLE_REGION_PREFIXES)
 
 
 class ExpressScaling(_Model):

@@ -13,7 +13,7 @@ from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossPr
                              parse_s3_path, parse_timezone, version_from_zip_name)
 from settings.application import ConfigurationSqlMode, parse_configuration_sql
 from settings.backup import BackupSettings
-from settings.compute import EcsSettings, ExpressSettings, TunnelSettings, express_available
+from settings.compute import EcsSettings, ExpressSettings, TunnelSettings
 from settings.credentials import parse_rotation_days
 from settings.database import DbSettings
 from settings.dns import NsDelegation
@@ -307,10 +307,6 @@ class StageSettings(_Model):
                              Problem("one runtime: an ecs block (ECS Fargate behind your own load balancer) or "
                                      "an express block (ECS Express Mode behind CloudFront), not both",
                                      "express: {}")))
-        if self.express is not None and not express_available(self.region):
-            problems.append(("express", f"in region {self.region}",
-                             Problem("a region with CloudFront VPC origins (not AWS GovCloud, China or ISO "
-                                     "regions); use an ecs block there", "aws:region: us-east-1")))
         if self.express is not None and self.domain and not self.has_zone and self.express.certificate_arn is None:
             problems.append(("express", "domain without a Route53 zone or express.certificateArn",
                              Problem("for redcap:domain on Express, hostInRoute53 true or a zone name (the "
@@ -414,12 +410,18 @@ class StageSettings(_Model):
                      Problem("a region of the region table settings/regions.py (docs/regions.md): "
                              + ", ".join(regions.names()), "pulumi config set aws:region eu-west-1"))]
         problems: list[tuple[str, Any, Problem]] = []
-        if self.ecs is None and not facts.app_runner:
+        if self.runtime == "apprunner" and not facts.app_runner:
             problems.append(("aws:region", self.region,
-                             Problem(f"App Runner is not offered in {self.region}: there, run on ECS Fargate "
-                                     "(an ecs block); App Runner (no ecs block) runs in "
-                                     + ", ".join(regions.names(lambda f: f.app_runner)),
-                                     "redcap:ecs: {} with redcap:domain, or aws:region: eu-west-1")))
+                             Problem(f"App Runner is not offered in {self.region}: there, run on ECS Express Mode "
+                                     "(an express block) or ECS Fargate (an ecs block); App Runner (neither "
+                                     "block) runs in " + ", ".join(regions.names(lambda f: f.app_runner)),
+                                     "redcap:express: {}, or aws:region: eu-west-1")))
+        if self.runtime == "express" and not facts.ecs_express:
+            problems.append(("express", f"in region {self.region}",
+                             Problem("a region where the Express runtime runs: every region of the table but "
+                                     + ", ".join(regions.names(lambda f: not f.ecs_express))
+                                     + " (its public entry is CloudFront, which AWS GovCloud (US) does not offer; "
+                                     "docs/regions.md); use an ecs block there", "aws:region: us-east-1")))
         if self.db.backtrack_hours > 0 and not facts.backtrack:
             problems.append(("db.backtrackHours", self.db.backtrack_hours,
                              Problem(f"0 in {self.region}, where Aurora backtrack is not offered (leave it "

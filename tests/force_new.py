@@ -233,6 +233,9 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     "random:index/randomString:RandomString": frozenset({
         "keepers", "length", "lower", "minLower", "minNumeric", "minSpecial", "minUpper", "number", "numeric",
         "overrideSpecial", "special", "upper"}),
+    # terraform-provider-time (pulumiverse-time bridges it), internal/provider/resource_time_sleep.go:
+    # only triggers RequiresReplace; the durations are updates (destroy reads the state's value).
+    "time:index/sleep:Sleep": frozenset({"triggers"}),
     # An explicit provider is replaced (and with it every resource it manages) when its region changes.
     "pulumi:providers:aws-native": frozenset({"region"}),
 }

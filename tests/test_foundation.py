@@ -164,7 +164,7 @@ def test_log_bucket_takes_s3_and_alb_logs_only_from_this_account(prod, dev):
         _bucket_children(prod, "redcap-logs", "aws:s3/bucketPolicy:BucketPolicy")[0]["policy"])["Statement"]}
     assert statements["S3ServerAccessLogs"]["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
     assert statements["AlbAccessLogsRegionalAccount"]["Resource"].endswith("/alb/AWSLogs/123456789012/*")
-    # dev runs App Runner: no ALB log grants.
+    # dev runs Express, whose load balancer is AWS-managed and logs to no bucket of ours: no ALB log grants.
     dev_sids = {s["Sid"] for s in json.loads(
         _bucket_children(dev, "redcap-logs", "aws:s3/bucketPolicy:BucketPolicy")[0]["policy"])["Statement"]}
     assert dev_sids == {"DenyInsecureTransport", "S3ServerAccessLogs"}

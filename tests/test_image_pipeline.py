@@ -50,7 +50,7 @@ def test_tag_fits_docker_limits_with_a_long_deploy_tag():
 
 
 def test_committed_stacks_push_version_hash_tags_never_latest():
-    for variant in ("dev", "prod"):
+    for variant in ("express", "prod"):  # Pulumi.dev.yaml as committed, Pulumi.prod.yaml
         run = run_variant(variant)
         tag = run.outputs["imageTag"]
         assert tag.startswith("15.0.9-") and tag != "latest"
@@ -58,7 +58,7 @@ def test_committed_stacks_push_version_hash_tags_never_latest():
 
 
 def test_same_inputs_give_the_same_tag_and_identical_inputs():
-    first, second = run_variant("dev"), run_variant_uncached("dev")
+    first, second = run_variant("dev-apprunner"), run_variant_uncached("dev-apprunner")
     assert first.outputs["imageTag"] == second.outputs["imageTag"]
     # Registration order is concurrent; compare by URN.
     assert {r.urn: r.inputs for r in first.resources} == {r.urn: r.inputs for r in second.resources}
@@ -67,7 +67,7 @@ def test_same_inputs_give_the_same_tag_and_identical_inputs():
 def test_a_zip_replaced_in_s3_at_the_same_key_is_a_new_tag():
     replaced = run_program("dev", call_overrides={"aws:s3/getObject:getObject": lambda args: {
         "bucket": args["bucket"], "key": args["key"], "etag": '"0000000000000000000000000000ffff"'}})
-    assert replaced.outputs["imageTag"] != run_variant("dev").outputs["imageTag"]
+    assert replaced.outputs["imageTag"] != run_variant("dev-apprunner").outputs["imageTag"]
     assert replaced.outputs["imageTag"].startswith("15.0.9-")
 
 
@@ -185,7 +185,7 @@ def test_context_goes_to_a_private_kms_encrypted_tls_only_logged_artifacts_bucke
     assert related["BucketLogging"].inputs["targetBucket"] == run.outputs["logBucketName"]
     # Everything in it is reproduced from the project folder: emptied on destroy, whatever the stage keeps.
     assert bucket.inputs["forceDestroy"] is True
-    assert run_variant("dev").named("redcap-artifacts").inputs["forceDestroy"] is True
+    assert run_variant("dev-apprunner").named("redcap-artifacts").inputs["forceDestroy"] is True
     assert related["BucketVersioning"].inputs["versioningConfiguration"] == {"status": "Enabled"}
     lifecycle = related["BucketLifecycleConfiguration"].inputs["rules"][0]
     assert lifecycle["noncurrentVersionExpiration"] == {"noncurrentDays": 7.0}
@@ -257,7 +257,7 @@ def test_trigger_lambda_is_invoked_once_per_tag_and_waits_for_the_build():
     assert invocation.inputs["functionName"] == function.outputs["name"]
     # The services wait for the build: the image URI is derived from the invocation's result.
     assert invocation.urn in run.one("aws:ecs/taskDefinition:TaskDefinition").dependencies
-    dev = run_variant("dev")
+    dev = run_variant("dev-apprunner")
     assert dev.named("redcap-build-invocation").urn in dev.one("aws:apprunner/service:Service").dependencies
 
 
@@ -279,7 +279,7 @@ def test_build_and_trigger_policies_are_least_privilege():
 
 
 def test_no_iam_policy_of_any_variant_uses_wildcard_actions():
-    for variant in ("dev", "prod", "apprunner-domain", "apprunner-cname", "ecs-local"):
+    for variant in ("express", "dev-apprunner", "prod", "apprunner-domain", "apprunner-cname", "ecs-local"):
         for res, document in iam_documents(run_variant(variant)):
             for statement in statements(document):
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]

@@ -115,7 +115,7 @@ def test_password_mode_has_no_iam_database_login():
 # -- wired into the stacks --------------------------------------------------------------------
 
 def test_dev_app_runner_environment_points_at_the_stack_resources():
-    run = run_variant("dev")
+    run = run_variant("dev-apprunner")
     env = apprunner_env(run)
     assert set(env) <= CONTRACT_NAMES and REQUIRED <= set(env)
     assert env["DB_SECRET_ID"] == run.outputs["dbMasterSecretArn"]
@@ -155,7 +155,7 @@ def test_configuration_sql_modes_are_the_containers():
 
 
 def test_configuration_sql_setting_reaches_the_runtimes():
-    assert apprunner_env(run_variant("dev"))["REDCAP_CONFIG_SQL_MODE"] == "onInstall"
+    assert apprunner_env(run_variant("dev-apprunner"))["REDCAP_CONFIG_SQL_MODE"] == "onInstall"
     assert ecs_env(run_variant("prod"))["REDCAP_CONFIG_SQL_MODE"] == "onInstall"
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(VARIANTS, "dev-apply", ("dev", {"configurationSql": "apply", "express": None}))
@@ -195,7 +195,7 @@ def test_password_mode_gets_its_own_encrypted_app_user_secret():
 
 
 @pytest.mark.parametrize("variant, role, grant", [
-    ("dev", "redcap-instance-role", "redcap-runtime"),
+    ("dev-apprunner", "redcap-instance-role", "redcap-runtime"),
     ("prod", "redcap-task-role", "redcap-runtime"),
     ("apprunner-cname", "redcap-tunnel-role", "redcap-tunnel-runtime"),
     ("express", "redcap-task-role", "redcap-runtime"),
@@ -210,7 +210,8 @@ def test_every_runtime_role_carries_the_same_contract_policy(variant, role, gran
     assert not any("s3:" in a for s in statements(document) for a in s["Action"])  # REDCap uses its key pair
 
 
-@pytest.mark.parametrize("variant", ["dev", "prod", "apprunner-cname", "ecs-local", "express", "express-zone-tunnel"])
+@pytest.mark.parametrize("variant", ["dev-apprunner", "prod", "apprunner-cname", "ecs-local", "express",
+                                     "express-zone-tunnel"])
 def test_no_secret_value_in_any_environment_task_definition_or_user_data(variant):
     run = run_variant(variant)
     carriers = (run.of_type("aws:apprunner/service:Service") + run.of_type("aws:ecs/taskDefinition:TaskDefinition")
@@ -241,8 +242,8 @@ def test_compute_resource_inputs_are_pulumi_aws_7_arguments_of_the_declared_type
     assert [e for res in resources for e in resource_schema_errors(res)] == []
 
 
-@pytest.mark.parametrize("variant", ["dev", "ecs-local", "express"])
+@pytest.mark.parametrize("variant", ["dev-apprunner", "ecs-local", "express"])
 def test_provider_function_calls_use_the_declared_argument_types(variant):
     _, calls = run_variant_with_calls(variant)
-    assert any(token == "aws:s3/getObject:getObject" for token, _ in calls) == (variant in ("dev", "express"))
+    assert any(token == "aws:s3/getObject:getObject" for token, _ in calls) == (variant in ("dev-apprunner", "express"))
     assert [e for token, args in calls for e in invoke_schema_errors(token, args)] == []

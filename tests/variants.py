@@ -57,6 +57,8 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     # Regions without Aurora backtrack and without App Runner (ECS there): one opened after
     # August 2022 (ALB logs by the log-delivery principal), one older (a regional ELB account).
     ("prod-eu-south-2", "prod", {"aws:region": "eu-south-2", "db": PROD_DB_NO_BACKTRACK}),
+    # Express where App Runner is not offered: the runtime is Express, not App Runner, there.
+    ("dev-express-eu-south-2", "dev", {"aws:region": "eu-south-2", "db": DEV_DB_NO_BACKTRACK}),
     ("dev-ecs-sa-east-1", "dev", {"aws:region": "sa-east-1", "db": DEV_DB_NO_BACKTRACK, "express": None,
                                   "ecs": {"certificateArn": CERT_SA_EAST_1},
                                   "domain": "redcap-dev.example.org", "hostInRoute53": False}),
