@@ -3,6 +3,7 @@ import pulumi
 
 import settings as stage
 from settings import paths
+from components.backup import Backup, BackupArgs, VaultLockArgs
 from components.context import AwsContext
 from components.database import Database, DatabaseArgs, PreviousClusterArgs
 from components.delegation import NsDelegation, NsDelegationArgs
@@ -12,14 +13,16 @@ from components.firewall import Firewall, FirewallArgs
 from components.network import Network, NetworkArgs
 from components.operations import AppRunnerTier, ExpressTier, FargateTier, Operations, OperationsArgs, Tier
 from components.notifications import export_rows
+from components.rotation import CredentialRotation, CredentialRotationArgs, RolloutTarget, RotatedCredential
 from components.security import ThreatDetection
 from components.storage import Storage, StorageArgs
 from components.apprunner import AppRunnerArgs, AppRunnerService
 from components.cron import Cron, CronArgs
-from components.ecs import FargateArgs, FargateService
-from components.express import ExpressArgs, ExpressService
+from components.ecs import IDLE_TIMEOUT_SECONDS, FargateArgs, FargateService
+from components.express import ORIGIN_READ_TIMEOUT_SECONDS, ExpressArgs, ExpressService
 from components.image import Image, ImageArgs, config_sql_path
-from components.runtime import DatabaseAppLogin, RuntimeArgs, runtime_contract
+from components.runtime import (ALB_DEFAULT_IDLE_TIMEOUT_SECONDS, APP_RUNNER_REQUEST_TIMEOUT_SECONDS,
+                                DatabaseAppLogin, RuntimeArgs, app_runner_memory_mib, runtime_contract)
 from components.tunnel import TunnelArgs, TunnelHost
 
 config, secrets = stage.from_pulumi()
@@ -47,6 +50,8 @@ def application_stack() -> None:
         alb_access_logs=config.uses_ecs,
         salt=secrets.db_salt,
         key_for_api_destinations=config.cron_minutes > 0,
+        backup_copy_accounts=(stage.vault_arn_region_and_account(config.backup.copy_to_vault_arn)[1],)
+        if config.backup_enabled and config.backup.copy_to_vault_arn else (),
     ))
 
     network = Network("redcap", NetworkArgs(
@@ -80,6 +85,22 @@ def application_stack() -> None:
             protect=config.previous_cluster_protected,
         ) if config.db.previous_cluster is not None else None,
     ))
+
+    lock = config.backup.vault_lock
+    backup = Backup("redcap-backup", BackupArgs(
+        context=context,
+        kms_key_arn=storage.kms_key_arn,
+        cluster_arns=database.cluster_arns,
+        bucket_arn=storage.app_bucket_arn,
+        retention_days=config.backup.retention_days,
+        monthly_retention_days=config.backup.monthly_retention_days,
+        copy_to_region=config.backup.copy_to_region,
+        copy_to_vault_arn=config.backup.copy_to_vault_arn,
+        vault_lock=VaultLockArgs(lock.mode, lock.min_retention_days, lock.max_retention_days,
+                                 lock.changeable_for_days) if lock is not None else None,
+        keep_on_destroy=config.keep_data_on_destroy,
+        protect=config.protect_data,
+    )) if config.backup_enabled else None
 
     # Edge (issue 3): WAF, domain, e-mail, threat detection.
     firewall = Firewall("redcap", FirewallArgs(
@@ -118,6 +139,22 @@ def application_stack() -> None:
 
     threat_detection = ThreatDetection("redcap") if config.guard_duty else None
 
+    # The S3 and SMTP keys are made and rotated here; the runtime reads the secrets once they hold one.
+    rotation = CredentialRotation("redcap-rotation", CredentialRotationArgs(
+        context=context,
+        kms_key_arn=storage.kms_key_arn,
+        rotation_days=config.credential_rotation_days,
+        log_retention_days=config.log_retention(365),
+        credentials=(
+            RotatedCredential("s3", storage.s3_credentials_secret_arn, storage.s3_user_name, storage.s3_user_arn,
+                              bucket=storage.app_bucket_name),
+            RotatedCredential("smtp", email.smtp_credentials_secret_arn, email.smtp_user_name, email.smtp_user_arn),
+        ),
+        rollout=RolloutTarget.for_runtime(config.runtime, config.stack),
+        alarm_email=config.email,
+        subscribe_emails=config.email_subscriptions,
+    ))
+
     # Compute (issue 4): image, runtime contract, App Runner or ECS, cron, tunnel host.
     languages_dir = paths.PROJECT_DIR / "languages"
     image = Image("redcap", ImageArgs(
@@ -135,11 +172,21 @@ def application_stack() -> None:
         private_subnet_ids=network.private_subnet_ids,
         log_bucket_name=storage.log_bucket_name,
         log_retention_days=config.log_retention(365),
-        artifacts_force_destroy=not config.keep_data_on_destroy,
         ca_bundle=paths.RELEASES_DIR / "rds-ca-bundle.pem" if (paths.RELEASES_DIR / "rds-ca-bundle.pem").is_file() else None,
     ))
     app_login = DatabaseAppLogin("redcap-db-app", username=database.app_user, kms_key_arn=storage.kms_key_arn) \
         if config.db_auth == "password" else None
+    # The web tier sizes its PHP workers from the task's or instance's memory, and its request
+    # time and keep-alive from what is in front of it (container/README.md, "Web tier").
+    if config.express is not None:
+        web_memory_mib, request_timeout_seconds = config.express.memory, ORIGIN_READ_TIMEOUT_SECONDS
+        lb_idle_timeout_seconds: int | None = ALB_DEFAULT_IDLE_TIMEOUT_SECONDS
+    elif config.ecs is not None:
+        web_memory_mib, request_timeout_seconds = config.ecs.memory, IDLE_TIMEOUT_SECONDS
+        lb_idle_timeout_seconds = IDLE_TIMEOUT_SECONDS
+    else:
+        web_memory_mib = app_runner_memory_mib(config.memory)
+        request_timeout_seconds, lb_idle_timeout_seconds = APP_RUNNER_REQUEST_TIMEOUT_SECONDS, None
     runtime = runtime_contract(RuntimeArgs(
         context=context,
         port=config.port,
@@ -155,15 +202,19 @@ def application_stack() -> None:
         db_app_secret_arn=app_login.secret_arn if app_login is not None else None,
         salt_secret_arn=storage.salt_secret_arn,
         s3_bucket=storage.app_bucket_name,
-        s3_secret_arn=storage.s3_credentials_secret_arn,
+        s3_secret_arn=rotation.ready_secret_arns["s3"],
         kms_key_arn=storage.kms_key_arn,
         security_group_id=network.app_security_group_id,
-        ses_secret_arn=email.smtp_credentials_secret_arn,
+        ses_secret_arn=rotation.ready_secret_arns["smtp"],
         smtp_email=email.sender_address,
         admin_password_secret_arn=storage.admin_password_secret_arn,
         configuration_sql=config.configuration_sql,
+        memory_mib=web_memory_mib,
+        php_memory_limit=config.php_memory_limit,
+        request_timeout_seconds=request_timeout_seconds,
+        lb_idle_timeout_seconds=lb_idle_timeout_seconds,
     ))
-    subscriptions = list(email.email_subscriptions)
+    subscriptions = list(email.email_subscriptions) + rotation.email_subscriptions
     if config.express is not None:
         express = config.express
         service = ExpressService("redcap", ExpressArgs(
@@ -358,6 +409,16 @@ def application_stack() -> None:
     pulumi.export("sesIdentityArn", email.identity_arn)
     pulumi.export("senderAddress", email.sender_address)
     pulumi.export("smtpCredentialsSecretArn", email.smtp_credentials_secret_arn)
+    pulumi.export("s3CredentialsSecretArn", storage.s3_credentials_secret_arn)
+    if backup is not None:
+        pulumi.export("backupVaultArn", backup.vault_arn)
+        pulumi.export("backupVaultName", backup.vault_name)
+        pulumi.export("backupPlanId", backup.plan_id)
+        pulumi.export("backupRoleArn", backup.role_arn)
+        if backup.copy_vault_arn is not None:
+            pulumi.export("backupCopyVaultArn", backup.copy_vault_arn)
+    pulumi.export("credentialRotationFunctionName", rotation.function_name)
+    pulumi.export("credentialRotationAlarmTopicArn", rotation.alarm_topic_arn)
     # What to confirm (or subscribe by hand) so notifications arrive: docs/email.md.
     pulumi.export("emailSubscriptions", export_rows(subscriptions, config.region))
     if threat_detection is not None:

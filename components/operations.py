@@ -163,18 +163,10 @@ def settings_fingerprint(values: Mapping[str, Any]) -> str:
 
 
 def alarm_topic_policy(topic_arn: str, account_id: str, partition: str, region: str, stack: str) -> str:
+    """Only this stage's alarms may publish, and only over TLS."""
     alarms = f"arn:{partition}:cloudwatch:{region}:{account_id}:alarm:redcap-{stack}-*"
-    return policies.document([
-        {
-            "Sid": "AlarmsOfThisStage",
-            "Effect": "Allow",
-            "Principal": {"Service": "cloudwatch.amazonaws.com"},
-            "Action": "sns:Publish",
-            "Resource": topic_arn,
-            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}, "ArnLike": {"aws:SourceArn": alarms}},
-        },
-        policies.deny_insecure_publish(topic_arn, ("sns:Publish", "sns:Subscribe")),
-    ])
+    return policies.service_topic_policy(topic_arn, "AlarmsOfThisStage", "cloudwatch.amazonaws.com", {
+        "StringEquals": {"aws:SourceAccount": account_id}, "ArnLike": {"aws:SourceArn": alarms}})
 
 
 def check_policy(*, log_group_arn: str, secret_arn: str, kms_key_arn: str, namespace: str) -> str:

@@ -5,13 +5,16 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from container.webtier.sizing import DEFAULT_PHP_MEMORY_LIMIT, parse_php_size_mib
 from settings import paths, regions
 from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossProblems, _DOCKER_TAG_RE, covers,
                              _LABELS_RE, _LOCAL_VERSION_RE, _Model, _as_list, _is_int, _normalise_size, parse_bool,
                              parse_cidr, parse_country, parse_dns_name, parse_email, parse_log_retention,
                              parse_s3_path, parse_timezone, version_from_zip_name)
 from settings.application import ConfigurationSqlMode, parse_configuration_sql
-from settings.compute import EcsSettings, ExpressSettings, TunnelSettings, express_available
+from settings.backup import BackupSettings
+from settings.compute import EcsSettings, ExpressSettings, TunnelSettings
+from settings.credentials import parse_rotation_days
 from settings.database import DbSettings
 from settings.dns import NsDelegation
 from settings.edge import ExternalResources
@@ -40,6 +43,7 @@ class StageSettings(_Model):
     sender_email: Optional[str] = Field(None, alias="senderEmail")
     bounce_notification_email: Optional[str] = Field(None, alias="bounceNotificationEmail")
     php_timezone: str = Field("UTC", alias="phpTimezone")
+    php_memory_limit: str = Field(DEFAULT_PHP_MEMORY_LIMIT, alias="phpMemoryLimit")
     port: int = 8080
     cpu: str = "2 vCPU"
     memory: str = "4 GB"
@@ -66,6 +70,8 @@ class StageSettings(_Model):
     app_bucket_versioning: bool = Field(True, alias="appBucketVersioning")
     waf_sqli_rules_to_count: tuple[str, ...] = Field((), alias="wafSqliRulesToCount")
     configuration_sql: ConfigurationSqlMode = Field("onInstall", alias="configurationSql")
+    backup: BackupSettings = BackupSettings()
+    credential_rotation_days: int = Field(90, alias="credentialRotationDays")
     operations: OperationsSettings = OperationsSettings()
 
     # --- single-value rules ------------------------------------------------------------------
@@ -137,6 +143,15 @@ class StageSettings(_Model):
     _email = field_validator("email", "sender_email", "bounce_notification_email", mode="before")(
         lambda v: None if v is None else parse_email(str(v)))
     _tz = field_validator("php_timezone", mode="before")(lambda v: parse_timezone(str(v)))
+
+    @field_validator("php_memory_limit", mode="before")
+    @classmethod
+    def _php_memory(cls, v: Any) -> str:
+        # The container's own rule (container/webtier/sizing.py), so both accept the same values.
+        mib = parse_php_size_mib(str(v))
+        if mib is None:
+            raise Problem("PHP memory_limit per request, 128M to 16G (a number with M or G)", "512M")
+        return f"{mib}M"
 
     @field_validator("port", mode="before")
     @classmethod
@@ -230,6 +245,8 @@ class StageSettings(_Model):
                               "[SQLi_BODY]")
         return tuple(sorted(set(names)))
 
+    _rotation = field_validator("credential_rotation_days", mode="before")(lambda v: parse_rotation_days(v))
+
     # --- region-dependent defaults ----------------------------------------------------------
 
     @model_validator(mode="before")
@@ -292,10 +309,6 @@ class StageSettings(_Model):
                              Problem("one runtime: an ecs block (ECS Fargate behind your own load balancer) or "
                                      "an express block (ECS Express Mode behind CloudFront), not both",
                                      "express: {}")))
-        if self.express is not None and not express_available(self.region):
-            problems.append(("express", f"in region {self.region}",
-                             Problem("a region with CloudFront VPC origins (not AWS GovCloud, China or ISO "
-                                     "regions); use an ecs block there", "aws:region: us-east-1")))
         if self.express is not None and self.domain and not self.has_zone and self.express.certificate_arn is None:
             problems.append(("express", "domain without a Route53 zone or express.certificateArn",
                              Problem("for redcap:domain on Express, hostInRoute53 true or a zone name (the "
@@ -328,6 +341,7 @@ class StageSettings(_Model):
             problems.append(("allowedIps/allowedCountries", "set with externalResources.wafWebAcl",
                              Problem("no allow-lists when an external web ACL is used (they would be "
                                      "ignored); put them in that ACL", "allowedIps: []")))
+        problems.extend(self._backup_problems())
         problems.extend(self._operations_rules())
         if problems:
             raise _CrossProblems(problems)
@@ -369,6 +383,25 @@ class StageSettings(_Model):
                                      "address or its domain", "sesIdentity: redcap-admin@example.org")))
         return problems
 
+    def _backup_problems(self) -> list[tuple[str, Any, Problem]]:
+        backup, problems = self.backup, []
+        if self.backup_enabled and not self.app_bucket_versioning:
+            why = ("backup.enabled is true" if backup.enabled else
+                   f"backups are on by default because removalPolicy {self.removal_policy} keeps the data")
+            problems.append(("appBucketVersioning", False, Problem(
+                f"true while backups are on ({why}; AWS Backup backs up versioned buckets only): set "
+                "appBucketVersioning: true, or turn the backups off with backup.enabled: false",
+                "appBucketVersioning: true")))
+        if backup.copy_to_region is not None and backup.copy_to_region == self.region:
+            problems.append(("backup.copyToRegion", backup.copy_to_region, Problem(
+                f"a region other than the stack's ({self.region}): a copy in the same region does not survive "
+                "the loss of that region", "us-west-2")))
+        if backup.vault_lock is not None and self.removal_policy == "destroy":
+            problems.append(("backup.vaultLock", backup.vault_lock.mode, Problem(
+                "no vault lock with removalPolicy destroy (`pulumi destroy` must delete the vault and its "
+                "recovery points, which a lock forbids); use removalPolicy snapshot or retain", "removalPolicy: snapshot")))
+        return problems
+
     def _sender_problems(self) -> list[tuple[str, Any, Problem]]:
         """senderEmail must lie in the DKIM-signed domain (the FQDN's SES identity), or DMARC fails."""
         if self.sender_email is None:
@@ -395,12 +428,18 @@ class StageSettings(_Model):
                      Problem("a region of the region table settings/regions.py (docs/regions.md): "
                              + ", ".join(regions.names()), "pulumi config set aws:region eu-west-1"))]
         problems: list[tuple[str, Any, Problem]] = []
-        if self.ecs is None and not facts.app_runner:
+        if self.runtime == "apprunner" and not facts.app_runner:
             problems.append(("aws:region", self.region,
-                             Problem(f"App Runner is not offered in {self.region}: there, run on ECS Fargate "
-                                     "(an ecs block); App Runner (no ecs block) runs in "
-                                     + ", ".join(regions.names(lambda f: f.app_runner)),
-                                     "redcap:ecs: {} with redcap:domain, or aws:region: eu-west-1")))
+                             Problem(f"App Runner is not offered in {self.region}: there, run on ECS Express Mode "
+                                     "(an express block) or ECS Fargate (an ecs block); App Runner (neither "
+                                     "block) runs in " + ", ".join(regions.names(lambda f: f.app_runner)),
+                                     "redcap:express: {}, or aws:region: eu-west-1")))
+        if self.runtime == "express" and not facts.ecs_express:
+            problems.append(("express", f"in region {self.region}",
+                             Problem("a region where the Express runtime runs: every region of the table but "
+                                     + ", ".join(regions.names(lambda f: not f.ecs_express))
+                                     + " (its public entry is CloudFront, which AWS GovCloud (US) does not offer; "
+                                     "docs/regions.md); use an ecs block there", "aws:region: us-east-1")))
         if self.db.backtrack_hours > 0 and not facts.backtrack:
             problems.append(("db.backtrackHours", self.db.backtrack_hours,
                              Problem(f"0 in {self.region}, where Aurora backtrack is not offered (leave it "
@@ -452,6 +491,13 @@ class StageSettings(_Model):
     def keep_data_on_destroy(self) -> bool:
         """snapshot/retain keep the key, buckets and salt so the final snapshot stays usable."""
         return self.removal_policy != "destroy"
+
+    @property
+    def backup_enabled(self) -> bool:
+        """AWS Backup runs by default on stages that keep their data."""
+        if self.backup.enabled is not None:
+            return self.backup.enabled
+        return self.keep_data_on_destroy
 
     @property
     def uses_ecs(self) -> bool:

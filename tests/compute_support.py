@@ -1,7 +1,8 @@
 """Stack runs shared by the compute tests (issue 4), evaluated once per test session.
 
-Variants (besides the committed prod stack; "dev" is the committed dev stack on App Runner - the
-file itself runs Express, which tests/test_express.py covers):
+Variants (besides the committed prod stack):
+- dev-apprunner: the committed dev stack with App Runner instead of its express block (the file
+  itself runs Express: the "express" variant, covered by tests/test_express.py);
 - apprunner-domain: prod's zone (redcap.example.org, a zone of its own: apex alias record) with
   App Runner instead of ECS, cron every 5 minutes;
 - apprunner-cname: dev with redcap.example.org in the existing zone example.org (CNAME), the
@@ -28,7 +29,7 @@ from policy.rules import violations_for
 
 CERTIFICATE_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "dev": ("dev", {"express": None}),
+    "dev-apprunner": ("dev", {"express": None}),
     "prod": ("prod", {}),
     "apprunner-domain": ("prod", {"ecs": None, "cronMinutes": 5}),
     "apprunner-cname": ("dev", {"domain": "redcap.example.org", "hostInRoute53": "example.org",

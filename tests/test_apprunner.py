@@ -1,4 +1,5 @@
-"""App Runner (components/apprunner.py): the service as recorded for dev (no domain), a stage with
+"""App Runner (components/apprunner.py): the service as recorded for dev with App Runner instead of its
+express block (no domain), a stage with
 its own zone (apex alias record) and one with a subdomain in an existing zone (CNAME)."""
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def service(run):
 
 
 def test_service_runs_the_pinned_image_without_auto_deployments():
-    run = run_variant("dev")
+    run = run_variant("dev-apprunner")
     source = service(run).inputs["sourceConfiguration"]
     assert source["autoDeploymentsEnabled"] is False
     repository = source["imageRepository"]
@@ -27,7 +28,7 @@ def test_service_runs_the_pinned_image_without_auto_deployments():
 
 
 def test_access_role_pulls_only_from_the_stack_repository():
-    run = run_variant("dev")
+    run = run_variant("dev-apprunner")
     role = run.named("redcap-access-role")
     trust = statements(policy_of(role, "assumeRolePolicy"))[0]
     assert trust["Principal"] == {"Service": "build.apprunner.amazonaws.com"}
@@ -37,7 +38,7 @@ def test_access_role_pulls_only_from_the_stack_repository():
 
 
 def test_instance_size_scaling_health_check_and_encryption_come_from_settings():
-    run = run_variant("dev")
+    run = run_variant("dev-apprunner")
     inputs = service(run).inputs
     assert inputs["instanceConfiguration"]["cpu"] == "2 vCPU" and inputs["instanceConfiguration"]["memory"] == "4 GB"
     assert inputs["instanceConfiguration"]["instanceRoleArn"] == run.named("redcap-instance-role").outputs["arn"]
@@ -60,7 +61,7 @@ def test_scaling_settings_reach_the_configuration():
 
 
 def test_egress_goes_through_the_vpc_connector_on_the_private_subnets():
-    run = run_variant("dev")
+    run = run_variant("dev-apprunner")
     connector = run.one("aws:apprunner/vpcConnector:VpcConnector")
     assert connector.inputs["subnets"] == run.outputs["privateSubnetIds"]
     assert connector.inputs["securityGroups"] == [run.named("redcap-app").id]
@@ -69,7 +70,7 @@ def test_egress_goes_through_the_vpc_connector_on_the_private_subnets():
     assert network["ingressConfiguration"] == {"isPubliclyAccessible": True}
 
 
-@pytest.mark.parametrize("variant", ["dev", "apprunner-domain", "apprunner-cname"])
+@pytest.mark.parametrize("variant", ["dev-apprunner", "apprunner-domain", "apprunner-cname"])
 def test_waf_protects_the_service_and_the_policy_pack_passes(variant):
     run = run_variant(variant)
     association = run.one("aws:wafv2/webAclAssociation:WebAclAssociation")
@@ -79,7 +80,7 @@ def test_waf_protects_the_service_and_the_policy_pack_passes(variant):
 
 
 def test_operation_results_are_mailed_through_an_encrypted_topic():
-    run = run_variant("dev")
+    run = run_variant("dev-apprunner")
     rule = run.named("redcap-operations")
     pattern = json.loads(rule.inputs["eventPattern"])
     assert pattern == {"source": ["aws.apprunner"],
@@ -101,7 +102,7 @@ def test_operation_results_are_mailed_through_an_encrypted_topic():
 
 
 def test_without_a_zone_there_is_no_custom_domain():
-    run = run_variant("dev")
+    run = run_variant("dev-apprunner")
     assert run.of_type("aws:apprunner/customDomainAssociation:CustomDomainAssociation") == []
     assert run.outputs["siteUrl"] == run.outputs["appRunnerServiceUrl"] == f"https://{service(run).outputs['serviceUrl']}"
     assert "customServiceUrl" not in run.outputs

@@ -13,7 +13,7 @@ RECORD = "aws:route53/record:Record"
 CERT = "aws:acm/certificate:Certificate"
 CERT_VALIDATION = "aws:acm/certificateValidation:CertificateValidation"
 GET_ZONE = "aws:route53/getZone:getZone"
-# dev has no domain and App Runner; prod is ECS (which asks for a certificate).
+# dev has no domain (Express); prod is ECS (which asks for a certificate); without ecs, App Runner.
 NO_ECS: dict[str, Any] = {"ecs": None}
 
 

@@ -19,24 +19,29 @@ TOPIC = "aws:sns/topic:Topic"
 
 def test_by_default_the_stack_subscribes_and_says_what_to_confirm(prod_run: harness.StackRun) -> None:
     run = prod_run
-    subscription = run.one(SUBSCRIPTION, "bounces")
-    topic = run.one(TOPIC, "bounces")
-    assert subscription.inputs == {"topic": topic.outputs["arn"], "protocol": "email",
-                                   "endpoint": "redcap-bounces@example.org"}
     confirm = ("click the link in the mail 'AWS Notification - Subscription Confirmation' within 3 days "
                "(docs/email.md)")
+    bounces, rotation = run.one(TOPIC, "bounces"), run.one(TOPIC, "rotation-alarms")
+    alarms = run.one(TOPIC, "redcap-alarms")
+    assert sorted((s.inputs["topic"], s.inputs["protocol"], s.inputs["endpoint"]) for s in run.of_type(SUBSCRIPTION)) == \
+        sorted([(bounces.outputs["arn"], "email", "redcap-bounces@example.org"),
+                (rotation.outputs["arn"], "email", "redcap-admin@example.org"),
+                (alarms.outputs["arn"], "email", "redcap-admin@example.org")])
     # The alarm topic's subscription (docs/operations.md) is listed the same way.
     assert run.outputs["emailSubscriptions"] == [
         {"purpose": "CloudWatch alarms", "address": "redcap-admin@example.org",
-         "topicArn": run.one(TOPIC, "alarms").outputs["arn"], "confirm": confirm},
+         "topicArn": alarms.outputs["arn"], "confirm": confirm},
         {"purpose": "SES bounces and complaints", "address": "redcap-bounces@example.org",
-         "topicArn": topic.outputs["arn"], "confirm": confirm}]
+         "topicArn": bounces.outputs["arn"], "confirm": confirm},
+        {"purpose": "access key rotation failures", "address": "redcap-admin@example.org",
+         "topicArn": rotation.outputs["arn"], "confirm": confirm}]
 
 
 def test_app_runner_notifications_too() -> None:
     run = harness.cached_run("prod", {"ecs": None, "cronMinutes": 5})
     rows = {r["purpose"]: r for r in run.outputs["emailSubscriptions"]}
-    assert set(rows) == {"App Runner operation results", "CloudWatch alarms", "SES bounces and complaints"}
+    assert set(rows) == {"App Runner operation results", "CloudWatch alarms", "SES bounces and complaints",
+                         "access key rotation failures"}
     assert rows["App Runner operation results"]["address"] == "redcap-admin@example.org"
     assert sorted(s.inputs["endpoint"] for s in run.of_type(SUBSCRIPTION)) == [
         "redcap-admin@example.org", "redcap-admin@example.org", "redcap-bounces@example.org"]
@@ -46,7 +51,8 @@ def test_without_stack_subscriptions_the_topics_stay_and_the_output_says_how_to_
     run = harness.run_program("prod", {"ecs": None, "emailSubscriptions": False})
     assert run.of_type(SUBSCRIPTION) == []
     # Everything that publishes is still there: only the subscriptions are left to the operator.
-    assert {t.name for t in run.of_type(TOPIC)} == {"redcap-alarms", "redcap-bounces", "redcap-notifications"}
+    assert {t.name for t in run.of_type(TOPIC)} == {"redcap-alarms", "redcap-bounces", "redcap-notifications",
+                                                   "redcap-rotation-alarms"}
     assert run.named("redcap-operations-mail").inputs["arn"] == run.one(TOPIC, "notifications").outputs["arn"]
     assert run.one("aws:sesv2/configurationSetEventDestination:ConfigurationSetEventDestination")
     rows = {r["purpose"]: r for r in run.outputs["emailSubscriptions"]}

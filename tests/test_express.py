@@ -10,6 +10,7 @@ import pytest
 import harness
 from compute_support import CERTIFICATE_ARN, policy_of, policy_violations, run_variant, statements
 from components import express
+from transitions import run_transition
 
 SERVICE = "aws:ecs/expressGatewayService:ExpressGatewayService"
 DISTRIBUTION = "aws:cloudfront/distribution:Distribution"
@@ -23,6 +24,11 @@ def service(run: harness.StackRun) -> harness.Recorded:
 
 def distribution(run: harness.StackRun) -> harness.Recorded:
     return run.one(DISTRIBUTION)
+
+
+def suffix_of(run: harness.StackRun) -> str:
+    """The service name's pulumi-random suffix as the mocks drew it."""
+    return run.named("redcap-service-suffix", "random:index/randomId:RandomId").outputs["hex"]
 
 
 def test_dev_runs_on_express_and_nothing_of_the_other_runtimes():
@@ -46,20 +52,54 @@ def test_service_runs_the_pinned_image_with_the_runtime_contract_in_private_subn
     network = inputs["networkConfigurations"]
     assert network == [{"subnets": run.outputs["privateSubnetIds"],
                         "securityGroups": [run.named("redcap-app").id, run.named("redcap-tasks").id]}]
-    assert inputs["cluster"] == "redcap-dev-express" and inputs["serviceName"] == "redcap-dev"
+    assert inputs["cluster"] == "redcap-dev-express" and inputs["serviceName"] == f"redcap-dev-{suffix_of(run)}"
     assert inputs["taskRoleArn"] == run.named("redcap-task-role").outputs["arn"]
     assert inputs["executionRoleArn"] == run.named("redcap-execution-role").outputs["arn"]
     assert inputs["infrastructureRoleArn"] == run.named("redcap-infrastructure-role").outputs["arn"]
 
 
-def test_a_failed_rollout_fails_pulumi_up_and_roles_outlive_the_service():
+def test_a_failed_rollout_fails_pulumi_up_and_roles_exist_before_the_service():
     run = run_variant("express")
     svc = service(run)
     assert svc.inputs["waitForSteadyState"] is True
     for policy in ("redcap-execution", "redcap-runtime", "redcap-infrastructure"):
         assert run.named(policy).urn in svc.dependencies, policy
-    # A fixed service name: a replacement must delete the old service before creating the new one.
-    assert svc.delete_before_replace is True
+
+
+def test_what_the_draining_service_still_uses_is_destroyed_drain_wait_after_it():
+    """The provider's delete returns once the service is DRAINING; Express removes its load
+    balancer, target groups and security groups only after the tasks stopped, with the
+    infrastructure role. Pulumi deletes in reverse dependency order, so everything the Sleep
+    depends on goes only after the Sleep's destroy delay, which starts after the service."""
+    run = run_variant("express")
+    drain = run.named("redcap-drain", "time:index/sleep:Sleep")
+    assert drain.inputs == {"destroyDuration": "10m"} and express.DRAIN_WAIT == "10m"
+    assert drain.urn in service(run).dependencies
+    kept = {run.named(n).urn for n in ("redcap-execution", "redcap-runtime", "redcap-infrastructure", "redcap-tasks",
+                                       "redcap-tasks-from-private-0", "redcap-tasks-from-private-1",
+                                       "redcap-container-logs")} | {run.one("aws:ecs/cluster:Cluster").urn}
+    assert kept <= set(drain.dependencies)
+    # The roles themselves go after their policies, which go after the Sleep.
+    for role, policy in (("redcap-execution-role", "redcap-execution"), ("redcap-task-role", "redcap-runtime"),
+                         ("redcap-infrastructure-role", "redcap-infrastructure")):
+        assert run.named(role).urn in run.named(policy).dependencies, role
+
+
+def test_each_new_service_gets_its_own_name_and_is_created_before_the_old_one_goes():
+    """A deleted service stays listed by ECS (DRAINING, then INACTIVE) and the provider refuses a
+    name its cluster lists: a fixed name with delete-before-replace would fail right after the
+    delete. The suffix is replaced with what replaces the service (the infrastructure role, the
+    cluster), so the replacement has a new name and the site keeps running while it starts."""
+    run = run_variant("express")
+    svc, suffix = service(run), run.named("redcap-service-suffix", "random:index/randomId:RandomId")
+    assert suffix.inputs["byteLength"] == 3
+    assert suffix.inputs["keepers"] == {"infrastructureRoleArn": run.named("redcap-infrastructure-role").outputs["arn"],
+                                        "cluster": "redcap-dev-express"}
+    assert svc.inputs["serviceName"] == f"redcap-dev-{suffix.outputs['hex']}" and len(suffix.outputs["hex"]) == 6
+    assert svc.property_dependencies["serviceName"] == [suffix.urn]
+    assert not svc.delete_before_replace
+    assert express.service_name("prod", "0f1e2d") == "redcap-prod-0f1e2d"
+    assert len(express.service_name("x" * 300, "0f1e2d")) == 255
 
 
 @pytest.mark.parametrize("variant, metric, target, bounds", [
@@ -85,7 +125,7 @@ def test_roles_execution_task_and_infrastructure():
     group = run.named("redcap-container-logs")
     assert execution["WriteLogs"]["Resource"] == [f"{group.outputs['arn']}:*"]
     assert execution["PullImage"]["Resource"] == [run.one("aws:ecr/repository:Repository").outputs["arn"]]
-    assert policy_of(run.named("redcap-runtime")) == policy_of(run_variant("dev").named("redcap-runtime"))
+    assert policy_of(run.named("redcap-runtime")) == policy_of(run_variant("dev-apprunner").named("redcap-runtime"))
 
 
 def test_container_log_group_is_encrypted_and_not_the_ecs_runtimes():
@@ -146,13 +186,15 @@ def test_distribution_is_the_waf_protected_https_entry():
 def test_outputs_name_the_next_commands():
     run = run_variant("express")
     arn = service(run).outputs["serviceArn"]
+    name = f"redcap-dev-{suffix_of(run)}"
     assert run.outputs["expressServiceUrl"] == "https://" + harness.MOCK_EXPRESS_ENDPOINT.format(region="us-east-1")
     assert run.outputs["expressDescribeCommand"] == (
         f"aws ecs describe-express-gateway-service --region us-east-1 --service-arn {arn}")
     assert run.outputs["expressConsoleUrl"] == (
-        "https://us-east-1.console.aws.amazon.com/ecs/v2/clusters/redcap-dev-express/services/redcap-dev/health"
-        "?region=us-east-1")
-    assert (run.outputs["expressClusterName"], run.outputs["expressServiceName"]) == ("redcap-dev-express", "redcap-dev")
+        f"https://us-east-1.console.aws.amazon.com/ecs/v2/clusters/redcap-dev-express/services/{name}/"
+        "health?region=us-east-1")
+    assert (run.outputs["expressClusterName"], run.outputs["expressServiceName"]) == (
+        "redcap-dev-express", name)
 
 
 def test_cron_calls_the_distribution_with_the_secret():
@@ -160,7 +202,7 @@ def test_cron_calls_the_distribution_with_the_secret():
     destination = run.one("aws:cloudwatch/eventApiDestination:EventApiDestination")
     assert destination.inputs["invocationEndpoint"] == "https://d111111abcdef8.cloudfront.net/cron.php"
     assert destination.inputs["name"] == "redcap-dev-express-cron"
-    assert run.one("aws:cloudwatch/eventRule:EventRule").inputs["scheduleExpression"] == "rate(3 minutes)"
+    assert run.one("aws:cloudwatch/eventRule:EventRule", "cron").inputs["scheduleExpression"] == "rate(3 minutes)"
 
 
 def test_a_zone_gives_a_us_east_1_certificate_the_alias_and_the_site_record():
@@ -284,3 +326,27 @@ def test_a_switch_creates_nothing_under_a_name_the_old_runtime_still_holds(befor
     deleted = physical_names(a, a_urns - b_urns - own_records)
     assert created & deleted == set()
     assert created & physical_names(a, a_urns & b_urns) == set()
+
+
+# Switches with a domain between ECS and Express wait for the site record's single owner (ECS
+# still writes its own record; docs/domains.md): the physical-name check above covers them.
+@pytest.mark.parametrize("stack, before, after, leaves_express", [
+    ("dev", {"express": None}, {}, False),                       # App Runner -> Express
+    ("dev", {}, {"express": None}, True),                        # Express -> App Runner
+    ("dev", {}, {"domain": "redcap-dev.example.org"}, False),    # Express without -> with a domain
+], ids=["apprunner-to-express", "express-to-apprunner", "express-adds-domain"])
+def test_switches_are_safe_as_the_engine_would_run_them(stack, before, after, leaves_express):
+    """What `pulumi up` does (tests/transitions.py): no collision, nothing protected deleted, no
+    live record deleted; leaving Express deletes its service before the Sleep, and the roles it
+    drains with after the Sleep."""
+    t = run_transition(stack, before, after)
+    t.assert_safe()
+    deletes = [s for s in t.steps if s.op == "delete"]
+    names = [(s.type, s.name) for s in deletes]
+    if not leaves_express:
+        assert (SERVICE, "redcap-service") not in names
+        return
+    service_at = names.index((SERVICE, "redcap-service"))
+    drain_at = names.index(("time:index/sleep:Sleep", "redcap-drain"))
+    infrastructure_at = names.index(("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "redcap-infrastructure"))
+    assert service_at < drain_at < infrastructure_at

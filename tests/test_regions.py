@@ -52,6 +52,15 @@ def test_lookup_api():
     assert regions.require("eu-west-3").app_runner is True and regions.require("eu-south-2").app_runner is False
 
 
+def test_express_runtime_column():
+    """Every commercial row runs the Express runtime; GovCloud has no CloudFront, its public entry.
+    The settings read the column (tests/test_settings.py) and nothing else decides it."""
+    assert regions.names(lambda f: not f.ecs_express) == ["us-gov-east-1", "us-gov-west-1"]
+    assert all(isinstance(f.ecs_express, bool) for f in regions.REGIONS.values())
+    settings_sources = "".join(p.read_text() for p in (ROOT / "settings").glob("*.py") if p.name != "regions.py")
+    assert "us-gov-" not in settings_sources and "express_available" not in settings_sources
+
+
 def test_alb_log_writer_per_region():
     # Before August 2022: the regional ELB account; newer regions: the log-delivery principal.
     assert regions.require("us-east-1").elb_log_principal("aws") == {"AWS": "arn:aws:iam::127311923021:root"}
@@ -86,9 +95,11 @@ def test_unknown_region_is_rejected_with_the_table_named():
 def test_app_runner_where_it_does_not_run():
     text = problems({}, "eu-south-2")
     assert ("aws:region = 'eu-south-2': allowed: App Runner is not offered in eu-south-2: there, run on ECS "
-            "Fargate (an ecs block); App Runner (no ecs block) runs in ap-northeast-1, ap-south-1, ") in text
-    assert "example: redcap:ecs: {} with redcap:domain, or aws:region: eu-west-1" in text
+            "Express Mode (an express block) or ECS Fargate (an ecs block); App Runner (neither block) runs in "
+            "ap-northeast-1, ap-south-1, ") in text
+    assert "example: redcap:express: {}, or aws:region: eu-west-1" in text
     assert load_settings({**BASE, **ECS}, stack="test", region="eu-south-2").ecs is not None
+    assert load_settings({**BASE, "redcap:express": "{}"}, stack="test", region="eu-south-2").uses_express
 
 
 def test_backtrack_defaults_to_zero_where_aurora_has_none_and_an_explicit_value_is_an_error():
@@ -118,6 +129,17 @@ def test_program_in_a_region_without_backtrack_and_app_runner():
                    "Resource": f"{run.named('redcap-logs').outputs['arn']}/alb/AWSLogs/{harness.ACCOUNT_ID}/*"}
     assert run.one("aws:ec2/vpcEndpoint:VpcEndpoint", "secretsmanager").inputs["serviceName"] == \
         "com.amazonaws.eu-south-2.secretsmanager"
+
+
+def test_express_runs_in_a_region_without_app_runner_and_backtrack():
+    run = variant("dev-express-eu-south-2")
+    assert run.one("aws:rds/cluster:Cluster").inputs["backtrackWindow"] == 0
+    assert run.one("aws:ecs/expressGatewayService:ExpressGatewayService")
+    assert run.of_type("aws:apprunner/service:Service") == [] and run.of_type("aws:ecs/service:Service") == []
+    # The CLOUDFRONT-scope ACL and its log group (with a key of that region) live in us-east-1.
+    assert run.one("aws:wafv2/webAcl:WebAcl").inputs["region"] == "us-east-1"
+    assert run.named("redcap-waf-log-key").inputs["region"] == "us-east-1"
+    assert run.outputs["siteUrl"] == run.outputs["cloudFrontUrl"]
 
 
 def test_program_in_an_older_region_without_backtrack_uses_its_elb_account():

@@ -272,6 +272,19 @@ def test_timezone_is_iana():
     assert "allowed: an IANA time zone name" in problems_of(phpTimezone="CST")
 
 
+@pytest.mark.parametrize("given, stored", [("256M", "256M"), ("1G", "1024M"), ("512m", "512M"), ("128M", "128M"),
+                                           ("16G", "16384M")])
+def test_php_memory_limit(given, stored):
+    assert load().php_memory_limit == "256M"
+    assert load(phpMemoryLimit=given).php_memory_limit == stored
+
+
+@pytest.mark.parametrize("bad", ["64M", "17G", "-1", "256", "256MB", "1.5G"])
+def test_php_memory_limit_invalid(bad):
+    assert (f"redcap:phpMemoryLimit = {bad!r}: allowed: PHP memory_limit per request, 128M to 16G "
+            "(a number with M or G); example: 512M") in problems_of(phpMemoryLimit=bad)
+
+
 @pytest.mark.parametrize("port, ok", [(1025, True), (65535, True), (8080, True), (1024, False), (65536, False), ("x", False)])
 def test_port_range(port, ok):
     if ok:
@@ -609,17 +622,31 @@ def test_express_needs_no_domain_but_a_domain_needs_a_certificate():
             "redcap:domain (the name it is for)") in problems_of(express={"certificateArn": US_EAST_CERT})
 
 
-@pytest.mark.parametrize("region, ok", [("us-east-1", True), ("eu-central-1", True), ("ap-southeast-2", True),
-                                        ("us-gov-west-1", False), ("cn-north-1", False)])
-def test_express_regions(region, ok):
+@pytest.mark.parametrize("region", ["us-east-1", "eu-central-1", "ap-southeast-2", "eu-south-2", "mx-central-1"])
+def test_express_runs_wherever_the_region_table_says(region):
+    # eu-south-2 and mx-central-1 have no App Runner: Express must not be taken for App Runner there.
     raw = {f"redcap:{k}": v for k, v in BASE.items()} | {"redcap:express": "{}"}
-    if ok:
-        assert load_settings(raw, stack="test", region=region).uses_express
-    else:
-        with pytest.raises(SettingsError) as err:
-            load_settings(raw, stack="test", region=region)
-        assert (f"redcap:express = 'in region {region}': allowed: a region with CloudFront VPC origins (not AWS "
-                "GovCloud, China or ISO regions); use an ecs block there; example: aws:region: us-east-1") in str(err.value)
+    assert load_settings(raw, stack="test", region=region).uses_express
+
+
+@pytest.mark.parametrize("region", ["us-gov-west-1", "us-gov-east-1"])
+def test_express_is_refused_where_the_region_table_has_no_express_runtime(region):
+    raw = {f"redcap:{k}": v for k, v in BASE.items()} | {"redcap:express": "{}"}
+    with pytest.raises(SettingsError) as err:
+        load_settings(raw, stack="test", region=region)
+    assert str(err.value).splitlines()[1:] == [
+        f"  - redcap:express = 'in region {region}': allowed: a region where the Express runtime runs: every "
+        "region of the table but us-gov-east-1, us-gov-west-1 (its public entry is CloudFront, which AWS GovCloud "
+        "(US) does not offer; docs/regions.md); use an ecs block there; example: aws:region: us-east-1"]
+
+
+def test_express_outside_the_region_table_gets_the_unknown_region_message_only():
+    raw = {f"redcap:{k}": v for k, v in BASE.items()} | {"redcap:express": "{}"}
+    with pytest.raises(SettingsError) as err:
+        load_settings(raw, stack="test", region="cn-north-1")
+    text = str(err.value)
+    assert "redcap:express" not in text
+    assert "aws:region = 'cn-north-1': allowed: a region of the region table settings/regions.py" in text
 
 
 def test_allow_list_scope():

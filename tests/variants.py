@@ -16,6 +16,11 @@ DEV_DB_NO_BACKTRACK = {"engineVersion": "8.0.mysql_aurora.3.10.3", "dbReaders": 
 EXTERNAL_ACL = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/site/a1b2c3d4-5678-90ab-cdef-111122223333"
 EXTERNAL_CLOUDFRONT_ACL = "arn:aws:wafv2:us-east-1:123456789012:global/webacl/site/a1b2c3d4-5678-90ab-cdef-111122223333"
 ALLOW_LISTS = {"allowedIps": ["203.0.113.0/24", "2001:db8::/32"], "allowedCountries": ["US", "CA"]}
+# A vault in a backup account of the same AWS Organization, and one in this account's other region.
+BACKUP_ACCOUNT_VAULT = "arn:aws:backup:eu-central-1:210987654321:backup-vault:redcap-dr"
+SAME_ACCOUNT_VAULT = "arn:aws:backup:us-west-2:123456789012:backup-vault:redcap-dr"
+COMPLIANCE_LOCK = {"mode": "compliance", "minRetentionDays": 7, "maxRetentionDays": 3650, "changeableForDays": 3,
+                   "acknowledgeIrreversible": True}
 # Operations tuned, and as quiet as it goes (only the uptime check and its alarm stay: every
 # public entry has one).
 OPERATIONS_TUNED = {"alarmEmail": "redcap-ops@example.org", "uptimeMinutes": 10, "dashboard": False,
@@ -66,9 +71,18 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     # Regions without Aurora backtrack and without App Runner (ECS there): one opened after
     # August 2022 (ALB logs by the log-delivery principal), one older (a regional ELB account).
     ("prod-eu-south-2", "prod", {"aws:region": "eu-south-2", "db": PROD_DB_NO_BACKTRACK}),
+    # Express where App Runner is not offered: the runtime is Express, not App Runner, there.
+    ("dev-express-eu-south-2", "dev", {"aws:region": "eu-south-2", "db": DEV_DB_NO_BACKTRACK}),
     ("dev-ecs-sa-east-1", "dev", {"aws:region": "sa-east-1", "db": DEV_DB_NO_BACKTRACK, "express": None,
                                   "ecs": {"certificateArn": CERT_SA_EAST_1},
                                   "domain": "redcap-dev.example.org", "hostInRoute53": False}),
+    ("prod-backup-copies-compliance-lock", "prod", {"backup": {
+        "retentionDays": 35, "monthlyRetentionDays": 365, "copyToRegion": "us-west-2",
+        "copyToVaultArn": BACKUP_ACCOUNT_VAULT, "vaultLock": COMPLIANCE_LOCK}}),
+    ("prod-retain-backup-governance-lock", "prod", {"removalPolicy": "retain", "credentialRotationDays": 30, "backup": {
+        "copyToVaultArn": SAME_ACCOUNT_VAULT,
+        "vaultLock": {"mode": "governance", "minRetentionDays": 1, "maxRetentionDays": 400}}}),
+    ("dev-backup-on", "dev", {"backup": {"enabled": True, "retentionDays": 7}, "appBucketVersioning": True}),
     ("dev-operations-tuned", "dev", {"operations": OPERATIONS_TUNED}),
     ("prod-operations-quiet", "prod", {"operations": OPERATIONS_QUIET}),
     ("dev-express-idle", "dev", {"operations": {"idleSchedule": IDLE_BERLIN}}),
