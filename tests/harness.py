@@ -116,6 +116,7 @@ class Recorded:
     remote: bool = False
     provider: str = ""
     transforms: int = 0  # how many transforms the resource carries (the mock monitor does not run them)
+    aliases: list[str] = field(default_factory=list)  # former URNs (`aliases` option), resolved
 
 
 @dataclass
@@ -234,8 +235,10 @@ def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str
 
 # Compute (issue 4): what the provider computes for the image pipeline, App Runner, ECS and EC2.
 MOCK_APPRUNNER_VALIDATION_RECORDS = (
-    # Deliberately unsorted and with a repeat: the program sorts and de-duplicates them.
-    {"name": "_b2.redcap.example.org.", "type": "CNAME", "value": "_v2.acm-validations.aws.", "status": "PENDING"},
+    # One for the domain and one for the name App Runner adds to its certificate; deliberately
+    # unsorted and with a repeat: the program sorts and de-duplicates them.
+    {"name": "_b2.2a57j78h.redcap.example.org.", "type": "CNAME", "value": "_v2.acm-validations.aws.",
+     "status": "PENDING"},
     {"name": "_a1.redcap.example.org.", "type": "CNAME", "value": "_v1.acm-validations.aws.", "status": "PENDING"},
     {"name": "_a1.redcap.example.org.", "type": "CNAME", "value": "_v1.acm-validations.aws.", "status": "PENDING"},
 )
@@ -388,8 +391,24 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             remote=request.remote,
             provider=request.provider,
             transforms=len(request.transforms),
+            aliases=[resolve_alias(a, request, response.urn) for a in request.aliases],
         ))
         return response
+
+
+def resolve_alias(alias: Any, request: Any, urn: str) -> str:
+    """The full URN an alias spec names; unset parts are the resource's own. A URN is
+    `urn:pulumi:<stack>::<project>::<parent types joined by $>$<type>::<name>`; the stack
+    resource is never part of the type chain."""
+    if alias.urn:
+        return alias.urn
+    spec = alias.spec
+    stack, project = urn.removeprefix("urn:pulumi:").split("::")[:2]
+    parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+    parent_type = parent.split("::")[2] if parent.count("::") >= 3 else ""
+    chain = "" if not parent_type or parent_type == "pulumi:pulumi:Stack" else parent_type + "$"
+    return (f"urn:pulumi:{spec.stack or stack}::{spec.project or project}::"
+            f"{chain}{spec.type or request.type}::{spec.name or request.name}")
 
 
 def _plain(value: Any) -> Any:

@@ -50,7 +50,7 @@ def test_the_secret_query_argument_is_the_waf_hmac_and_stays_secret():
 
 
 def test_a_configured_cron_secret_gives_its_hmac():
-    run = run_program("prod", {"cronSecret": Secret("s3cr3t-from-config")})
+    run = run_program("prod", {"cronSecret": Secret("s3cr3t-from-config"), "zoneDelegated": True})
     auth = unwrap_secrets(run.one("aws:cloudwatch/eventConnection:EventConnection").inputs["authParameters"])
     assert auth["invocationHttpParameters"]["queryStrings"][0]["value"] == cron_search_string("s3cr3t-from-config")
 

@@ -251,7 +251,7 @@ def test_app_runner_scaling():
     assert "appRunnerMinSize <= appRunnerMaxSize" in problems_of(appRunnerMinSize=3, appRunnerMaxSize=2)
 
 
-ZONE = {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True}
+ZONE = {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True, "zoneDelegated": True}
 
 
 @pytest.mark.parametrize("cpu, memory, units, mib", [("2 vCPU", "4 GB", 2048, 4096), ("0.25 vCPU", "512", 256, 512),
@@ -289,7 +289,7 @@ def test_ecs_requires_a_zone_or_a_certificate():
 def test_ses_identity_must_exist():
     text = problems_of(email=None)
     assert "redcap:email = null: allowed: an SES identity: redcap:email, or redcap:domain with a Route53 zone" in text
-    assert load(email=None, domain="example.org").has_zone
+    assert load(email=None, domain="example.org", zoneDelegated=False).has_zone
     assert "an SES identity" in problems_of(email=None, domain="example.org", hostInRoute53=False)
 
 
@@ -353,7 +353,7 @@ def test_external_web_acl_arn():
 
 
 def test_domains():
-    s = load(domain="Example.ORG.", subdomain="redcap")
+    s = load(domain="Example.ORG.", subdomain="redcap", zoneDelegated=True)
     assert (s.domain, s.fqdn, s.has_zone) == ("example.org", "redcap.example.org", True)
     assert "a DNS name of two or more labels" in problems_of(domain="localhost")
     assert "a subdomain only together with redcap:domain" in problems_of(subdomain="redcap")
