@@ -71,13 +71,13 @@ class DomainArgs:
     domain: str
     subdomain: Optional[str]
     host_in_route53: bool | str
-    # The stack's own region: a certificate elsewhere gets an explicit region.
-    stack_region: str
     # redcap:zoneDelegated: the operator's word that the new zone is delegated (mode true only).
     zone_delegated: bool = False
     # Where a DNS-validated certificate for the FQDN is needed: None = none (App Runner manages
     # its own), the stack's region for an ALB, us-east-1 for CloudFront.
     certificate_region: Optional[str] = None
+    # The stack's own region: a certificate anywhere else names its region explicitly.
+    stack_region: Optional[str] = None
 
 
 class Domain(pulumi.ComponentResource):
@@ -187,11 +187,12 @@ class SiteRecord(pulumi.ComponentResource):
     runtime switch is an in-place update of the alias target (an UPSERT), never a second record
     whose later delete would remove the live name."""
 
-    fqdn: pulumi.Output[str]
+    fqdn: str
 
     def __init__(self, name: str, args: SiteRecordArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("redcap:dns:SiteRecord", name, None, opts)
-        record = aws.route53.Record(
+        self.fqdn = args.fqdn
+        aws.route53.Record(
             f"{name}-site", zone_id=args.zone_id, name=args.fqdn, type="A",
             aliases=[{"name": args.target.dns_name, "zone_id": args.target.hosted_zone_id,
                       "evaluate_target_health": args.target.evaluate_target_health}],
@@ -200,7 +201,6 @@ class SiteRecord(pulumi.ComponentResource):
             # only ever delete what this stack made (docs/domains.md).
             allow_overwrite=False,
             opts=pulumi.ResourceOptions(parent=self, aliases=previous_owner_aliases(name)))
-        self.fqdn = record.fqdn
         self.register_outputs({"fqdn": self.fqdn})
 
 
