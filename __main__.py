@@ -146,6 +146,7 @@ def application_stack() -> None:
         ses_secret_arn=email.smtp_credentials_secret_arn,
         smtp_email=email.sender_address,
         admin_password_secret_arn=storage.admin_password_secret_arn,
+        configuration_sql=config.configuration_sql,
     ))
     # The domain whose name the stack serves now: its zone is live (docs/domains.md, two phases).
     site_domain = domain if domain is not None and domain.ready and domain.zone_id is not None else None

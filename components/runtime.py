@@ -28,6 +28,8 @@ from components.context import AwsContext
 from components.secrets import encrypted_secret
 
 DEFAULT_DB_PORT = 3306
+# REDCAP_CONFIG_SQL_MODE values (container/bootstrap/settings.py CONFIG_SQL_MODES).
+CONFIG_SQL_MODES = ("onInstall", "apply")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class RuntimeArgs:
     smtp_email: Optional[str] = None
     # site_admin's initial password, used once on a new database.
     admin_password_secret_arn: Optional[pulumi.Input[str]] = None
+    # redcap:configurationSql: onInstall, or apply (also to a REDCap installation found).
+    configuration_sql: str = "onInstall"
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,8 @@ def container_environment(*, region: str, port: int, php_timezone: str, db_auth:
                           db_salt_secret_id: str, s3_bucket: str, s3_secret_id: str,
                           db_reader_host: Optional[str] = None, db_app_secret_id: Optional[str] = None,
                           ses_secret_id: Optional[str] = None, smtp_email: Optional[str] = None,
-                          admin_secret_id: Optional[str] = None) -> dict[str, str]:
+                          admin_secret_id: Optional[str] = None,
+                          config_sql_mode: str = "onInstall") -> dict[str, str]:
     """The environment of the contract, sorted by name. Raises on combinations the container
     would refuse at start (better to fail at `pulumi up` than in a crash-looping service)."""
     if db_auth not in ("iam", "password"):
@@ -89,6 +94,8 @@ def container_environment(*, region: str, port: int, php_timezone: str, db_auth:
         raise ValueError("SMTP_EMAIL must be a real sender address, not one at localhost")
     if not 1024 < port <= 65535:
         raise ValueError(f"PORT must be above 1024 (the image runs as www-data), not {port}")
+    if config_sql_mode not in CONFIG_SQL_MODES:
+        raise ValueError(f"REDCAP_CONFIG_SQL_MODE must be onInstall or apply, not {config_sql_mode!r}")
     env = {
         "AWS_REGION": region,
         "DB_HOST": db_host,
@@ -103,6 +110,9 @@ def container_environment(*, region: str, port: int, php_timezone: str, db_auth:
         "S3_SECRET_ID": s3_secret_id,
         "PHP_TIMEZONE": php_timezone,
         "PORT": str(port),
+        # Explicit even at its default: the task definition shows whether this stage may
+        # apply the configuration SQL to a REDCap installation it finds.
+        "REDCAP_CONFIG_SQL_MODE": config_sql_mode,
     }
     if db_reader_host:
         env["DB_READER_HOST"] = db_reader_host
@@ -158,6 +168,7 @@ def runtime_contract(args: RuntimeArgs) -> RuntimeContract:
     environment = pulumi.Output.all(**values).apply(lambda v: container_environment(
         region=ctx.region, port=args.port, php_timezone=args.php_timezone, db_auth=args.db_auth,
         db_name=args.db_name, db_app_user=args.db_app_user, smtp_email=args.smtp_email,
+        config_sql_mode=args.configuration_sql,
         db_port=int(v["db_port"] or DEFAULT_DB_PORT),
         **{k: v[k] for k in values if k != "db_port"}))
 

@@ -7,6 +7,7 @@ are reported together, each naming the key, the bad value, what is allowed and a
 
 One module per concern, each with its model(s) and the descriptions of its keys:
   common    error types, pure validators and planners, the base model
+  application  REDCap's own configuration (the configuration SQL policy)
   database  the `db` block (Aurora) and `dbAuth`
   compute   App Runner sizes, the `ecs` block, the tunnel host
   edge      WAF and e-mail keys, externalResources
@@ -15,7 +16,8 @@ One module per concern, each with its model(s) and the descriptions of its keys:
   loader    reading the config and formatting problems; `from_pulumi` for __main__.py
   paths     where the project's files are
 """
-from settings import compute, database, dns, edge, stage
+from settings import application, compute, database, dns, edge, stage
+from settings.application import *  # noqa: F401,F403
 from settings.common import *  # noqa: F401,F403
 from settings.common import (NAMESPACE, Problem, SettingsError, _as_list, _is_int,  # noqa: F401
                              closest_key, plan_subnets)
@@ -29,6 +31,6 @@ from settings.loader import (CROSS_RULE_INPUTS, KNOWN_KEYS, SECRET_KEYS, STRUCTU
 from settings.stage import StageSettings  # noqa: F401
 
 DESCRIPTIONS: dict[str, str] = {
-    **compute.DESCRIPTIONS, **database.DESCRIPTIONS, **dns.DESCRIPTIONS, **edge.DESCRIPTIONS,
+    **application.DESCRIPTIONS, **compute.DESCRIPTIONS, **database.DESCRIPTIONS, **dns.DESCRIPTIONS, **edge.DESCRIPTIONS,
     **stage.DESCRIPTIONS,
 }

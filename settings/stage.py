@@ -10,6 +10,7 @@ from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossPr
                              _LABELS_RE, _LOCAL_VERSION_RE, _Model, _as_list, _is_int, _normalise_size, parse_bool,
                              parse_cidr, parse_country, parse_dns_name, parse_email, parse_log_retention,
                              parse_s3_path, parse_timezone, version_from_zip_name)
+from settings.application import ConfigurationSqlMode, parse_configuration_sql
 from settings.compute import EcsSettings, TunnelSettings
 from settings.database import DbSettings
 from settings.dns import NsDelegation
@@ -58,6 +59,7 @@ class StageSettings(_Model):
     ns_delegation: Optional[NsDelegation] = Field(None, alias="nsDelegation")
     app_bucket_versioning: bool = Field(True, alias="appBucketVersioning")
     waf_sqli_rules_to_count: tuple[str, ...] = Field((), alias="wafSqliRulesToCount")
+    configuration_sql: ConfigurationSqlMode = Field("onInstall", alias="configurationSql")
 
     # --- single-value rules ------------------------------------------------------------------
 
@@ -199,6 +201,9 @@ class StageSettings(_Model):
     _bools = field_validator("deletion_protection", "guard_duty", "has_cron_secret",
                              "app_bucket_versioning", "zone_delegated", mode="before")(
         lambda v: None if v is None else parse_bool(v))
+
+    _configuration_sql = field_validator("configuration_sql", mode="before")(
+        lambda v: parse_configuration_sql(v))
 
     @field_validator("waf_sqli_rules_to_count", mode="before")
     @classmethod

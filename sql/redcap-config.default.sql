@@ -1,7 +1,9 @@
--- REDCap default configuration, applied ONCE per database by the container's start-time
--- bootstrap (container/bootstrap/config_sql.py), right after REDCap's own install.php.
--- It is used when no sql/redcap-config.sql was generated (python sql/generate.py); see
--- docs/configuration-sql.md.
+-- REDCap default configuration, applied ONCE by the container's start-time bootstrap
+-- (container/bootstrap/config_sql.py), right after REDCap's own install.php, and only to a
+-- database on which the bootstrap installed REDCap: a database where REDCap was already
+-- installed (migrated, restored from an older snapshot) keeps its settings unless the stage
+-- sets redcap:configurationSql to apply. It is used when no sql/redcap-config.sql was
+-- generated (python sql/generate.py); see docs/configuration-sql.md.
 --
 -- :s3_bucket, :s3_access_key_id, :s3_secret_access_key and :aws_region are named
 -- placeholders: the bootstrap binds them as query parameters at apply time (from S3_BUCKET,

@@ -15,18 +15,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "container"))
 from bootstrap.admin import (  # noqa: E402
     SALT_ALPHABET, admin_password_problem, new_password_salt, redcap_password_hash,
 )
-from bootstrap.config_sql import apply_config_sql_once, load_config_sql  # noqa: E402
+from bootstrap.config_sql import configure, load_config_sql  # noqa: E402
 from bootstrap.errors import DatabaseStepError  # noqa: E402
 from bootstrap.secrets import Secrets, Credentials  # noqa: E402
-from fixtures.bootstrap_env import (
-    succeeded,  # noqa: E402
-    DEFAULT_SQL, Case, create_secret, require_php, unique,
+from fixtures.bootstrap_env import (  # noqa: E402
+    ADMIN_PASSWORD, DEFAULT_SQL, Case, admin_case, create_secret, require_php, site_admin_login,
+    unique,
 )
+from fixtures.bootstrap_env import admin_succeeded as ok  # noqa: E402
 from fixtures.redcap_fixture import STOCK_DATABASE_PHP  # noqa: E402
 from sql import generate  # noqa: E402
 
-# Shaped like the Pulumi program's pulumi-random password: 24 characters, upper, lower, digits.
-ADMIN_PASSWORD = "Xq7fRk2mWp9sLd4hTz6vBn3c"
 GENERATED_PASSWORD = "Generated-Temp-Passw0rd"
 VALUES = {"s3_bucket": "b", "s3_access_key_id": "AKIA", "s3_secret_access_key": "x",
           "aws_region": "us-east-1"}
@@ -34,19 +33,13 @@ VALUES = {"s3_bucket": "b", "s3_access_key_id": "AKIA", "s3_secret_access_key": 
 
 @pytest.fixture
 def case(mariadb, moto_server, tmp_path) -> Case:
-    c = Case(mariadb, moto_server, tmp_path)
-    c.env["REDCAP_ADMIN_SECRET_ID"] = create_secret(moto_server, ADMIN_PASSWORD)
-    return c
+    return admin_case(mariadb, moto_server, tmp_path)
 
 
-def ok(result) -> str:
-    return succeeded(result, ADMIN_PASSWORD)
-
-
-def site_admin_login(case: Case) -> tuple | None:
-    rows = case.query("SELECT password, password_salt, legacy_hash, temp_pwd FROM redcap_auth "
-                      "WHERE username = 'site_admin'")
-    return tuple(rows[0]) if rows else None
+def apply_fresh(conn) -> bool:
+    """The default file as on a database whose REDCap this bootstrap has just installed."""
+    return configure(conn, load_config_sql(str(DEFAULT_SQL)), VALUES, mode="onInstall",
+                     installed_now=True, initial_admin_password=ADMIN_PASSWORD).apply
 
 
 def php_hash(password: str, salt: str) -> str:
@@ -104,6 +97,9 @@ def test_new_database_gets_a_temporary_site_admin_password(case: Case):
     assert case.query("SELECT username, super_user FROM redcap_user_information") == \
         (("site_admin", 1),)
     assert case.query("SELECT username FROM redcap_auth") == (("site_admin",),)
+    assert case.query("SELECT decision, reason FROM redcap_pulumi_state") == (
+        ("applied", "REDCap installed on an empty database by this start; site_admin login "
+                    "from REDCAP_ADMIN_SECRET_ID"),)
 
 
 def test_later_starts_never_touch_the_login(case: Case, moto_server):
@@ -185,8 +181,7 @@ def make_installed(mariadb, with_auth: bool = True, super_user: int | None = 1) 
 def test_super_user_is_never_changed(mariadb):
     db = make_installed(mariadb, super_user=0)
     with mariadb.connect(db) as conn:
-        assert apply_config_sql_once(conn, load_config_sql(str(DEFAULT_SQL)), VALUES,
-                                     initial_admin_password=ADMIN_PASSWORD) is True
+        assert apply_fresh(conn) is True
         with conn.cursor() as cur:
             cur.execute("SELECT username, super_user FROM redcap_user_information")
             assert cur.fetchall() == (("site_admin", 0),)
@@ -197,8 +192,7 @@ def test_super_user_is_never_changed(mariadb):
 def test_missing_user_information_row_is_added(mariadb):
     db = make_installed(mariadb, super_user=None)
     with mariadb.connect(db) as conn:
-        apply_config_sql_once(conn, load_config_sql(str(DEFAULT_SQL)), VALUES,
-                              initial_admin_password=ADMIN_PASSWORD)
+        apply_fresh(conn)
         with conn.cursor() as cur:
             cur.execute("SELECT username, super_user FROM redcap_user_information")
             assert cur.fetchall() == (("site_admin", 1),)
@@ -208,8 +202,7 @@ def test_admin_failure_rolls_back_the_whole_configuration(mariadb):
     db = make_installed(mariadb, with_auth=False)  # a REDCap without redcap_auth
     with mariadb.connect(db) as conn:
         with pytest.raises(DatabaseStepError) as info:
-            apply_config_sql_once(conn, load_config_sql(str(DEFAULT_SQL)), VALUES,
-                                  initial_admin_password=ADMIN_PASSWORD)
+            apply_fresh(conn)
         assert "rolled back" in str(info.value) and "redcap_auth" in str(info.value)
         assert ADMIN_PASSWORD not in str(info.value)
         with conn.cursor() as cur:

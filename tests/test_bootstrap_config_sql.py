@@ -1,5 +1,6 @@
 """The configuration SQL: statement splitting, named placeholders bound (never substituted),
-once-per-database marker, all-or-nothing transaction, the read-replica patch, msmtp."""
+once-per-database marker, all-or-nothing transaction, the read-replica patch, msmtp.
+Which databases get the file at all: tests/test_bootstrap_existing_install.py."""
 from __future__ import annotations
 
 import sys
@@ -10,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "container"))
 
 from bootstrap.config_sql import (  # noqa: E402
-    ConfigSqlError, apply_config_sql_once, load_config_sql, split_statements,
+    ConfigSqlError, configure, load_config_sql, split_statements,
 )
 from bootstrap.errors import DatabaseStepError  # noqa: E402
 from bootstrap.msmtp import render_msmtprc  # noqa: E402
@@ -21,6 +22,11 @@ from fixtures.bootstrap_env import DEFAULT_SQL, unique  # noqa: E402
 
 VALUES = {"s3_bucket": "b", "s3_access_key_id": "AKIA", "s3_secret_access_key": "x'%y",
           "aws_region": "eu-west-1"}
+
+
+def apply_fresh(conn, config, values=VALUES, installed_now=True):
+    """The file as on a database whose REDCap this bootstrap has just installed."""
+    return configure(conn, config, values, mode="onInstall", installed_now=installed_now).apply
 
 
 def test_split_handles_quotes_comments_and_placeholders():
@@ -78,7 +84,7 @@ def test_values_are_bound_not_substituted(mariadb, tmp_path):
                    "REPLACE INTO redcap_config VALUES ('note', 'REGION :aws_region 100%');\n"
                    "REPLACE INTO redcap_config VALUES ('amazon_s3_endpoint', :aws_region);\n")
     with mariadb.connect(db) as conn:
-        assert apply_config_sql_once(conn, load_config_sql(str(sql)), VALUES) is True
+        assert apply_fresh(conn, load_config_sql(str(sql))) is True
         with conn.cursor() as cur:
             cur.execute("SELECT field_name, value FROM redcap_config")
             rows = dict(cur.fetchall())
@@ -95,13 +101,13 @@ def test_failure_rolls_back_everything_and_leaves_no_marker(mariadb, tmp_path):
                    "INSERT INTO no_such_table VALUES (:s3_secret_access_key);\n")
     with mariadb.connect(db) as conn:
         with pytest.raises(DatabaseStepError) as info:
-            apply_config_sql_once(conn, load_config_sql(str(sql)), VALUES)
+            apply_fresh(conn, load_config_sql(str(sql)))
         assert "rolled back" in str(info.value)
         assert "x'%y" not in str(info.value)
         with conn.cursor() as cur:
             cur.execute("SELECT value FROM redcap_config WHERE field_name = 'api_enabled'")
             assert cur.fetchone() == ("1",)
-            cur.execute("SELECT COUNT(*) FROM redcap_pulumi_state")
+            cur.execute("SELECT COUNT(*) FROM redcap_pulumi_state WHERE decision = 'applied'")
             assert cur.fetchone() == (0,)
 
 
@@ -113,8 +119,8 @@ def test_applied_once_even_under_no_backslash_escapes(mariadb, tmp_path):
         with conn.cursor() as cur:
             cur.execute("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')")
         cfg = load_config_sql(str(sql))
-        assert apply_config_sql_once(conn, cfg, VALUES) is True
-        assert apply_config_sql_once(conn, cfg, VALUES) is False
+        assert apply_fresh(conn, cfg) is True
+        assert apply_fresh(conn, cfg, installed_now=False) is False
         with conn.cursor() as cur:
             cur.execute("SELECT value FROM redcap_config WHERE field_name = 'n'")
             assert cur.fetchone() == ("a\\b O'Brien",)
@@ -123,7 +129,7 @@ def test_applied_once_even_under_no_backslash_escapes(mariadb, tmp_path):
 def test_missing_placeholder_value_is_an_error(mariadb):
     db = make_redcap_config(mariadb)
     with mariadb.connect(db) as conn, pytest.raises(ConfigSqlError) as info:
-        apply_config_sql_once(conn, load_config_sql(str(DEFAULT_SQL)), {"s3_bucket": "b"})
+        apply_fresh(conn, load_config_sql(str(DEFAULT_SQL)), {"s3_bucket": "b"})
     assert "no value for placeholders: s3_access_key_id" in str(info.value)
 
 

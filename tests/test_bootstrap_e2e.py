@@ -37,9 +37,10 @@ def test_empty_database_is_installed_and_configured(case: Case):
     assert config["api_enabled"] == "0" and config["auto_report_stats"] == "0"
     assert config["language_global"] == "English"
     assert config["read_replica_enable"] == "0"
-    (marker,) = case.query("SELECT name, sha256 FROM redcap_pulumi_state")
+    (marker,) = case.query("SELECT name, sha256, decision, reason FROM redcap_pulumi_state")
     default_sql = Path(case.env["REDCAP_CONFIG_SQL"]).read_bytes()
-    assert marker == ("config_sql", hashlib.sha256(default_sql).hexdigest())
+    assert marker == ("config_sql", hashlib.sha256(default_sql).hexdigest(), "applied",
+                      "REDCap installed on an empty database by this start")
     # database.php: the app user's password mode, REDCap's $salt = sha256 hex of the secret.
     php = case.database_php.read_text()
     assert f"$salt = '{hashlib.sha256(SALT.encode()).hexdigest()}';" in php
@@ -210,11 +211,18 @@ def test_partly_installed_schema_fails_clearly(case: Case):
     out = result.stdout + result.stderr
     assert result.returncode == 5, out
     assert "redcap_version" in out and "14.0.0" in out
-    with case.mariadb.connect() as conn, conn.cursor() as cur:
-        cur.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s "
-                    "AND table_name = 'redcap_pulumi_state'", (case.db_name,))
-        assert cur.fetchone()[0] == 0, "no configuration marker on a broken schema"
+    # Recorded before install.php ran: this bootstrap was installing here, nothing configured.
+    assert case.query("SELECT decision FROM redcap_pulumi_state") == (("pending",),)
     assert not case.msmtprc.exists()
+    # The next start neither configures the broken schema nor takes it for a REDCap
+    # installation to keep: it stops with the same explanation.
+    del case.env["REDCAP_FIXTURE_INSTALL_PARTIAL"]
+    again = case.run()
+    out = again.stdout + again.stderr
+    assert again.returncode == 5, out
+    assert "install.php did not complete" in out and "drop the partly created tables" in out
+    assert case.query("SELECT decision FROM redcap_pulumi_state") == (("pending",),)
+    assert case.config()["auth_meth_global"] == "none"
 
 
 def test_reader_endpoint_enables_replica_mode(case: Case):

@@ -16,7 +16,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "container"))
 
 from bootstrap.s3_settings import (  # noqa: E402
-    S3_FIELDS, changed_fields, desired_s3_settings, sync_s3_settings, uses_s3_storage,
+    S3_FIELDS, changed_fields, desired_s3_settings, sync_s3_settings, uses_custom_endpoint,
+    uses_s3_storage,
 )
 from fixtures.bootstrap_env import (
     succeeded as ok,  # noqa: E402
@@ -79,6 +80,13 @@ def test_only_amazon_s3_storage_counts(option, expected):
     assert uses_s3_storage(option) is expected
 
 
+@pytest.mark.parametrize("url,expected", [
+    (None, False), ("", False), ("  ", False), ("https://objects.hospital.example", True),
+])
+def test_custom_endpoint(url, expected):
+    assert uses_custom_endpoint(url) is expected
+
+
 # -- the bootstrap, end to end ------------------------------------------------------------------
 
 def test_key_rotation_and_new_stack_are_followed(case: Case, moto_server):
@@ -134,8 +142,35 @@ def test_storage_chosen_by_the_administrator_is_left_alone(case: Case, moto_serv
     out = ok(case.run())
     assert "file storage is not Amazon S3 (edoc_storage_option='0'): S3 settings left alone" \
         in out
+    # Left alone, but not silently: the container's disk does not outlive a deployment.
+    assert ("bootstrap WARNING: REDCap stores uploaded files on the container's local disk "
+            "(edoc_storage_option='0'), which is lost at every deployment") in out
     assert writes(case) == []
     assert case.config() == before
+
+
+def test_s3_compatible_store_at_a_custom_endpoint_is_left_alone(case: Case, moto_server):
+    """A migrated site whose files live in an S3-compatible store elsewhere (REDCap 12.2.11+
+    amazon_s3_endpoint_url): the stack's bucket and key would break it, so nothing is written."""
+    ok(case.run())
+    case.query("INSERT INTO redcap_config VALUES ('amazon_s3_endpoint_url', "
+               "'https://objects.hospital.example')")
+    case.query("UPDATE redcap_config SET value = 'hospital-redcap' WHERE field_name = "
+               "'amazon_s3_bucket'")
+    before = case.config()
+    audit_writes(case)
+    rotate_s3_key(case, moto_server, NEW_KEY_ID, NEW_SECRET)
+    out = ok(case.run())
+    assert ("file storage is an S3-compatible store at a custom endpoint "
+            "(amazon_s3_endpoint_url is set): S3 settings left alone") in out
+    assert "objects.hospital.example" not in out
+    assert writes(case) == []
+    assert case.config() == before
+    # REDCap's installer writes the row empty: then the stack's bucket is followed as before.
+    case.query("UPDATE redcap_config SET value = '' WHERE field_name = 'amazon_s3_endpoint_url'")
+    ok(case.run())
+    assert s3_rows(case)["amazon_s3_bucket"] == "prod-redcap-app-files"
+    assert s3_rows(case)["amazon_s3_key"] == NEW_KEY_ID
 
 
 # -- the module against MariaDB: rows REDCap may lack, values pymysql must escape -----------------

@@ -39,7 +39,7 @@ def test_contract_names():
     for name in ("DB_PORT", "DB_AUTH", "DB_APP_USER", "DB_APP_SECRET_ID", "DB_READER_HOST",
                  "DB_TLS", "SES_CREDENTIALS_SECRET_ID", "SMTP_EMAIL", "PHP_TIMEZONE", "PORT",
                  "TLS_PORT", "AWS_ENDPOINT_URL", "BOOTSTRAP_DB_WAIT_SECONDS",
-                 "REDCAP_ADMIN_SECRET_ID"):
+                 "REDCAP_ADMIN_SECRET_ID", "REDCAP_CONFIG_SQL_MODE"):
         assert name in OPTIONAL_ENV
 
 
@@ -52,6 +52,7 @@ def test_defaults():
     assert s.config_sql_path == "/etc/redcap/redcap-config.sql"
     assert s.msmtprc_path == "/etc/msmtprc"
     assert s.db_wait_seconds == 120
+    assert s.config_sql_mode == "onInstall"
 
 
 def test_iam_authentication_needs_tls():
@@ -105,6 +106,7 @@ MALFORMED = [
     ("REDCAP_ROOT", "var/www/html", "an absolute path"),
     ("REDCAP_CONFIG_SQL", "redcap.sql", "an absolute path"),
     ("MSMTPRC_PATH", "msmtprc", "an absolute path"),
+    ("REDCAP_CONFIG_SQL_MODE", "always", "onInstall ("),
 ]
 
 
@@ -155,6 +157,23 @@ def test_valid_optional_values():
     assert s.db_reader_host is None and s.ses_secret_id is None and s.tls_port is None
     assert s.admin_secret_id is None
     assert load_settings({**VALID, "REDCAP_ADMIN_SECRET_ID": ARN}).admin_secret_id == ARN
+
+
+@pytest.mark.parametrize("value", ["onInstall", "apply", "", "  "])
+def test_configuration_sql_mode(value):
+    assert load_settings({**VALID, "REDCAP_CONFIG_SQL_MODE": value}).config_sql_mode == \
+        (value.strip() or "onInstall")
+
+
+@pytest.mark.parametrize("value", ["Apply", "APPLY", "on-install", "yes", "apply "])
+def test_configuration_sql_mode_is_spelled_exactly(value):
+    # Only the exact word may reset a production site's settings; a near miss is no default.
+    assert errors_for({**VALID, "REDCAP_CONFIG_SQL_MODE": value}) == (
+        "invalid container environment (1 problem; see container/README.md):\n"
+        f"  - REDCAP_CONFIG_SQL_MODE: got {value!r}; allowed: onInstall (apply the "
+        "configuration SQL only to a database on which this container installed REDCap) or "
+        "apply (also to a database where REDCap was already installed, once per file); "
+        "example: apply")
 
 
 def test_subprocess_exits_2_before_anything_is_written(mariadb, moto_server, tmp_path):

@@ -10,7 +10,8 @@ import json
 import pytest
 
 from compute_support import (VARIANTS, compute_resources, invoke_schema_errors, leaked_secrets, policy_of,
-                             resource_schema_errors, run_variant, run_variant_with_calls, statements)
+                             resource_schema_errors, run_variant, run_variant_uncached, run_variant_with_calls,
+                             statements)
 from components.runtime import container_environment, environment_list, runtime_role_policy
 
 # notes/container-contract.md, "Environment variables (names are an interface)".
@@ -40,7 +41,9 @@ def ecs_env(run) -> dict[str, str]:
 
 def test_minimal_environment_has_exactly_the_required_and_explicit_defaults():
     env = container_environment(**BASE)
-    assert set(env) == REQUIRED | {"DB_PORT", "DB_AUTH", "DB_APP_USER", "DB_TLS", "PHP_TIMEZONE", "PORT"}
+    assert set(env) == REQUIRED | {"DB_PORT", "DB_AUTH", "DB_APP_USER", "DB_TLS", "PHP_TIMEZONE", "PORT",
+                                   "REDCAP_CONFIG_SQL_MODE"}
+    assert env["REDCAP_CONFIG_SQL_MODE"] == "onInstall"
     assert set(env) <= CONTRACT_NAMES
     assert env["DB_TLS"] == "verify" and env["DB_AUTH"] == "iam" and list(env) == sorted(env)
 
@@ -58,6 +61,7 @@ def test_optional_parts_appear_only_when_given():
     (dict(ses_secret_id=SECRET_ARN.format("ses")), "SES_CREDENTIALS_SECRET_ID and SMTP_EMAIL go together"),
     (dict(ses_secret_id=SECRET_ARN.format("ses"), smtp_email="redcap@localhost"), "not one at localhost"),
     (dict(port=80), "PORT must be above 1024"),
+    (dict(config_sql_mode="Apply"), "REDCAP_CONFIG_SQL_MODE must be onInstall or apply, not 'Apply'"),
 ])
 def test_combinations_the_container_would_refuse_fail_at_deploy_time(change, message):
     with pytest.raises(ValueError, match=message):
@@ -107,6 +111,24 @@ def test_dev_app_runner_environment_points_at_the_stack_resources():
     assert "DB_APP_SECRET_ID" not in env
     assert env["REDCAP_ADMIN_SECRET_ID"] == run.outputs["adminPasswordSecretArn"]
     assert env["REDCAP_ADMIN_SECRET_ID"] in statements(policy_of(run.named("redcap-runtime")))[0]["Resource"]
+
+
+def test_configuration_sql_modes_are_the_containers():
+    from bootstrap.settings import CONFIG_SQL_MODES
+    from components.runtime import CONFIG_SQL_MODES as PROGRAM_MODES
+    from settings import CONFIGURATION_SQL_MODES
+
+    assert PROGRAM_MODES == CONFIG_SQL_MODES == CONFIGURATION_SQL_MODES
+
+
+def test_configuration_sql_setting_reaches_the_runtimes():
+    assert apprunner_env(run_variant("dev"))["REDCAP_CONFIG_SQL_MODE"] == "onInstall"
+    assert ecs_env(run_variant("prod"))["REDCAP_CONFIG_SQL_MODE"] == "onInstall"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(VARIANTS, "dev-apply", ("dev", {"configurationSql": "apply"}))
+        mp.setitem(VARIANTS, "prod-apply", ("prod", {"configurationSql": "apply"}))
+        assert apprunner_env(run_variant_uncached("dev-apply"))["REDCAP_CONFIG_SQL_MODE"] == "apply"
+        assert ecs_env(run_variant_uncached("prod-apply"))["REDCAP_CONFIG_SQL_MODE"] == "apply"
 
 
 def test_prod_ecs_environment_has_the_reader_and_the_timezone():

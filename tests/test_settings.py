@@ -325,6 +325,24 @@ def test_enum_keys(key, bad, allowed):
     assert f"redcap:{key} = '{bad}'" in text and f"allowed: {allowed}" in text
 
 
+@pytest.mark.parametrize("value", ["onInstall", "apply"])
+def test_configuration_sql_values(value):
+    assert load().configuration_sql == "onInstall"
+    assert load(configurationSql=value).configuration_sql == value
+
+
+@pytest.mark.parametrize("bad", ["Apply", "always", "true", "on-install", ""])
+def test_configuration_sql_is_spelled_exactly(bad):
+    # apply resets a production site's login method: only the exact word means it.
+    assert problems_of(configurationSql=bad) == (
+        "Invalid stage settings (1 problem); nothing was created:\n"
+        f"  - redcap:configurationSql = {bad!r}: allowed: onInstall (apply sql/redcap-config*.sql "
+        "only to a database on which the container installed REDCap itself) or apply (also to a "
+        "database where REDCap was already installed, e.g. migrated or restored: resets the "
+        "settings the file sets and gives a site_admin without a table login the generated "
+        "password; once per file); example: apply")
+
+
 def test_deletion_protection_follows_removal_policy_unless_set():
     assert load(removalPolicy="destroy").protect_data is False
     assert load(removalPolicy="retain").protect_data is True

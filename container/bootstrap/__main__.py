@@ -5,8 +5,9 @@ Order (container/README.md "Start-time bootstrap"):
  2. read the secrets;
  3. wait for the writer (bounded exponential backoff), connect as the master user;
  4. under a database lock: application user, database.php, REDCap install if the database is
-    empty, read-replica flag, configuration SQL once per database (with the initial site_admin
-    password from REDCAP_ADMIN_SECRET_ID), then the S3 settings following the infrastructure;
+    empty, read-replica flag, the configuration SQL (with the initial site_admin password from
+    REDCAP_ADMIN_SECRET_ID) once, and only on a database this bootstrap installed REDCap on or
+    with REDCAP_CONFIG_SQL_MODE=apply, then the S3 settings following the infrastructure;
  5. msmtp configuration when SES credentials are given;
  6. exec the CMD with the same environment (plus PHP_TIMEZONE's default). Secrets are never
     exported to the environment (the original exported them, visible to every PHP page).
@@ -16,16 +17,17 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pymysql
 
-from .config_sql import ConfigSqlFile, apply_config_sql_once, load_config_sql
-from .database import app_user_statements, bootstrap_lock, execute, open_master
+from .config_sql import (ConfigSqlFile, configure, ensure_marker_table, install_pending,
+                         load_config_sql, record_pending)
+from .database import app_user_statements, bootstrap_lock, execute, open_master, table_exists
 from .database_php import DATABASE_PHP_MODE, DatabasePhp, redcap_salt, render_database_php
 from .errors import BootstrapError, DatabaseStepError, redact
 from .files import write_atomic
-from .install import install_if_empty
+from .install import check_install_complete, run_install
 from .logs import setup_logging
 from .msmtp import clear_msmtprc, write_msmtprc
 from .replica import bypass_lag_check, set_replica_flag
@@ -57,6 +59,26 @@ def database_php_config(settings: Settings, secrets: Secrets) -> DatabasePhp:
         reader_host=settings.db_reader_host)
 
 
+def install_step(conn: Any, settings: Settings,
+                 config_sql: ConfigSqlFile, hide: list[str]) -> bool:
+    """REDCap's installer on an empty database; True if this start installed REDCap.
+
+    The marker says 'pending' before install.php runs, so a start that stops after the
+    installer still leaves the database known as one this bootstrap installed: the next start
+    checks that the installer completed, then configures it like a fresh install.
+    """
+    ensure_marker_table(conn)
+    if not table_exists(conn, settings.db_name, "redcap_config"):
+        record_pending(conn, config_sql)
+        run_install(conn, settings.db_name, settings.redcap_root, hide)
+        return True
+    log.info("REDCap schema present (redcap_config exists): install skipped")
+    if install_pending(conn):
+        check_install_complete(conn, settings.db_name, settings.redcap_root)
+        log.info("an earlier start installed REDCap here and stopped before configuring it")
+    return False
+
+
 def prepare_database(settings: Settings, secrets: Secrets, config_sql: ConfigSqlFile,
                      hide: list[str]) -> None:
     """Step 3 and 4: wait for the writer, then everything that needs the database."""
@@ -76,17 +98,19 @@ def prepare_database(settings: Settings, secrets: Secrets, config_sql: ConfigSql
             changed = write_atomic(php_path, render_database_php(
                 database_php_config(settings, secrets)), DATABASE_PHP_MODE)
             log.info("%s %s", php_path, "written" if changed else "unchanged")
-            install_if_empty(conn, settings.db_name, settings.redcap_root, hide)
+            installed_now = install_step(conn, settings, config_sql, hide)
             set_replica_flag(conn, settings.db_reader_host)
             if settings.db_reader_host:
                 bypass_lag_check(settings.redcap_root)
-            apply_config_sql_once(conn, config_sql, {
+            configure(conn, config_sql, {
                 "s3_bucket": settings.s3_bucket,
                 "s3_access_key_id": secrets.s3_access_key_id,
                 "s3_secret_access_key": secrets.s3_secret_access_key,
                 "aws_region": settings.aws_region,
-            }, initial_admin_password=secrets.admin_password)
-            # After the once-only step, at every start: the S3 rows are infrastructure.
+            }, mode=settings.config_sql_mode, installed_now=installed_now,
+                initial_admin_password=secrets.admin_password)
+            # At every start, whatever the configuration decision: the S3 rows are
+            # infrastructure.
             sync_s3_settings(conn, desired_s3_settings(
                 settings.s3_bucket, secrets.s3_access_key_id, secrets.s3_secret_access_key,
                 settings.aws_region))
@@ -102,10 +126,10 @@ def bootstrap(env: Mapping[str, str],
     """Everything before the exec; raises BootstrapError subclasses with exit codes."""
     settings = load_settings(env)
     config_sql = load_config_sql(settings.config_sql_path)
-    log.info("environment valid: database %s:%d/%s, auth=%s, tls=%s, reader=%s, ses=%s",
-             settings.db_host, settings.db_port, settings.db_name, settings.db_auth,
-             settings.db_tls, settings.db_reader_host or "none",
-             "yes" if settings.ses_secret_id else "no")
+    log.info("environment valid: database %s:%d/%s, auth=%s, tls=%s, reader=%s, ses=%s, "
+             "configuration SQL mode=%s", settings.db_host, settings.db_port, settings.db_name,
+             settings.db_auth, settings.db_tls, settings.db_reader_host or "none",
+             "yes" if settings.ses_secret_id else "no", settings.config_sql_mode)
     secrets = load_secrets(settings, fetcher(settings))
     log.info("secrets read")
     hide = secret_values(secrets)

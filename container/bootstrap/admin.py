@@ -1,12 +1,15 @@
 """The initial site_admin password from REDCAP_ADMIN_SECRET_ID, so no manual step and no known
 default is needed to log in the first time.
 
-Runs only inside the once-per-database configuration SQL transaction (config_sql.py), after
-the file's statements: if the file created no ``site_admin`` login of its own (the default SQL
-never does; a generated one does), a ``redcap_auth`` row is inserted with REDCap's own salted
-hash and ``temp_pwd = 1``, so REDCap demands a new password at first login. Because it shares
-the transaction with the marker row, it happens exactly once per database: later starts, a
-rotated secret or a deleted row never bring it back.
+Runs only inside the configuration SQL's transaction (config_sql.py), after the file's
+statements, so only where the file is applied: on a database this bootstrap installed REDCap
+on, or with REDCAP_CONFIG_SQL_MODE=apply. Never on a REDCap installation it found, where a new
+super-user login would sit next to the site's own administrators. If the file created no
+``site_admin`` login of its own (the default SQL never does; a generated one does), a
+``redcap_auth`` row is inserted with REDCap's own salted hash and ``temp_pwd = 1``, so REDCap
+demands a new password at first login. Because it shares the transaction with the marker row,
+it happens at most once per file applied: later starts, a rotated secret or a deleted row never
+bring it back.
 """
 from __future__ import annotations
 

@@ -1,14 +1,29 @@
-"""The configuration SQL (sql/redcap-config*.sql), applied ONCE per database.
+"""The configuration SQL (sql/redcap-config*.sql): applied to a database REDCap was installed on
+by this bootstrap, once, and never to a REDCap installation it found.
 
-Once means once: a row in the marker table ``redcap_pulumi_state`` (name 'config_sql', the
-applied file's sha256, the time) is written in the same transaction as the settings. Later
-starts see the row and leave the file's settings alone, so an administrator's changes in the
-Control Center are never overwritten; only the four S3 connection rows, which belong to the
-infrastructure, follow it at every start (s3_settings.py). (The original compared amazon_s3_key
-with the current key, and with its default SQL, which set no key, re-applied everything at
-every start: #43.) A different
-file on a database that already has the marker is reported, not applied; see
-docs/configuration-sql.md for re-applying deliberately.
+A database on which REDCap was already installed (migrated from the original system, restored
+from a snapshot older than this bootstrap, set up by hand) keeps its settings and its accounts:
+the file would reset the login method (an LDAP or Shibboleth site would lock its users out),
+the API switch, the language and the contacts, and the initial site_admin login would add a
+super user next to the site's own administrators. Only the operator's explicit
+REDCAP_CONFIG_SQL_MODE=apply (stage setting redcap:configurationSql) applies it there.
+
+The decision lives in the marker table ``redcap_pulumi_state``, row 'config_sql' (the file's
+sha256, its path, the time, the decision and why), so every later start decides the same way:
+
+- ``pending``: written before install.php runs on an empty database. A later start that finds
+  it (the first stopped between the installer and the configuration) still counts the
+  database as one this bootstrap installed, once the installer is known to have completed.
+- ``applied``: written in the same transaction as the file's statements (and the initial
+  site_admin login), so either all of it happened or nothing did and the next start retries.
+  An administrator's later changes in the Control Center are never overwritten; a different
+  file is reported, not applied, unless the mode is apply.
+- ``kept``: REDCap was already installed when this bootstrap first saw the database; nothing
+  was written but this row.
+
+Only the four S3 connection rows follow the infrastructure at every start, whatever the
+decision (s3_settings.py). (The original compared amazon_s3_key with the current key, and with
+its default SQL, which set no key, re-applied everything at every start: #43.)
 
 Values that exist only at run time (bucket, S3 keys, region) appear in the file as named
 placeholders such as ``:s3_bucket`` and are bound as parameters by pymysql, never substituted
@@ -17,7 +32,7 @@ inside a quoted string is just text. Only INSERT/REPLACE/UPDATE/DELETE statement
 DDL would commit implicitly and break the all-or-nothing transaction.
 
 With REDCAP_ADMIN_SECRET_ID, the same transaction also gives site_admin its initial temporary
-password when the file did not (admin.py), so that too happens exactly once per database.
+password when the file did not (admin.py), so that too happens only where the file is applied.
 """
 from __future__ import annotations
 
@@ -28,8 +43,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import pymysql
+
 from .admin import create_initial_admin
 from .errors import DatabaseStepError, redact
+from .settings import CONFIG_SQL_APPLY, CONFIG_SQL_MODES
 
 log = logging.getLogger("bootstrap")
 
@@ -132,6 +150,19 @@ def file_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# Decisions recorded in the marker row.
+PENDING = "pending"
+APPLIED = "applied"
+KEPT = "kept"
+
+# Columns added after the first release. A table written by an earlier version has rows only for
+# files it applied, hence the default 'applied'.
+ADDED_COLUMNS = (
+    ("decision", "VARCHAR(16) NOT NULL DEFAULT 'applied'"),
+    ("reason", "VARCHAR(255) NOT NULL DEFAULT ''"),
+)
+
+
 def ensure_marker_table(conn: Any) -> None:
     with conn.cursor() as cur:
         cur.execute(
@@ -139,17 +170,131 @@ def ensure_marker_table(conn: Any) -> None:
             " name VARCHAR(64) NOT NULL PRIMARY KEY,"
             " sha256 CHAR(64) NOT NULL,"
             " source VARCHAR(255) NOT NULL,"
-            " applied_at DATETIME NOT NULL"
-            ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+            " applied_at DATETIME NOT NULL,"
+            + ",".join(f" {column} {spec}" for column, spec in ADDED_COLUMNS)
+            + ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
             " COMMENT='redcap-pulumi container bootstrap state; see docs/configuration-sql.md'")
+        # Aurora MySQL 3 has no ADD COLUMN IF NOT EXISTS: look first.
+        cur.execute("SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = DATABASE() AND table_name = %s", (MARKER_TABLE,))
+        present = {row[0].lower() for row in cur.fetchall()}
+        for column, spec in ADDED_COLUMNS:
+            if column not in present:
+                cur.execute(f"ALTER TABLE {MARKER_TABLE} ADD COLUMN {column} {spec}")
 
 
-def read_marker(conn: Any) -> tuple[str, Any] | None:
+@dataclass(frozen=True)
+class Marker:
+    sha256: str
+    decision: str  # PENDING, APPLIED or KEPT
+    reason: str
+    recorded_at: Any  # applied_at: when the decision was recorded (UTC)
+
+
+def read_marker(conn: Any) -> Marker | None:
     with conn.cursor() as cur:
-        cur.execute(f"SELECT sha256, applied_at FROM {MARKER_TABLE} WHERE name = %s",
-                    (MARKER_NAME,))
+        cur.execute(f"SELECT sha256, decision, reason, applied_at FROM {MARKER_TABLE} "
+                    "WHERE name = %s", (MARKER_NAME,))
         row = cur.fetchone()
-    return (row[0], row[1]) if row else None
+    return Marker(*row) if row else None
+
+
+def write_marker(cur: Any, config: ConfigSqlFile, decision: str, reason: str) -> None:
+    cur.execute(f"REPLACE INTO {MARKER_TABLE} (name, sha256, source, applied_at, decision, reason) "
+                "VALUES (%s, %s, %s, UTC_TIMESTAMP(), %s, %s)",
+                (MARKER_NAME, config.sha256, config.path[-255:], decision, reason[:255]))
+
+
+def record_pending(conn: Any, config: ConfigSqlFile) -> None:
+    """Before install.php runs on an empty database: this bootstrap is installing REDCap here."""
+    ensure_marker_table(conn)
+    with conn.cursor() as cur:
+        write_marker(cur, config, PENDING, "REDCap being installed on an empty database by "
+                                           "this bootstrap")
+
+
+def install_pending(conn: Any) -> bool:
+    """A start that ran install.php here stopped before the configuration was decided."""
+    marker = read_marker(conn)
+    return marker is not None and marker.decision == PENDING
+
+
+# --- the decision (pure) -------------------------------------------------------------------------
+
+INSTALLED_NOW = "installed now"
+INSTALLED_EARLIER = "installed by an earlier start"
+REQUESTED = "requested"
+ALREADY_APPLIED = "already applied"
+DIFFERENT_FILE = "different file"
+FOUND_INSTALLED = "found installed"
+STILL_KEPT = "still kept"
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: str  # one of the constants above
+    apply: bool  # apply the file (and the initial site_admin login) now
+    record_kept: bool  # write a 'kept' marker (REDCap found installed, first time)
+
+
+def decide(mode: str, installed_now: bool, marker: Marker | None, sha256: str) -> Decision:
+    """What to do with the configuration SQL on this database, and why.
+
+    A schema this bootstrap installed (now, or in a start that stopped before configuring it)
+    is REDCap's bare default (login method 'none': anyone reaching the URL is site_admin), so
+    it always gets the file; a REDCap installation it found gets it only with mode apply, and
+    then once per file, so a restart with apply still set changes nothing.
+    """
+    if mode not in CONFIG_SQL_MODES:
+        raise ValueError(f"unknown configuration SQL mode {mode!r}")
+    if installed_now:
+        return Decision(INSTALLED_NOW, apply=True, record_kept=False)
+    if marker is not None and marker.decision == PENDING:
+        return Decision(INSTALLED_EARLIER, apply=True, record_kept=False)
+    if marker is not None and marker.decision == APPLIED and marker.sha256 == sha256:
+        return Decision(ALREADY_APPLIED, apply=False, record_kept=False)
+    if mode == CONFIG_SQL_APPLY:
+        return Decision(REQUESTED, apply=True, record_kept=False)
+    if marker is None:
+        return Decision(FOUND_INSTALLED, apply=False, record_kept=True)
+    if marker.decision == APPLIED:
+        return Decision(DIFFERENT_FILE, apply=False, record_kept=False)
+    return Decision(STILL_KEPT, apply=False, record_kept=False)
+
+
+APPLY_REASONS = {
+    INSTALLED_NOW: "REDCap installed on an empty database by this start",
+    INSTALLED_EARLIER: "REDCap installed by an earlier start that stopped before configuring it",
+    REQUESTED: "REDCAP_CONFIG_SQL_MODE=apply (redcap:configurationSql) on an existing installation",
+}
+
+
+def table_in_database(cur: Any, table: str) -> bool:
+    """The table exists in the connection's database (DB_NAME)."""
+    cur.execute("SELECT COUNT(*) FROM information_schema.tables "
+                "WHERE table_schema = DATABASE() AND table_name = %s", (table,))
+    return cur.fetchone()[0] > 0
+
+
+def describe_installation(conn: Any) -> str:
+    """What an existing installation looks like, for the log and the marker: counts and the
+    login method, never a user name or a setting's value beyond those."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT field_name, value FROM redcap_config "
+                    "WHERE field_name IN ('redcap_version', 'auth_meth_global')")
+        config = dict(cur.fetchall())
+        users = "no redcap_user_information table"
+        if table_in_database(cur, "redcap_user_information"):
+            try:
+                cur.execute("SELECT COUNT(*), COALESCE(SUM(super_user = 1), 0) "
+                            "FROM redcap_user_information")
+                total, supers = cur.fetchone()
+                users = f"{total} user(s), {int(supers)} super user(s)"
+            except pymysql.err.Error:  # a schema without super_user: the count is only a hint
+                cur.execute("SELECT COUNT(*) FROM redcap_user_information")
+                users = f"{cur.fetchone()[0]} user(s)"
+    return (f"REDCap {config.get('redcap_version') or 'of unknown version'}, login method "
+            f"{config.get('auth_meth_global')!r}, {users}")
 
 
 def use_backslash_escapes(conn: Any) -> None:
@@ -187,41 +332,69 @@ def load_config_sql(path: str) -> ConfigSqlFile:
     return ConfigSqlFile(path, file_sha256(data), tuple(statements))
 
 
-def apply_config_sql_once(conn: Any, config: ConfigSqlFile, values: Mapping[str, str],
-                          initial_admin_password: str | None = None) -> bool:
-    """Apply the file if this database never had one applied; return True if applied now.
+def configure(conn: Any, config: ConfigSqlFile, values: Mapping[str, str], *, mode: str,
+              installed_now: bool, initial_admin_password: str | None = None) -> Decision:
+    """Decide (``decide``), record and log the decision, apply the file when it says so.
 
-    initial_admin_password (REDCAP_ADMIN_SECRET_ID's value) is used in the same transaction,
-    after the file, when the file created no site_admin login.
+    installed_now: install.php created this database's schema in this start.
+    initial_admin_password (REDCAP_ADMIN_SECRET_ID's value) is used in the same transaction as
+    the file, after it, when the file created no site_admin login.
     """
     missing = [p for p in PLACEHOLDERS if p not in values]
     if missing:
         raise ConfigSqlError("no value for placeholders: " + ", ".join(missing))
     ensure_marker_table(conn)
     marker = read_marker(conn)
-    if marker is not None:
-        if config.sha256 != marker[0]:
-            log.info("configuration SQL %s (sha256 %s) differs from the one applied at %s "
-                     "(sha256 %s): not applied, the database keeps its settings "
-                     "(docs/configuration-sql.md explains how to re-apply)",
-                     config.path, config.sha256[:12], marker[1], marker[0][:12])
-        else:
-            log.info("configuration SQL already applied at %s: skipped", marker[1])
-        if initial_admin_password is not None:
-            log.info("REDCAP_ADMIN_SECRET_ID not used: the initial site_admin password is "
-                     "only set when the configuration SQL is first applied")
-        return False
+    decision = decide(mode, installed_now, marker, config.sha256)
+    if decision.apply:
+        apply_config_sql(conn, config, values, APPLY_REASONS[decision.kind],
+                         initial_admin_password)
+        return decision
+    admin_note = (" REDCAP_ADMIN_SECRET_ID not used: no site_admin login is created."
+                  if initial_admin_password is not None else "")
+    if decision.record_kept:
+        found = describe_installation(conn)
+        with conn.cursor() as cur:
+            write_marker(cur, config, KEPT, "REDCap already installed when first seen: " + found)
+        log.info("REDCap was already installed on this database (%s), not by this bootstrap: "
+                 "configuration SQL %s NOT applied and no site_admin login created; its "
+                 "settings and accounts are kept (recorded as 'kept' in %s). To apply the file "
+                 "anyway, set redcap:configurationSql to apply (REDCAP_CONFIG_SQL_MODE=apply); "
+                 "see docs/configuration-sql.md.%s", found, config.path, MARKER_TABLE,
+                 admin_note)
+    elif decision.kind == STILL_KEPT:
+        assert marker is not None
+        log.info("configuration SQL not applied: REDCap was already installed when this "
+                 "bootstrap first saw the database at %s (kept; REDCAP_CONFIG_SQL_MODE=%s).%s",
+                 marker.recorded_at, mode, admin_note)
+    elif decision.kind == DIFFERENT_FILE:
+        assert marker is not None
+        log.info("configuration SQL %s (sha256 %s) differs from the one applied at %s "
+                 "(sha256 %s): not applied, the database keeps its settings (set "
+                 "redcap:configurationSql to apply to apply it; docs/configuration-sql.md).%s",
+                 config.path, config.sha256[:12], marker.recorded_at, marker.sha256[:12],
+                 admin_note)
+    else:
+        assert marker is not None
+        log.info("configuration SQL already applied at %s: skipped.%s", marker.recorded_at,
+                 admin_note)
+    return decision
+
+
+def apply_config_sql(conn: Any, config: ConfigSqlFile, values: Mapping[str, str], reason: str,
+                     initial_admin_password: str | None = None) -> None:
+    """The file, the initial site_admin login and the 'applied' marker in one transaction."""
     use_backslash_escapes(conn)
     conn.begin()
+    admin = False
     try:
         with conn.cursor() as cur:
             for stmt in config.statements:
                 cur.execute(stmt.sql, stmt.params(values))
             if initial_admin_password is not None:
-                create_initial_admin(cur, initial_admin_password)
-            cur.execute(f"INSERT INTO {MARKER_TABLE} (name, sha256, source, applied_at) "
-                        "VALUES (%s, %s, %s, UTC_TIMESTAMP())",
-                        (MARKER_NAME, config.sha256, config.path[-255:]))
+                admin = create_initial_admin(cur, initial_admin_password)
+            write_marker(cur, config, APPLIED, reason + (
+                "; site_admin login from REDCAP_ADMIN_SECRET_ID" if admin else ""))
         conn.commit()
     except Exception as exc:
         conn.rollback()
@@ -229,10 +402,9 @@ def apply_config_sql_once(conn: Any, config: ConfigSqlFile, values: Mapping[str,
         message = redact(str(exc), hide)  # server errors quote the statement
         raise DatabaseStepError(f"configuration SQL {config.path} failed and was rolled back: "
                                 f"{message}") from None
-    log.info("configuration SQL %s applied (%d statements, sha256 %s)", config.path,
-             len(config.statements), config.sha256[:12])
+    log.info("configuration SQL %s applied (%d statements, sha256 %s): %s", config.path,
+             len(config.statements), config.sha256[:12], reason)
     warn_if_nobody_can_log_in(conn)
-    return True
 
 
 def warn_if_nobody_can_log_in(conn: Any) -> None:
@@ -242,9 +414,7 @@ def warn_if_nobody_can_log_in(conn: Any) -> None:
         row = cur.fetchone()
         if not row or row[0] != "table":
             return
-        cur.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = "
-                    "DATABASE() AND table_name = 'redcap_auth'")
-        if cur.fetchone()[0] == 0:
+        if not table_in_database(cur, "redcap_auth"):
             return
         cur.execute("SELECT COUNT(*) FROM redcap_auth")
         if cur.fetchone()[0] == 0:

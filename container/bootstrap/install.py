@@ -1,8 +1,15 @@
 """REDCap's own installer, run once on an empty database (the original's step 6).
 
-"Empty" means: no redcap_config table in DB_NAME. After install.php the table must exist, or
-the start fails clearly (aws-samples/redcap-on-aws#80: the installer "succeeded" and the next
-step died with "Table 'redcap.redcap_config' doesn't exist").
+"Empty" means: no redcap_config table in DB_NAME (REDCap's install.php decides the same way:
+its auto-install runs only when ``select * from redcap_config`` fails). After install.php the
+table must exist, or the start fails clearly (aws-samples/redcap-on-aws#80: the installer
+"succeeded" and the next step died with "Table 'redcap.redcap_config' doesn't exist"), and the
+version row REDCap writes last must be the image's.
+
+The caller records in the marker table, before install.php runs, that this bootstrap is
+installing REDCap here (config_sql.record_pending): that is what later lets the configuration
+SQL tell a database it installed from one where REDCap was already installed, even when the
+start stopped between the installer and the configuration.
 """
 from __future__ import annotations
 
@@ -41,11 +48,27 @@ def install_command(php: str = "php") -> list[str]:
     return [php, "-r", INSTALL_CODE]
 
 
-def install_if_empty(conn: Any, db_name: str, redcap_root: str, hide: Iterable[str]) -> bool:
-    """Run install.php when redcap_config is absent; return True if it ran."""
-    if table_exists(conn, db_name, "redcap_config"):
-        log.info("REDCap schema present (redcap_config exists): install skipped")
-        return False
+def check_install_complete(conn: Any, db_name: str, redcap_root: str, output: str = "") -> None:
+    """Raise unless REDCap's installer finished: the image's version is recorded.
+
+    REDCap's auto-install runs its install SQL as one multi-statement batch and prints
+    "Install completed!" with exit code 0 even when the batch stopped part-way. Its last step
+    records the version, so a partial schema shows as a missing or different redcap_version;
+    without this check the configuration SQL would land on a broken schema that no later start
+    re-installs.
+    """
+    expected = installed_version_expected(Path(redcap_root))
+    found = stored_version(conn)
+    if expected is not None and found != expected:
+        raise DatabaseStepError(
+            f"REDCap install.php did not complete: redcap_config.redcap_version is {found!r}, "
+            f"expected {expected!r} (the image's redcap_v{expected}); drop the partly created "
+            f"tables of {db_name} before the next start."
+            + (f" Installer output (tail):\n{output[-2000:]}" if output else ""))
+
+
+def run_install(conn: Any, db_name: str, redcap_root: str, hide: Iterable[str]) -> None:
+    """Run install.php on a database without redcap_config and check that it completed."""
     root = Path(redcap_root)
     if not (root / "install.php").is_file():
         raise DatabaseStepError(f"database {db_name} is empty but {root}/install.php is missing: "
@@ -71,18 +94,5 @@ def install_if_empty(conn: Any, db_name: str, redcap_root: str, hide: Iterable[s
         # The schema exists, but an installer error must not pass silently.
         raise DatabaseStepError(f"REDCap install.php exited {result.returncode}; output (tail):\n"
                                 + output[-2000:])
-    # REDCap's auto-install runs its install SQL as one multi-statement batch and prints
-    # "Install completed!" with exit code 0 even when the batch stopped part-way. Its last
-    # step records the version, so a partial schema shows as a missing or different
-    # redcap_version; without this check the configuration SQL (and its once-only marker)
-    # would land on a broken schema that no later start re-installs.
-    expected = installed_version_expected(root)
-    found = stored_version(conn)
-    if expected is not None and found != expected:
-        raise DatabaseStepError(
-            f"REDCap install.php did not complete: redcap_config.redcap_version is {found!r}, "
-            f"expected {expected!r} (the image's redcap_v{expected}); drop the partly created "
-            f"tables of {db_name} before the next start. Installer output (tail):\n"
-            + output[-2000:])
+    check_install_complete(conn, db_name, redcap_root, output)
     log.info("REDCap installed (install.php printed %d bytes)", len(output))
-    return True

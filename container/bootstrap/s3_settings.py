@@ -2,10 +2,16 @@
 
 The bucket name, the access key pair and the region belong to the stack, not to the
 administrator: a restore into a new stack (new bucket, new IAM key) or a key rotation changes
-them, and REDCap must follow or every upload and download breaks. So after the once-only
-configuration SQL, each start rewrites exactly these four redcap_config rows, but only while
-REDCap stores files in Amazon S3 (edoc_storage_option = '2'): an administrator who chose
-another storage made a decision this must not undo. Every other setting stays once-only.
+them, and REDCap must follow or every upload and download breaks. So at each start, whatever
+the configuration SQL decided (also on a REDCap installation it found and kept), these four
+redcap_config rows are rewritten, but only while REDCap stores files in Amazon S3
+(edoc_storage_option = '2') with no custom endpoint URL (amazon_s3_endpoint_url, REDCap 12.2.11
+and later, for S3-compatible stores elsewhere): an administrator who chose another storage
+made a decision this must not undo. Pointing a migrated site's REDCap at the stack's bucket
+leaves its old bucket untouched: the old key pair goes with the old deployment, the stack's
+key reaches this bucket only, and the files are copied here (docs/migrating.md). Local storage
+(option '0') is left alone too, with a warning: the container's disk is lost at every
+deployment.
 
 Only rows whose value differs are written, with bound parameters; the log names the changed
 fields, never their values.
@@ -22,6 +28,8 @@ log = logging.getLogger("bootstrap")
 
 STORAGE_OPTION_FIELD = "edoc_storage_option"
 S3_STORAGE_OPTION = "2"  # REDCap: 0 local, 1 WebDAV, 2 Amazon S3, 3 Azure, 4 Google Cloud
+LOCAL_STORAGE_OPTION = "0"
+ENDPOINT_URL_FIELD = "amazon_s3_endpoint_url"
 S3_FIELDS = ("amazon_s3_bucket", "amazon_s3_key", "amazon_s3_secret", "amazon_s3_endpoint")
 
 
@@ -38,6 +46,10 @@ def changed_fields(current: Mapping[str, str | None], desired: Mapping[str, str]
 
 def uses_s3_storage(storage_option: str | None) -> bool:
     return storage_option is not None and storage_option.strip() == S3_STORAGE_OPTION
+
+
+def uses_custom_endpoint(endpoint_url: str | None) -> bool:
+    return bool(endpoint_url and endpoint_url.strip())
 
 
 def read_locked(cur: Any, fields: tuple[str, ...]) -> dict[str, str | None]:
@@ -63,12 +75,23 @@ def sync_s3_settings(conn: Any, desired: Mapping[str, str]) -> list[str]:
     conn.begin()
     try:
         with conn.cursor() as cur:
-            current = read_locked(cur, (STORAGE_OPTION_FIELD, *S3_FIELDS))
+            current = read_locked(cur, (STORAGE_OPTION_FIELD, ENDPOINT_URL_FIELD, *S3_FIELDS))
             storage = current.get(STORAGE_OPTION_FIELD)
             if not uses_s3_storage(storage):
                 conn.rollback()  # nothing written; releases the row locks
                 log.info("file storage is not Amazon S3 (%s=%r): S3 settings left alone",
                          STORAGE_OPTION_FIELD, storage)
+                if storage is not None and storage.strip() == LOCAL_STORAGE_OPTION:
+                    log.warning("REDCap stores uploaded files on the container's local disk "
+                                "(%s='0'), which is lost at every deployment and not shared "
+                                "between containers: choose Amazon S3 in the Control Center "
+                                "(File Upload Settings); docs/configuration-sql.md",
+                                STORAGE_OPTION_FIELD)
+                return []
+            if uses_custom_endpoint(current.get(ENDPOINT_URL_FIELD)):
+                conn.rollback()
+                log.info("file storage is an S3-compatible store at a custom endpoint (%s is "
+                         "set): S3 settings left alone", ENDPOINT_URL_FIELD)
                 return []
             changed = changed_fields(current, desired)
             for field in changed:

@@ -37,6 +37,9 @@ OPTIONAL_ENV: dict[str, str | None] = {
     # Initial site_admin password (plain-string secret), used only when the configuration SQL
     # is first applied to a database and that SQL created no site_admin login of its own.
     "REDCAP_ADMIN_SECRET_ID": None,
+    # When the configuration SQL (and the initial site_admin login) may be applied; the stage
+    # setting redcap:configurationSql, same values (docs/configuration-sql.md).
+    "REDCAP_CONFIG_SQL_MODE": "onInstall",
     "PHP_TIMEZONE": "UTC",
     "PORT": "8080",
     "TLS_PORT": None,
@@ -71,6 +74,16 @@ TZ_RE = re.compile(r"^(?:UTC|[A-Za-z_]+(?:/[A-Za-z0-9_+-]+){1,2})$")
 
 EXAMPLE_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:redcap-db-AbCdEf"
 
+# REDCAP_CONFIG_SQL_MODE. onInstall: only on a database whose REDCap this bootstrap installed;
+# apply: also on a database where REDCap was already installed (once per file).
+CONFIG_SQL_ON_INSTALL = "onInstall"
+CONFIG_SQL_APPLY = "apply"
+CONFIG_SQL_MODES = (CONFIG_SQL_ON_INSTALL, CONFIG_SQL_APPLY)
+CONFIG_SQL_MODE_ALLOWED = (
+    "onInstall (apply the configuration SQL only to a database on which this container "
+    "installed REDCap) or apply (also to a database where REDCap was already installed, once "
+    "per file)")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -91,6 +104,7 @@ class Settings:
     ses_secret_id: str | None
     smtp_email: str | None
     admin_secret_id: str | None
+    config_sql_mode: str  # one of CONFIG_SQL_MODES
     php_timezone: str
     port: int
     tls_port: int | None
@@ -201,6 +215,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
                                 "redcap@example.org"))
     admin_secret_id = optional("REDCAP_ADMIN_SECRET_ID", SECRET_ARN_RE, arn_allowed,
                                EXAMPLE_ARN)
+    config_sql_mode = _get(env, "REDCAP_CONFIG_SQL_MODE") or CONFIG_SQL_ON_INSTALL
+    if config_sql_mode not in CONFIG_SQL_MODES:
+        # Exact spelling only: a near miss such as "Apply" must not silently mean onInstall,
+        # and nothing but the exact word may reset a production site's settings.
+        problems.append(problem("REDCAP_CONFIG_SQL_MODE", config_sql_mode,
+                                CONFIG_SQL_MODE_ALLOWED, CONFIG_SQL_APPLY))
     tz = _get(env, "PHP_TIMEZONE") or "UTC"
     if not _valid_timezone(tz):
         problems.append(problem("PHP_TIMEZONE", tz, "an IANA time zone name", "Asia/Tokyo"))
@@ -249,6 +269,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ses_secret_id=ses_secret_id,
         smtp_email=smtp_email,
         admin_secret_id=admin_secret_id,
+        config_sql_mode=config_sql_mode,
         php_timezone=tz,
         port=int(port or 8080),
         tls_port=tls_port,
