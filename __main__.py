@@ -10,6 +10,7 @@ from components.dns import AliasTarget, Domain, DomainArgs, SiteRecord, SiteReco
 from components.email import Email, EmailArgs
 from components.firewall import Firewall, FirewallArgs
 from components.network import Network, NetworkArgs
+from components.notifications import export_rows
 from components.security import ThreatDetection
 from components.storage import Storage, StorageArgs
 from components.apprunner import AppRunnerArgs, AppRunnerService
@@ -42,6 +43,7 @@ def application_stack() -> None:
         protect=config.protect_data,
         versioning=config.app_bucket_versioning,
         alb_access_logs=config.uses_ecs,
+        key_for_api_destinations=config.cron_minutes > 0,
     ))
 
     network = Network("redcap", NetworkArgs(
@@ -99,6 +101,8 @@ def application_stack() -> None:
         zone_id=domain.zone_id if domain is not None else None,
         email=config.email,
         bounce_notification_email=config.bounce_notification_email,
+        sender=config.sender_email,
+        subscribe_emails=config.email_subscriptions,
     ))
 
     threat_detection = ThreatDetection("redcap") if config.guard_duty else None
@@ -148,6 +152,7 @@ def application_stack() -> None:
         admin_password_secret_arn=storage.admin_password_secret_arn,
         configuration_sql=config.configuration_sql,
     ))
+    subscriptions = list(email.email_subscriptions)
     # The domain whose name the stack serves now: its zone is live (docs/domains.md, two phases).
     site_domain = domain if domain is not None and domain.ready and domain.zone_id is not None else None
     site_alias: AliasTarget | None = None
@@ -211,8 +216,10 @@ def application_stack() -> None:
             zone_id=site_domain.zone_id if site_domain is not None else None,
             domain_dependencies=site_domain.dns_dependencies if site_domain is not None else (),
             notification_email=config.email,
+            subscribe_notification_email=config.email_subscriptions,
         ))
         service_url, custom_url, site_alias = apprunner.service_url, apprunner.custom_url, apprunner.site_alias
+        subscriptions += apprunner.email_subscriptions
         # The default URL works before the custom domain's certificate is validated.
         cron_host, runtime_kind = apprunner.service_url, "apprunner"
         pulumi.export("appRunnerServiceUrl", service_url)
@@ -221,13 +228,14 @@ def application_stack() -> None:
         SiteRecord("redcap", SiteRecordArgs(zone_id=site_domain.zone_id, fqdn=site_domain.fqdn, target=site_alias))
     if cron_host is not None:
         Cron("redcap-cron", CronArgs(context=context, host=cron_host, search_string=firewall.cron_search_string,
-                                     minutes=config.cron_minutes, runtime_kind=runtime_kind))
+                                     minutes=config.cron_minutes, runtime_kind=runtime_kind,
+                                     kms_key_arn=storage.kms_key_arn))
     if config.ec2_server_stack is not None:
         tunnel = TunnelHost("redcap-tunnel", TunnelArgs(
             context=context,
             instance_type=config.ec2_server_stack.instance_type,
             duration_hours=config.ec2_server_stack.duration_hours,
-            subnet_id=network.private_subnet_ids.apply(lambda ids: ids[0]),
+            subnet_ids=network.private_subnet_ids,
             image_uri=image.image_uri,
             repository_arn=image.repository_arn,
             runtime=runtime,
@@ -268,6 +276,8 @@ def application_stack() -> None:
     pulumi.export("sesIdentityArn", email.identity_arn)
     pulumi.export("senderAddress", email.sender_address)
     pulumi.export("smtpCredentialsSecretArn", email.smtp_credentials_secret_arn)
+    # What to confirm (or subscribe by hand) so notifications arrive: docs/email.md.
+    pulumi.export("emailSubscriptions", export_rows(subscriptions, config.region))
     if threat_detection is not None:
         pulumi.export("guardDutyDetectorId", threat_detection.detector_id)
 

@@ -81,3 +81,16 @@ def rows(model: type[BaseModel] = settings.StageSettings, prefix: str = "") -> I
 def render_settings_reference() -> str:
     lines = [f"| `{k}` | {t} | {d} | {m} |" for k, t, d, m in rows()]
     return HEADER + "\n".join(lines) + "\n"
+
+
+REGIONS_DOC_TABLE_START = "## The table\n\n"
+REGIONS_DOC_TABLE_END = "\n## Sources"
+
+
+def render_regions_doc(current: str) -> str:
+    """docs/regions.md with its table section regenerated from settings/regions.py."""
+    from settings import regions
+
+    start = current.index(REGIONS_DOC_TABLE_START) + len(REGIONS_DOC_TABLE_START)
+    end = current.index(REGIONS_DOC_TABLE_END, start)
+    return current[:start] + regions.render_markdown() + current[end:]

@@ -23,7 +23,9 @@ import pulumi_aws as aws
 from components import policies
 from components.context import AwsContext
 from components.dns import AliasTarget
+from components.notifications import EmailSubscription, email_subscription
 from components.runtime import RuntimeContract
+from settings import regions
 
 HEALTH_PATH = "/healthz"
 # Operation results worth a mail (seed-inventory 7.1).
@@ -33,22 +35,6 @@ OPERATION_STATUSES = (
     "ResumeServiceCompletedSuccessfully", "ResumeServiceFailed",
     "UpdateServiceCompletedSuccessfully", "UpdateServiceFailed",
 )
-# Route53 hosted zones of App Runner's endpoints, the alias target zone of a custom domain
-# (AWS General Reference, "AWS App Runner endpoints and quotas"; the same map is in the
-# provider's aws_apprunner_hosted_zone_id). Every App Runner region publishes one. Sorted by region.
-APPRUNNER_ALIAS_ZONE_IDS = {
-    "ap-northeast-1": "Z08491812XW6IPYLR6CCA",
-    "ap-south-1": "Z00855883LBHKTIC4ODF2",
-    "ap-southeast-1": "Z09819469CZ3KQ8PWMCL",
-    "ap-southeast-2": "Z03657752RA8799S0TI5I",
-    "eu-central-1": "Z0334911C2FDI2Q9M4FZ",
-    "eu-west-1": "Z087551914Z2PCAU0QHMW",
-    "eu-west-2": "Z098228427VC6B3IX76ON",
-    "eu-west-3": "Z087117439MBKHYM69QS6",
-    "us-east-1": "Z01915732ZBZKC8D32TPT",
-    "us-east-2": "Z0224347AD7KVHMLOX31",
-    "us-west-2": "Z02243383FTQ64HJ5772Q",
-}
 # Certificate-validation CNAMEs App Runner returns for a custom domain without www: one for the
 # domain and one for the extra name App Runner puts on its certificate
 # (`_<hash>.<label>.<domain>`); www would add a third. A fixed number, so the records are
@@ -77,6 +63,8 @@ class AppRunnerArgs:
     zone_id: Optional[pulumi.Input[str]] = None
     domain_dependencies: Sequence[pulumi.Resource] = ()
     notification_email: Optional[str] = None
+    # redcap:emailSubscriptions: subscribe notification_email to the topic (else topic only).
+    subscribe_notification_email: bool = True
 
 
 def short_name(stack: str, limit: int) -> str:
@@ -130,29 +118,22 @@ def validation_records(records: Optional[list[Any]], fqdn: str,
     return ordered
 
 
-def alias_zone_id(region: str) -> str:
-    try:
-        return APPRUNNER_ALIAS_ZONE_IDS[region]
-    except KeyError:
-        raise ValueError(f"App Runner publishes no alias hosted zone for {region} (it runs in "
-                         f"{', '.join(APPRUNNER_ALIAS_ZONE_IDS)}); use ECS (redcap:ecs) there") from None
-
-
 class AppRunnerService(pulumi.ComponentResource):
     service_arn: pulumi.Output[str]
     service_url: pulumi.Output[str]
     custom_url: Optional[str]
     # Where the site record points; None without a custom domain.
     site_alias: Optional[AliasTarget]
+    email_subscriptions: list[EmailSubscription]
 
     def __init__(self, name: str, args: AppRunnerArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("redcap:apprunner:AppRunnerService", name, None, opts)
         ctx = args.context
         child = pulumi.ResourceOptions(parent=self)
         service_name = short_name(ctx.stack, 40)
-        # Checked before anything is registered.
         custom_domain = bool(args.fqdn) and args.zone_id is not None
-        alias_zone = alias_zone_id(ctx.region) if custom_domain else None
+        # Settings allow App Runner only in regions whose endpoints have a hosted zone.
+        alias_zone = regions.require(ctx.region).app_runner_zone_id if custom_domain else None
 
         access_role = aws.iam.Role(
             f"{name}-access-role",
@@ -209,9 +190,11 @@ class AppRunnerService(pulumi.ComponentResource):
         self.service_url = service.service_url.apply(lambda u: f"https://{u}")
         self.custom_url = None
         self.site_alias = None
-        if custom_domain and alias_zone is not None:
+        if custom_domain:
+            assert alias_zone is not None
             self.custom_url = f"https://{args.fqdn}"
             self.site_alias = self._custom_domain(name, args, service, alias_zone)
+        self.email_subscriptions = []
         if args.notification_email:
             self._notifications(name, args, service_name)
 
@@ -247,9 +230,13 @@ class AppRunnerService(pulumi.ComponentResource):
         rule = aws.cloudwatch.EventRule(
             f"{name}-operations", description="App Runner operation results of the REDCap service",
             event_pattern=notification_pattern(service_name), opts=child)
-        aws.sns.TopicPolicy(f"{name}-notifications-policy", arn=topic.arn,
-                            policy=pulumi.Output.all(topic.arn, rule.arn).apply(lambda a: topic_policy(a[0], a[1])),
-                            opts=child)
-        aws.cloudwatch.EventTarget(f"{name}-operations-mail", rule=rule.name, arn=topic.arn, opts=child)
-        aws.sns.TopicSubscription(f"{name}-notifications-email", topic=topic.arn, protocol="email",
-                                  endpoint=args.notification_email, opts=child)
+        publish = aws.sns.TopicPolicy(
+            f"{name}-notifications-policy", arn=topic.arn,
+            policy=pulumi.Output.all(topic.arn, rule.arn).apply(lambda a: topic_policy(a[0], a[1])), opts=child)
+        # EventBridge may deliver as soon as the target exists: the topic must already let it.
+        aws.cloudwatch.EventTarget(f"{name}-operations-mail", rule=rule.name, arn=topic.arn,
+                                   opts=pulumi.ResourceOptions(parent=self, depends_on=[publish]))
+        assert args.notification_email is not None
+        self.email_subscriptions.append(email_subscription(
+            f"{name}-notifications-email", topic=topic, address=args.notification_email,
+            purpose="App Runner operation results", subscribe=args.subscribe_notification_email, parent=self))

@@ -22,15 +22,24 @@ def settings_options(parent: pulumi.Resource, retain_on_delete: bool = False) ->
 def private_bucket(name: str, *, force_destroy: bool, parent: pulumi.Resource,
                    opts: Optional[pulumi.ResourceOptions] = None, retain_on_delete: bool = False) -> aws.s3.Bucket:
     """A bucket no one outside the account can read: public access blocked, ACLs disabled."""
+    return private_bucket_with_settings(name, force_destroy=force_destroy, parent=parent, opts=opts,
+                                        retain_on_delete=retain_on_delete)[0]
+
+
+def private_bucket_with_settings(name: str, *, force_destroy: bool, parent: pulumi.Resource,
+                                 opts: Optional[pulumi.ResourceOptions] = None,
+                                 retain_on_delete: bool = False) -> tuple[aws.s3.Bucket, list[pulumi.Resource]]:
+    """private_bucket, and its settings resources (for a log bucket whose deliveries must wait
+    for them: AWS checks ownership and policy when a delivery is configured)."""
     bucket = aws.s3.Bucket(name, force_destroy=force_destroy, opts=opts or pulumi.ResourceOptions(parent=parent))
     child = settings_options(parent, retain_on_delete)
-    aws.s3.BucketPublicAccessBlock(
+    public_access = aws.s3.BucketPublicAccessBlock(
         f"{name}-public-access", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
         ignore_public_acls=True, restrict_public_buckets=True, opts=child)
-    aws.s3.BucketOwnershipControls(
+    ownership = aws.s3.BucketOwnershipControls(
         f"{name}-ownership", bucket=bucket.id,
         rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"), opts=child)
-    return bucket
+    return bucket, [public_access, ownership]
 
 
 def encrypt_with_key(name: str, bucket: aws.s3.Bucket, kms_key_arn: pulumi.Input[str],

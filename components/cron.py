@@ -1,12 +1,16 @@
 """Cron: EventBridge calls REDCap's cron.php every `cronMinutes` minutes.
 
 REDCap's own per-server cron misbehaves when the service runs several instances, so the call is
-made from outside: an API destination `GET https://<host>/cron.php` on a rate() rule. The
-request carries `?secret=<HMAC of the cron secret>`, the value the WAF's cron rule requires.
-That query argument is kept in the EventBridge connection's invocation parameters marked
-secret (EventBridge stores it in a Secrets Manager secret of its own), so the
-HMAC never appears in the API destination's endpoint. The connection still needs an
-authorization; REDCap checks none, so it is an API-key header with a fixed non-secret value.
+made from outside: an API destination `GET https://<host>/cron.php` on a rate() rule. The request
+carries the header `X-Redcap-Cron-Secret: <HMAC of the cron secret>`, the value the WAF's cron
+rule requires. A header, not a query argument: ALB access logs record the full request line,
+query string included, and never request headers; the WAF log redacts the header.
+
+The header is the connection's API-key authorization, so EventBridge keeps the HMAC in the
+Secrets Manager secret it manages for the connection (the API key value is a sensitive field of
+the EventBridge API, never returned), encrypted with the stack's KMS key; in Pulumi's state it
+is a secret. EventBridge reads it with its API-destinations service-linked role, which may only
+use keys tagged EventBridgeApiDestinations=true (the stack key carries the tag when cron runs).
 
 App Runner is called at its default URL (the custom domain may not resolve yet); ECS at the
 custom domain (its certificate is for that name only). cronMinutes 0: no rule at all.
@@ -21,7 +25,7 @@ import pulumi_aws as aws
 
 from components import policies
 from components.context import AwsContext
-from components.firewall import CRON_QUERY_ARGUMENT
+from components.firewall import CRON_HEADER
 
 CRON_PATH = "/cron.php"
 
@@ -33,6 +37,8 @@ class CronArgs:
     search_string: pulumi.Input[str]
     minutes: int
     runtime_kind: str  # "apprunner" or "ecs": names and descriptions only
+    # The stack key (tagged for EventBridge API destinations), for the connection's secret.
+    kms_key_arn: Optional[pulumi.Input[str]] = None
 
 
 def schedule_expression(minutes: int) -> str:
@@ -44,6 +50,16 @@ def schedule_expression(minutes: int) -> str:
 def cron_endpoint(host: str) -> str:
     host = host.removeprefix("https://").removeprefix("http://").rstrip("/")
     return f"https://{host}{CRON_PATH}"
+
+
+def connection_name(stack: str) -> str:
+    """At most 64 characters (EventBridge); the stack name has at most 40."""
+    return f"redcap-{stack}-cron-header"
+
+
+def connection_auth(search_string: pulumi.Input[str]) -> dict:
+    """The connection's authorization: the cron header as an API key, its value secret."""
+    return {"api_key": {"key": CRON_HEADER, "value": pulumi.Output.secret(search_string)}}
 
 
 def invoke_policy(destination_arn: str) -> str:
@@ -64,17 +80,14 @@ class Cron(pulumi.ComponentResource):
 
         if args.minutes > 0:
             connection = aws.cloudwatch.EventConnection(
-                f"{name}-connection", name=f"redcap-{ctx.stack}-cron",
+                # A connection of its own name, not an update of the one that sent the secret as a
+                # query string: UpdateConnection keeps invocation parameters it is not sent, so an
+                # updated connection would go on adding `?secret=` (this name replaces it instead).
+                f"{name}-connection", name=connection_name(ctx.stack),
                 description="Connection to REDCap cron.php",
                 authorization_type="API_KEY",
-                auth_parameters={
-                    "api_key": {"key": "X-Redcap-Cron", "value": "eventbridge"},
-                    "invocation_http_parameters": {"query_strings": [{
-                        "key": CRON_QUERY_ARGUMENT, "value": pulumi.Output.secret(args.search_string),
-                        "is_value_secret": True}]},
-                },
-                # EventBridge keeps this in its own secret under an AWS-owned key: the stack key's
-                # policy does not grant EventBridge the DescribeKey a customer key would need.
+                auth_parameters=connection_auth(args.search_string),
+                kms_key_identifier=args.kms_key_arn,
                 opts=child)
             destination = aws.cloudwatch.EventApiDestination(
                 f"{name}-destination", name=f"redcap-{ctx.stack}-{args.runtime_kind}-cron",
@@ -85,7 +98,8 @@ class Cron(pulumi.ComponentResource):
                 f"{name}-role",
                 assume_role_policy=ctx.account_id.apply(lambda a: policies.assume_role_policy("events.amazonaws.com", a)),
                 opts=child)
-            aws.iam.RolePolicy(f"{name}-invoke", role=role.id, policy=destination.arn.apply(invoke_policy), opts=child)
+            invoke = aws.iam.RolePolicy(f"{name}-invoke", role=role.id, policy=destination.arn.apply(invoke_policy),
+                                        opts=child)
             rule = aws.cloudwatch.EventRule(
                 f"{name}-schedule", name=f"redcap-{ctx.stack}-cron",
                 description="Runs REDCap's cron.php", schedule_expression=schedule_expression(args.minutes),
@@ -94,7 +108,8 @@ class Cron(pulumi.ComponentResource):
                 f"{name}-target", rule=rule.name, arn=destination.arn, role_arn=role.arn,
                 # A missed minute is made up by the next call: no retries piling up.
                 retry_policy={"maximum_event_age_in_seconds": 60, "maximum_retry_attempts": 0},
-                opts=child)
+                # The first call is made with the role: its grant must exist before the target.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[invoke]))
             self.rule_name = rule.name
 
         self.register_outputs({"endpoint": self.endpoint})

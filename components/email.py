@@ -6,13 +6,18 @@ bounce/complaint notifications.
   with its MX and SPF records. In every zone mode the FQDN is the zone's own name or lies inside
   the zone, and only names under the FQDN are written, so an existing organisation zone
   (hostInRoute53 = '<zone>') keeps its own mail records untouched.
-- `email` is the sender address (msmtp `from`). When it is not inside the verified domain (or
-  there is no zone) it is an identity of its own: its owner confirms the verification mail once.
+- The sender (msmtp `from`, REDCap's universal From) lies in the verified, DKIM-signed domain
+  when there is a zone, so DMARC aligns: `sender` (redcap:senderEmail), else `email` when it lies
+  in the domain, else `no-reply@<fqdn>`; `email` stays the notification address and needs no SES
+  identity then. Without a zone the sender is `email`, an address identity of its own: its owner
+  confirms the verification mail once.
 - SMTP credentials without the original's Lambda: an IAM user allowed only ses:SendEmail /
   ses:SendRawEmail from our identities, an access key, and the key's `ses_smtp_password_v4`,
   stored as {"username", "password"} in a secret encrypted with the stack key.
 - `bounce_notification_email`: a configuration set whose BOUNCE and COMPLAINT events go to an
-  encrypted SNS topic with an e-mail subscription; every identity uses it by default.
+  encrypted SNS topic, with an e-mail subscription when `subscribe_emails`
+  (components/notifications.py says why a stage may leave that to the operator); every identity
+  uses the configuration set by default.
 
 A new SES account is in the sandbox (only verified recipients): docs/email.md explains the exit.
 """
@@ -27,6 +32,7 @@ import pulumi_aws as aws
 
 from components import policies
 from components.context import AwsContext
+from components.notifications import EmailSubscription, email_subscription
 from components.secrets import encrypted_secret
 
 DKIM_TOKENS = 3  # Easy DKIM always issues three tokens
@@ -59,16 +65,23 @@ def in_domain(address: str, domain: str) -> bool:
     return host == domain or host.endswith("." + domain)
 
 
-def sender_address(email: Optional[str], domain: Optional[str]) -> str:
+def sender_address(email: Optional[str], domain: Optional[str], sender: Optional[str] = None) -> str:
+    """The address REDCap sends as. With a domain identity it lies in that (DKIM-signed) domain:
+    mail from outside it fails DMARC alignment, whatever SES accepts."""
+    if domain:
+        if sender is not None and not in_domain(sender, domain):
+            raise ValueError(f"the sender {sender} must lie in {domain}, the DKIM-signed domain")
+        if sender:
+            return sender
+        return email if email and in_domain(email, domain) else f"no-reply@{domain}"
     if email:
         return email
-    if domain:
-        return f"no-reply@{domain}"
     raise ValueError("SES needs redcap:email or a domain with a Route53 zone")
 
 
-def address_identity_needed(email: Optional[str], domain: Optional[str]) -> bool:
-    return bool(email) and not (domain and in_domain(email, domain))
+def address_identity_needed(sender: str, domain: Optional[str]) -> bool:
+    """Only a sender outside any domain identity (no zone) is an address identity of its own."""
+    return not (domain and in_domain(sender, domain))
 
 
 def smtp_send_policy(identity_arns: Sequence[str], configuration_set_arn: Optional[str]) -> str:
@@ -117,6 +130,10 @@ class EmailArgs:
     zone_id: Optional[pulumi.Input[str]] = None
     email: Optional[str] = None
     bounce_notification_email: Optional[str] = None
+    # redcap:senderEmail: inside `domain` (settings check it).
+    sender: Optional[str] = None
+    # redcap:emailSubscriptions: subscribe bounce_notification_email to the bounce topic.
+    subscribe_emails: bool = True
 
 
 class Email(pulumi.ComponentResource):
@@ -126,6 +143,7 @@ class Email(pulumi.ComponentResource):
     configuration_set_name: Optional[str]
     smtp_credentials_secret_arn: pulumi.Output[str]
     bounce_topic_arn: Optional[pulumi.Output[str]]
+    email_subscriptions: list[EmailSubscription]
 
     def __init__(self, name: str, args: EmailArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("redcap:email:Email", name, None, opts)
@@ -133,10 +151,11 @@ class Email(pulumi.ComponentResource):
             raise ValueError("EmailArgs.domain and EmailArgs.zone_id go together")
         ctx = args.context
         child = pulumi.ResourceOptions(parent=self)
-        self.sender_address = sender_address(args.email, args.domain)
+        self.sender_address = sender_address(args.email, args.domain, args.sender)
 
         self.configuration_set_name = None
         self.bounce_topic_arn = None
+        self.email_subscriptions = []
         # Identities name the configuration set through the resource's output, so SES sees the
         # set created before an identity refers to it.
         configuration_set: Optional[aws.sesv2.ConfigurationSet] = None
@@ -148,9 +167,9 @@ class Email(pulumi.ComponentResource):
         identities: list[aws.sesv2.EmailIdentity] = []
         if args.domain is not None and args.zone_id is not None:
             identities.append(self._domain_identity(name, args.domain, args.zone_id, set_name, ctx, child))
-        if address_identity_needed(args.email, args.domain):
+        if address_identity_needed(self.sender_address, args.domain):
             identities.append(aws.sesv2.EmailIdentity(
-                f"{name}-address", email_identity=args.email, configuration_set_name=set_name, opts=child))
+                f"{name}-address", email_identity=self.sender_address, configuration_set_name=set_name, opts=child))
         self.identity_arn = identities[0].arn
         self.identity_arns = pulumi.Output.all(*[i.arn for i in identities]).apply(sorted)
 
@@ -202,9 +221,10 @@ class Email(pulumi.ComponentResource):
             policy=pulumi.Output.all(topic.arn, ctx.account_id, configuration_set.arn).apply(
                 lambda a: bounce_topic_policy(a[0], a[1], a[2])),
             opts=child)
-        aws.sns.TopicSubscription(
-            f"{name}-bounces-subscription", topic=topic.arn, protocol="email",
-            endpoint=args.bounce_notification_email, opts=child)
+        assert args.bounce_notification_email is not None
+        self.email_subscriptions.append(email_subscription(
+            f"{name}-bounces-subscription", topic=topic, address=args.bounce_notification_email,
+            purpose="SES bounces and complaints", subscribe=args.subscribe_emails, parent=self))
         aws.sesv2.ConfigurationSetEventDestination(
             f"{name}-bounces-destination", configuration_set_name=configuration_set.configuration_set_name,
             event_destination_name="bounces-and-complaints",

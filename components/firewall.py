@@ -1,11 +1,13 @@
 """Firewall: the REGIONAL WAFv2 web ACL in front of REDCap, its IP sets, WAF logging, and the
 cron shared secret.
 
-The rules are exactly the original's (names, priorities, statements, actions; docs/waf.md has
-the table), each built by a pure function below so tests compare them with the spec. Beyond the
-original: IPv6 allow-list entries get their own IP set, requests are logged to an encrypted
-CloudWatch log group with the cookie and authorization headers redacted, and individual SQLi
-sub-rules can be switched to count (REDCap calculated fields trip SQLi_BODY, upstream #57).
+The rules are the original's (names, priorities, statements, actions; docs/waf.md has the
+table), each built by a pure function below so tests compare them with the spec. Beyond the
+original: IPv6 allow-list entries get their own IP set, the cron secret travels in a request
+header instead of the query string (which ALB access logs record in full), requests are logged
+to an encrypted CloudWatch log group with the cookie, authorization and cron headers redacted,
+and individual SQLi sub-rules can be switched to count (REDCap calculated fields trip SQLi_BODY,
+upstream #57).
 
 The component never associates the ACL: the compute component that owns the App Runner service
 or the load balancer creates the `wafv2.WebAclAssociation` with `web_acl_arn`. With
@@ -23,6 +25,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from components import policies
 from components.context import AwsContext
 
 # Rule names and priorities of the original (prototyping/constructs/Waf.ts); WAF evaluates by
@@ -44,14 +47,17 @@ COMMON_RULES_TO_COUNT: tuple[str, ...] = (
 )
 CRON_METRIC = "redcap-cron-exec"
 CRON_PATH_SUFFIX = "cron.php"
-CRON_QUERY_ARGUMENT = "secret"
+# The header that carries the cron HMAC (the caller sends `X-Redcap-Cron-Secret: <HMAC>`). Header
+# names are case-insensitive, and WAF compares a single_header's name case-insensitively.
+CRON_HEADER = "x-redcap-cron-secret"
 RATE_LIMIT = 3000           # requests per IP ...
 RATE_WINDOW_SECONDS = 300   # ... per 5 minutes (the CloudFormation default the original relied on)
 RESPONSE_BODY_KEY = "response"
 RESPONSE_BODY = "<div> Access denied </div>"
 BLOCKED_STATUS = 403
-# Headers that carry REDCap session cookies and API/basic credentials: never written to logs.
-REDACTED_HEADERS: tuple[str, ...] = ("authorization", "cookie")
+# Headers that carry REDCap session cookies, API/basic credentials and the cron HMAC: never
+# written to logs.
+REDACTED_HEADERS: tuple[str, ...] = ("authorization", "cookie", CRON_HEADER)
 CRON_SECRET_LENGTH = 48
 
 
@@ -112,7 +118,7 @@ def country_rule(countries: Sequence[str]) -> dict[str, Any]:
 
 
 def cron_rule(search_string: pulumi.Input[str]) -> dict[str, Any]:
-    """Block cron.php unless its `secret` query argument is exactly the HMAC."""
+    """Block cron.php unless its cron header is exactly the HMAC."""
     name, priority = CRON_RULE
     return {
         "name": name,
@@ -121,7 +127,7 @@ def cron_rule(search_string: pulumi.Input[str]) -> dict[str, Any]:
         "statement": {"and_statement": {"statements": [
             cron_path_match(),
             _not({"byte_match_statement": {
-                "field_to_match": {"single_query_argument": {"name": CRON_QUERY_ARGUMENT}},
+                "field_to_match": {"single_header": {"name": CRON_HEADER}},
                 "positional_constraint": "EXACTLY",
                 "search_string": search_string,
                 "text_transformations": _no_transformation(),
@@ -212,9 +218,23 @@ def split_by_family(cidrs: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def redacted_fields() -> list[dict[str, Any]]:
-    """Credentials (headers) and query strings, which carry the cron HMAC, survey hashes and
+    """Credentials and the cron HMAC (headers) and query strings, which carry survey hashes and
     record ids, never reach the WAF log."""
     return [{"single_header": {"name": header}} for header in REDACTED_HEADERS] + [{"query_string": {}}]
+
+
+def log_delivery_policy(log_group_arn: str, account_id: str, partition: str, region: str) -> str:
+    """CloudWatch Logs resource policy of the WAF log group: AWS's log delivery service may write
+    it, on behalf of this account's deliveries only."""
+    return policies.document([{
+        "Sid": "WafLogDelivery",
+        "Effect": "Allow",
+        "Principal": {"Service": "delivery.logs.amazonaws.com"},
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": [f"{log_group_arn}:log-stream:*"],
+        "Condition": {"StringEquals": {"aws:SourceAccount": account_id},
+                      "ArnLike": {"aws:SourceArn": f"arn:{partition}:logs:{region}:{account_id}:*"}},
+    }])
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,6 +256,8 @@ class FirewallArgs:
 
 class Firewall(pulumi.ComponentResource):
     web_acl_arn: pulumi.Output[str]
+    # What the cron caller must send on GET /cron.php: header `cron_header` = `cron_search_string`.
+    cron_header: str = CRON_HEADER
     cron_search_string: pulumi.Output[str]
     log_group_name: Optional[pulumi.Output[str]]
 
@@ -246,7 +268,7 @@ class Firewall(pulumi.ComponentResource):
 
         secret = args.cron_secret if args.cron_secret is not None else random.RandomPassword(
             f"{name}-cron-secret",
-            # Letters and digits only: the HMAC goes into a URL query string unescaped.
+            # Letters and digits only: safe to paste into any shell, config file or header.
             length=CRON_SECRET_LENGTH, special=False,
             opts=child).result
         self.cron_search_string = pulumi.Output.secret(pulumi.Output.from_input(secret).apply(cron_search_string))
@@ -291,7 +313,15 @@ class Firewall(pulumi.ComponentResource):
             f"{name}-waf-logs", name=f"aws-waf-logs-redcap-{ctx.stack}",
             retention_in_days=args.log_retention_days, kms_key_id=args.kms_key_arn, opts=child)
         self.log_group_name = group.name
+        # The log group's own delivery policy, in place before logging is switched on: otherwise
+        # AWS appends to the account-wide CloudWatch Logs resource policy, whose size limit makes
+        # the logging configuration fail once enough groups are listed in it.
+        delivery = aws.cloudwatch.LogResourcePolicy(
+            f"{name}-waf-logs-delivery", resource_arn=group.arn,
+            policy_document=pulumi.Output.all(group.arn, ctx.account_id, ctx.partition).apply(
+                lambda a: log_delivery_policy(a[0], a[1], a[2], ctx.region)),
+            opts=child)
         aws.wafv2.WebAclLoggingConfiguration(
             f"{name}-waf-logging", resource_arn=acl.arn, log_destination_configs=[group.arn],
-            redacted_fields=redacted_fields(), opts=child)
+            redacted_fields=redacted_fields(), opts=pulumi.ResourceOptions(parent=self, depends_on=[delivery]))
         return acl.arn

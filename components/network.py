@@ -100,7 +100,7 @@ class Network(pulumi.ComponentResource):
             assume_role_policy=ctx.account_id.apply(
                 lambda account: policies.assume_role_policy("vpc-flow-logs.amazonaws.com", account)),
             opts=child)
-        aws.iam.RolePolicy(
+        write = aws.iam.RolePolicy(
             f"{name}-flow-logs-write", role=role.id,
             policy=group.arn.apply(lambda arn: policies.document([
                 policies.allow(["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
@@ -109,7 +109,9 @@ class Network(pulumi.ComponentResource):
         aws.ec2.FlowLog(
             f"{name}-flow-log", vpc_id=vpc.vpc_id, traffic_type="ALL",
             log_destination_type="cloud-watch-logs", log_destination=group.arn, iam_role_arn=role.arn,
-            max_aggregation_interval=60, opts=child)
+            max_aggregation_interval=60,
+            # Flow logs deliver with the role from the start: its write grant must exist first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[write]))
         self.flow_log_group_name = group.name
 
     def _security_groups(self, name: str, vpc: awsx.ec2.Vpc,

@@ -19,6 +19,7 @@ import pulumi_random as random
 from components import buckets, policies
 from components.context import AwsContext
 from components.secrets import encrypted_secret
+from settings import regions
 
 # Lifecycle of the REDCap file bucket and its logs (as the original): files REDCap keeps for
 # years but rarely reads move to cheaper classes; nothing expires.
@@ -34,6 +35,8 @@ class StorageArgs:
     protect: bool
     versioning: bool
     alb_access_logs: bool = False
+    # EventBridge API destinations (cron) keep their connection secret under the stack key.
+    key_for_api_destinations: bool = False
 
 
 class Storage(pulumi.ComponentResource):
@@ -62,13 +65,15 @@ class Storage(pulumi.ComponentResource):
             deletion_window_in_days=30,
             policy=pulumi.Output.all(ctx.partition, ctx.account_id).apply(
                 lambda a: policies.stack_key_policy(a[0], a[1], ctx.region)),
+            # EventBridge's API-destinations service-linked role may use only keys with this tag.
+            tags={"EventBridgeApiDestinations": "true"} if args.key_for_api_destinations else None,
             opts=keep,
         )
         aws.kms.Alias(f"{name}-key-alias", name=f"alias/redcap-{ctx.stack}", target_key_id=key.key_id,
                       opts=child)
 
-        log_bucket = self._log_bucket(name, args, keep)
-        app_bucket = self._app_bucket(name, args, key, log_bucket, keep)
+        log_bucket, log_bucket_ready = self._log_bucket(name, args, keep)
+        app_bucket = self._app_bucket(name, args, key, log_bucket_ready, keep)
         s3_secret = self._s3_credentials(name, key, app_bucket, child)
         salt_secret = self._salt(name, key, args)
         admin_secret = self._initial_admin_password(name, key, child)
@@ -77,7 +82,8 @@ class Storage(pulumi.ComponentResource):
         self.kms_key_id = key.key_id
         self.app_bucket_name = app_bucket.bucket
         self.app_bucket_arn = app_bucket.arn
-        self.log_bucket_name = log_bucket.bucket
+        # Resolves after the bucket's policy, ownership and encryption: use it for every delivery.
+        self.log_bucket_name = log_bucket_ready
         self.log_bucket_arn = log_bucket.arn
         self.s3_credentials_secret_arn = s3_secret.arn
         self.salt_secret_arn = salt_secret.arn
@@ -94,8 +100,13 @@ class Storage(pulumi.ComponentResource):
     # -- buckets ----------------------------------------------------------------------------
 
     def _private_bucket(self, name: str, args: StorageArgs, keep: pulumi.ResourceOptions) -> aws.s3.Bucket:
-        bucket = buckets.private_bucket(name, force_destroy=not args.keep_on_destroy, parent=self, opts=keep,
-                                        retain_on_delete=args.keep_on_destroy)
+        return self._private_bucket_with_settings(name, args, keep)[0]
+
+    def _private_bucket_with_settings(self, name: str, args: StorageArgs,
+                                      keep: pulumi.ResourceOptions) -> tuple[aws.s3.Bucket, list[pulumi.Resource]]:
+        bucket, settings = buckets.private_bucket_with_settings(
+            name, force_destroy=not args.keep_on_destroy, parent=self, opts=keep,
+            retain_on_delete=args.keep_on_destroy)
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle", bucket=bucket.id,
             rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
@@ -107,35 +118,42 @@ class Storage(pulumi.ComponentResource):
                     days_after_initiation=7),
             )],
             opts=buckets.settings_options(self, args.keep_on_destroy))
-        return bucket
+        return bucket, settings
 
-    def _log_bucket(self, name: str, args: StorageArgs, keep: pulumi.ResourceOptions) -> aws.s3.Bucket:
+    def _log_bucket(self, name: str, args: StorageArgs,
+                    keep: pulumi.ResourceOptions) -> tuple[aws.s3.Bucket, pulumi.Output[str]]:
+        """The access-log bucket and its name as an Output that resolves only once the bucket
+        accepts deliveries (policy, ownership, encryption in place): AWS checks them when an ALB
+        or a bucket's server access logging is pointed at it, so consumers that take the name
+        from this Output are created after them."""
         ctx = args.context
-        bucket = self._private_bucket(f"{name}-logs", args, keep)
+        bucket, settings = self._private_bucket_with_settings(f"{name}-logs", args, keep)
         # Kept with the bucket (components/buckets.py says why).
         child = buckets.settings_options(self, args.keep_on_destroy)
         # S3 server access logs and ALB access logs can only be delivered to a bucket encrypted
         # with S3-managed keys (AWS rejects SSE-KMS targets), so this bucket uses SSE-S3.
-        aws.s3.BucketServerSideEncryptionConfiguration(
+        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-logs-encryption", bucket=bucket.id,
             rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
                 apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
                     sse_algorithm="AES256"))],
             opts=child)
-        elb_account = aws.elb.get_service_account_output() if args.alb_access_logs else None
-        policy = pulumi.Output.all(
-            bucket.arn, ctx.account_id, ctx.partition, elb_account.arn if elb_account else None,
-        ).apply(lambda a: log_bucket_policy(a[0], a[1], a[2], a[3]))
-        aws.s3.BucketPolicy(f"{name}-logs-policy", bucket=bucket.id, policy=policy, opts=child)
-        return bucket
+        facts = regions.require(ctx.region)
+        policy = pulumi.Output.all(bucket.arn, ctx.account_id, ctx.partition).apply(
+            lambda a: log_bucket_policy(a[0], a[1], a[2],
+                                        facts.elb_log_principal(a[2]) if args.alb_access_logs else None))
+        bucket_policy = aws.s3.BucketPolicy(f"{name}-logs-policy", bucket=bucket.id, policy=policy, opts=child)
+        ready = pulumi.Output.all(bucket.bucket, *[r.id for r in (*settings, encryption, bucket_policy)]).apply(
+            lambda a: a[0])
+        return bucket, ready
 
-    def _app_bucket(self, name: str, args: StorageArgs, key: aws.kms.Key, log_bucket: aws.s3.Bucket,
+    def _app_bucket(self, name: str, args: StorageArgs, key: aws.kms.Key, log_bucket_name: pulumi.Output[str],
                     keep: pulumi.ResourceOptions) -> aws.s3.Bucket:
         bucket = self._private_bucket(f"{name}-files", args, keep)
         kept = args.keep_on_destroy
         buckets.encrypt_with_key(f"{name}-files", bucket, key.arn, self, retain_on_delete=kept)
         buckets.tls_only(f"{name}-files", bucket, self, retain_on_delete=kept)
-        buckets.log_access(f"{name}-files", bucket, log_bucket.id, "files", self, retain_on_delete=kept)
+        buckets.log_access(f"{name}-files", bucket, log_bucket_name, "files", self, retain_on_delete=kept)
         # A stage that keeps its data always manages versioning with an explicit status, kept on
         # destroy: turning appBucketVersioning off is an update to Suspended (earlier versions
         # stay), and a destroy never suspends versioning of the bucket it leaves behind.
@@ -201,7 +219,8 @@ def redcap_s3_user_policy(bucket_arn: str, key_arn: str) -> str:
     ])
 
 
-def log_bucket_policy(bucket_arn: str, account_id: str, partition: str, elb_account_arn: Optional[str]) -> str:
+def log_bucket_policy(bucket_arn: str, account_id: str, partition: str,
+                      alb_log_principal: Optional[dict[str, str]]) -> str:
     statements = [
         policies.deny_insecure_transport(bucket_arn),
         {
@@ -213,14 +232,11 @@ def log_bucket_policy(bucket_arn: str, account_id: str, partition: str, elb_acco
             "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
         },
     ]
-    if elb_account_arn:
-        # Older regions deliver ALB logs from a regional ELB account, newer ones from the
-        # log-delivery service principal; grant both, only under the alb/ prefix of this account.
-        alb_prefix = f"{bucket_arn}/alb/AWSLogs/{account_id}/*"
-        statements.append({"Sid": "AlbAccessLogsRegionalAccount", "Effect": "Allow",
-                           "Principal": {"AWS": elb_account_arn}, "Action": "s3:PutObject",
-                           "Resource": alb_prefix})
-        statements.append({"Sid": "AlbAccessLogsDeliveryService", "Effect": "Allow",
-                           "Principal": {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
-                           "Action": "s3:PutObject", "Resource": alb_prefix})
+    if alb_log_principal:
+        # The region's writer of ALB logs (settings/regions.py): its regional ELB account in
+        # regions opened before August 2022, the log-delivery service principal in newer ones;
+        # only under the alb/ prefix of this account.
+        sid = "AlbAccessLogsRegionalAccount" if "AWS" in alb_log_principal else "AlbAccessLogsDeliveryService"
+        statements.append({"Sid": sid, "Effect": "Allow", "Principal": alb_log_principal, "Action": "s3:PutObject",
+                           "Resource": f"{bucket_arn}/alb/AWSLogs/{account_id}/*"})
     return policies.document(statements)

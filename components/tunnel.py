@@ -2,7 +2,10 @@
 port-forwarding session (for long requests such as big imports, which App Runner cuts at 120 s).
 
 Amazon Linux 2023 in a private subnet, no public IP, IMDSv2 only (hop limit 2 so the container
-can reach the instance role), encrypted gp3 root. User data logs in to ECR, runs the same image
+can reach the instance role), encrypted gp3 root. The subnet is the first private subnet whose
+availability zone offers the instance type: EC2 offers types per zone, and zone names map to
+different physical zones in each account, so the choice goes by zone id (EC2's instance-type
+offerings by availability-zone-id), and fails with a clear message when no zone offers it. User data logs in to ECR, runs the same image
 with the HTTPS vhost on 127.0.0.1:8081 (only the SSM session reaches it) and schedules its own
 end: `shutdown -h +<minutes>` with instance_initiated_shutdown_behavior = terminate. No timestamp
 enters the program, so repeated `pulumi up` runs see no diff; docs/tunnel.md says what a refresh
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterable, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -31,11 +34,28 @@ class TunnelArgs:
     context: AwsContext
     instance_type: str
     duration_hours: float
-    subnet_id: pulumi.Input[str]
+    # The private subnets, in the network's order: the first whose zone offers the type is used.
+    subnet_ids: pulumi.Input[Sequence[str]]
     image_uri: pulumi.Input[str]
     repository_arn: pulumi.Input[str]
     runtime: RuntimeContract
     kms_key_arn: pulumi.Input[str]
+
+
+def choose_subnet(subnets: Sequence[tuple[str, str]], offered_zone_ids: Iterable[str], instance_type: str) -> str:
+    """The first (subnet id, zone id) whose zone offers the instance type, in the given order (the
+    same inputs always give the same subnet)."""
+    offered = set(offered_zone_ids)
+    for subnet_id, zone_id in subnets:
+        if zone_id in offered:
+            return subnet_id
+    zones = ", ".join(sorted({zone for _, zone in subnets}))
+    where = ", ".join(sorted(offered)) if offered else "no zone of this region"
+    raise ValueError(
+        f"EC2 instance type {instance_type} (redcap:ec2ServerStack.instanceType) is not offered in the "
+        f"availability zones of the private subnets ({zones}); AWS offers it in {where}. Choose a type "
+        f"offered there, e.g. t3.medium or m6i.large (aws ec2 describe-instance-type-offerings "
+        f"--location-type availability-zone-id --filters Name=instance-type,Values={instance_type})")
 
 
 def shutdown_minutes(duration_hours: float) -> int:
@@ -105,7 +125,7 @@ class TunnelHost(pulumi.ComponentResource):
             f"{name}-instance",
             ami=ami.value,
             instance_type=args.instance_type,
-            subnet_id=args.subnet_id,
+            subnet_id=self._subnet(args),
             vpc_security_group_ids=[args.runtime.security_group_id],
             associate_public_ip_address=False,
             iam_instance_profile=profile.name,
@@ -126,3 +146,18 @@ class TunnelHost(pulumi.ComponentResource):
         self.instance_id = instance.id
         self.port_forward_command = instance.id.apply(lambda i: port_forward_command(i, ctx.region))
         self.register_outputs({"instanceId": self.instance_id, "portForwardCommand": self.port_forward_command})
+
+    @staticmethod
+    def _subnet(args: TunnelArgs) -> pulumi.Output[str]:
+        """The private subnet whose zone (by id) offers the instance type."""
+        offerings = aws.ec2.get_instance_type_offerings_output(
+            location_type="availability-zone-id",
+            filters=[{"name": "instance-type", "values": [args.instance_type]}])
+
+        def zones_of(ids: Sequence[str]) -> pulumi.Output[list[tuple[str, str]]]:
+            zone_ids = [aws.ec2.get_subnet_output(id=subnet).availability_zone_id for subnet in ids]
+            return pulumi.Output.all(*zone_ids).apply(lambda zones: list(zip(ids, zones)))
+
+        subnets = pulumi.Output.from_input(args.subnet_ids).apply(zones_of)
+        return pulumi.Output.all(subnets, offerings.locations).apply(
+            lambda a: choose_subnet(a[0], a[1] or [], args.instance_type))

@@ -207,6 +207,22 @@ class Resource:
         return dig(self.props, path)
 
 
+def region_of(res: Resource) -> Optional[str]:
+    """The AWS region a resource lives in, when something says so: the provider's region (a
+    CrossGuard resource validation passes it in the options), the resource's own `region`
+    (pulumi-aws 7 records it), or the region field of its ARN."""
+    for candidate in (res.options.get("providerRegion"), res.props.get("region"), res.outputs.get("region")):
+        if isinstance(candidate, str) and candidate:
+            return candidate
+    for source in (res.outputs, res.props):
+        arn = source.get("arn")
+        if isinstance(arn, str) and arn.startswith("arn:"):
+            parts = arn.split(":")
+            if len(parts) > 3 and parts[3]:
+                return parts[3]
+    return None
+
+
 def identifiers(res: Resource) -> frozenset[str]:
     """Every string another resource may use to refer to `res` (id, ARN, bucket name, ...)."""
     candidates: list[Any] = [res.id, res.urn]

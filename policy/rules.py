@@ -47,6 +47,7 @@ from .model import (
     is_unknown,
     normalize,
     referrers,
+    region_of,
     refers_to,
     true_or_unknown,
 )
@@ -197,11 +198,38 @@ def _is_aurora_mysql(res: Resource) -> bool:
     return res.props.get("engine") == "aurora-mysql"
 
 
+def _region_table() -> Any:
+    """settings/regions.py, loaded by path: the pack runs without the settings package's
+    dependencies, and the table must stay the one the program reads."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    module = sys.modules.get("settings.regions") or sys.modules.get("_redcap_region_table")
+    if module is None:
+        path = Path(__file__).resolve().parent.parent / "settings" / "regions.py"
+        spec = importlib.util.spec_from_file_location("_redcap_region_table", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["_redcap_region_table"] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+def backtrack_offered(region: str | None) -> bool:
+    """False only for a region the table knows to have no Aurora backtrack."""
+    if region is None:
+        return True
+    facts = _region_table().lookup(region)
+    return facts is None or facts.backtrack
+
+
 def rds_backtrack(res: Resource) -> list[Violation]:
     if res.type != RDS_CLUSTER_TYPE or not _is_aurora_mysql(res):
         return []
     window = res.props.get("backtrackWindow")
-    ok = is_unknown(window) or (isinstance(window, (int, float)) and window > 0)
+    ok = is_unknown(window) or (isinstance(window, (int, float)) and window > 0) \
+        or not backtrack_offered(region_of(res))
     return _one(
         "rds-backtrack", res, ok,
         f"backtrack is off (backtrackWindow = {window!r}); set backtrackWindow to a number of seconds "
@@ -872,10 +900,16 @@ def _options_dict(opts: Any) -> dict[str, Any]:
     }
 
 
+def _provider_region(provider: Any) -> str | None:
+    region = normalize(getattr(provider, "props", None) or {}).get("region")
+    return region if isinstance(region, str) else None
+
+
 def resource_from_validation_args(args: ResourceValidationArgs) -> Resource:
     return Resource(
         type=args.resource_type, name=args.name, urn=args.urn,
-        props=normalize(args.props), options=_options_dict(args.opts),
+        props=normalize(args.props),
+        options={**_options_dict(args.opts), "providerRegion": _provider_region(args.provider)},
     )
 
 

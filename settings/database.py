@@ -97,7 +97,7 @@ DESCRIPTIONS: dict[str, str] = {
     "db.scaling": "Serverless v2 capacity range.",
     "db.scaling.minCapacityAcu": "Minimum ACUs (0 = pause when idle; needs Aurora MySQL 3.08.0 or later).",
     "db.scaling.maxCapacityAcu": "Maximum ACUs (at least 1).",
-    "db.backtrackHours": "Backtrack window in hours (0 to 72; can only be enabled when the cluster is created).",
+    "db.backtrackHours": "Backtrack window in hours (0 to 72; can only be enabled when the cluster is created). In a region without Aurora backtrack (docs/regions.md) unset means 0 and a value above 0 is an error.",
     "db.backupRetentionDays": "Automated backup retention in days (1 to 35).",
     "dbAuth": "How REDCap logs in to the database: `iam` (token per connection) or `password`.",
 }

@@ -25,8 +25,10 @@ class ExternalResources(_Model):
 DESCRIPTIONS: dict[str, str] = {
     "allowedIps": "WAF allow-list: IPv4 and IPv6 CIDRs (a bare address means one host). Empty: everyone.",
     "allowedCountries": "WAF geo allow-list: ISO 3166-1 alpha-2 codes. Empty: every country.",
-    "email": "Operator address: notifications, SES identity when there is no zone, sender address.",
+    "email": "Operator address: App Runner notifications; without a Route53 zone also the SES identity and sender address.",
+    "senderEmail": "With a Route53 zone: the address REDCap sends as, inside the DKIM-signed FQDN (docs/email.md). Unset: `email` if it lies in the FQDN, else `no-reply@<fqdn>`.",
     "bounceNotificationEmail": "Receives SES bounce and complaint notifications.",
+    "emailSubscriptions": "`true`: the stack subscribes `bounceNotificationEmail` and (App Runner) `email` to their SNS topics; confirm each mail within 3 days. `false`: topics only, subscribe by hand (docs/email.md). Stage output `emailSubscriptions` lists them.",
     "externalResources": "Resources managed elsewhere.",
     "externalResources.wafWebAcl": "Associate this regional WAFv2 web ACL instead of creating one.",
     "guardDuty": "Enable a GuardDuty detector (one per account and region).",

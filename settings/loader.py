@@ -125,6 +125,9 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "ecs.certificateArn": {"ecs", "domain"},
     "email": {"email", "domain", "hostInRoute53"},
     "allowedIps/allowedCountries": {"allowedIps", "allowedCountries", "externalResources"},
+    "aws:region": {"ecs"},
+    "senderEmail": {"senderEmail", "domain", "subdomain", "hostInRoute53"},
+    "db.backtrackHours": {"db"},
 }
 
 

@@ -5,7 +5,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from settings import paths
+from settings import paths, regions
 from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossProblems, _DOCKER_TAG_RE,
                              _LABELS_RE, _LOCAL_VERSION_RE, _Model, _as_list, _is_int, _normalise_size, parse_bool,
                              parse_cidr, parse_country, parse_dns_name, parse_email, parse_log_retention,
@@ -35,6 +35,7 @@ class StageSettings(_Model):
     host_in_route53: bool | str = Field(True, alias="hostInRoute53")
     zone_delegated: Optional[bool] = Field(None, alias="zoneDelegated")
     email: Optional[str] = None
+    sender_email: Optional[str] = Field(None, alias="senderEmail")
     bounce_notification_email: Optional[str] = Field(None, alias="bounceNotificationEmail")
     php_timezone: str = Field("UTC", alias="phpTimezone")
     port: int = 8080
@@ -56,6 +57,7 @@ class StageSettings(_Model):
     deletion_protection: Optional[bool] = Field(None, alias="deletionProtection")
     image_build: Literal["codebuild", "local"] = Field("codebuild", alias="imageBuild")
     guard_duty: bool = Field(False, alias="guardDuty")
+    email_subscriptions: bool = Field(True, alias="emailSubscriptions")
     ns_delegation: Optional[NsDelegation] = Field(None, alias="nsDelegation")
     app_bucket_versioning: bool = Field(True, alias="appBucketVersioning")
     waf_sqli_rules_to_count: tuple[str, ...] = Field((), alias="wafSqliRulesToCount")
@@ -119,7 +121,7 @@ class StageSettings(_Model):
             raise Problem("true (create a zone), false (no Route53) or the name of an existing "
                           "hosted zone", "example.org") from None
 
-    _email = field_validator("email", "bounce_notification_email", mode="before")(
+    _email = field_validator("email", "sender_email", "bounce_notification_email", mode="before")(
         lambda v: None if v is None else parse_email(str(v)))
     _tz = field_validator("php_timezone", mode="before")(lambda v: parse_timezone(str(v)))
 
@@ -198,7 +200,7 @@ class StageSettings(_Model):
             raise Problem("codebuild or local", "codebuild")
         return v
 
-    _bools = field_validator("deletion_protection", "guard_duty", "has_cron_secret",
+    _bools = field_validator("deletion_protection", "guard_duty", "email_subscriptions", "has_cron_secret",
                              "app_bucket_versioning", "zone_delegated", mode="before")(
         lambda v: None if v is None else parse_bool(v))
 
@@ -214,6 +216,21 @@ class StageSettings(_Model):
                 raise Problem("rule names of AWSManagedRulesSQLiRuleSet: " + ", ".join(SQLI_RULE_NAMES),
                               "[SQLi_BODY]")
         return tuple(sorted(set(names)))
+
+    # --- region-dependent defaults ----------------------------------------------------------
+
+    @model_validator(mode="before")
+    @classmethod
+    def _region_defaults(cls, data: Any) -> Any:
+        """db.backtrackHours unset in a region without Aurora backtrack: 0 there (the default 24
+        would make the cluster creation fail). Set explicitly, it is checked below instead."""
+        if not isinstance(data, dict):
+            return data
+        facts = regions.lookup(str(data.get("region") or ""))
+        db = data.get("db", {})
+        if facts is not None and not facts.backtrack and isinstance(db, dict) and "backtrackHours" not in db:
+            data = {**data, "db": {**db, "backtrackHours": 0}}
+        return data
 
     # --- rules across keys -------------------------------------------------------------------
 
@@ -262,6 +279,8 @@ class StageSettings(_Model):
             problems.append(("email", None,
                              Problem("an SES identity: redcap:email, or redcap:domain with a Route53 zone",
                                      "email: redcap-admin@example.org")))
+        problems.extend(self._region_problems())
+        problems.extend(self._sender_problems())
         if self.external_resources.waf_web_acl and (self.allowed_ips or self.allowed_countries):
             problems.append(("allowedIps/allowedCountries", "set with externalResources.wafWebAcl",
                              Problem("no allow-lists when an external web ACL is used (they would be "
@@ -288,6 +307,45 @@ class StageSettings(_Model):
                 "stack itself, and false has no zone",
                 "pulumi config rm redcap:zoneDelegated"))]
         return []
+
+    def _sender_problems(self) -> list[tuple[str, Any, Problem]]:
+        """senderEmail must lie in the DKIM-signed domain (the FQDN's SES identity), or DMARC fails."""
+        if self.sender_email is None:
+            return []
+        if not self.has_zone or self.fqdn is None:
+            return [("senderEmail", self.sender_email,
+                     Problem("a sender only with a Route53 zone (redcap:domain and hostInRoute53 true or a zone "
+                             "name), where it must lie in the DKIM-signed domain; without a zone REDCap sends as "
+                             "redcap:email", "pulumi config rm redcap:senderEmail"))]
+        host = self.sender_email.rpartition("@")[2].lower()
+        if host != self.fqdn and not host.endswith("." + self.fqdn):
+            return [("senderEmail", self.sender_email,
+                     Problem(f"an address at {self.fqdn} or a subdomain of it (the SES domain identity, "
+                             "DKIM-signed, so DMARC aligns)", f"redcap@{self.fqdn}"))]
+        return []
+
+    def _region_problems(self) -> list[tuple[str, Any, Problem]]:
+        """What the stack's region does not offer (settings/regions.py)."""
+        if not self.region:
+            return []  # reported by the loader
+        facts = regions.lookup(self.region)
+        if facts is None:
+            return [("aws:region", self.region,
+                     Problem("a region of the region table settings/regions.py (docs/regions.md): "
+                             + ", ".join(regions.names()), "pulumi config set aws:region eu-west-1"))]
+        problems: list[tuple[str, Any, Problem]] = []
+        if self.ecs is None and not facts.app_runner:
+            problems.append(("aws:region", self.region,
+                             Problem(f"App Runner is not offered in {self.region}: there, run on ECS Fargate "
+                                     "(an ecs block); App Runner (no ecs block) runs in "
+                                     + ", ".join(regions.names(lambda f: f.app_runner)),
+                                     "redcap:ecs: {} with redcap:domain, or aws:region: eu-west-1")))
+        if self.db.backtrack_hours > 0 and not facts.backtrack:
+            problems.append(("db.backtrackHours", self.db.backtrack_hours,
+                             Problem(f"0 in {self.region}, where Aurora backtrack is not offered (leave it "
+                                     "unset there: it then defaults to 0); backtrack regions: "
+                                     + ", ".join(regions.names(lambda f: f.backtrack)), "0")))
+        return problems
 
     # --- derived values ----------------------------------------------------------------------
 

@@ -36,6 +36,21 @@ MOCK_SECRET_VALUES = ("mock-access-key-secret", "mock-random-password-0123456789
 MOCK_DKIM_TOKENS = ("tokenccc3333", "tokenaaa1111", "tokenbbb2222")
 
 
+def mock_zone_ids(region: str) -> tuple[str, str]:
+    """AZ ids the mock account has in `region` (real ones look like use1-az1: a short region
+    code, then the zone number; the mapping to AZ names differs per account)."""
+    parts = region.split("-")
+    code = parts[0] + "".join(p[0] for p in parts[1:-1]) + parts[-1]
+    return f"{code}-az1", f"{code}-az2"
+
+
+def mock_subnet_zones(region: str) -> dict[str, dict[str, str]]:
+    """The awsx mock VPC's subnets: their AZ name and AZ id."""
+    zones = mock_zone_ids(region)
+    return {f"subnet-{tier}-{letter}": {"availabilityZone": f"{region}{letter}", "availabilityZoneId": zones[i]}
+            for tier in ("public", "private", "isolated") for i, letter in enumerate("ab")}
+
+
 def stack_reference_outputs(stack_name: str) -> dict[str, Any]:
     """Outputs a referenced stack (`org/project/stack`) exposes under mocks: its zone's name
     servers, derived from the stack name so tests can tell two references apart."""
@@ -323,12 +338,21 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if token == "aws:index/getRegion:getRegion":
             return {"region": self.region, "name": self.region, "endpoint": f"ec2.{self.region}.amazonaws.com"}
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            return {"names": [f"{self.region}a", f"{self.region}b"], "zoneIds": ["use1-az1", "use1-az2"]}
+            return {"names": [f"{self.region}a", f"{self.region}b"], "zoneIds": list(mock_zone_ids(self.region))}
+        if token == "aws:ec2/getSubnet:getSubnet":
+            subnet = args.args.get("id", "")
+            return {"id": subnet, "vpcId": "vpc-0mock", **mock_subnet_zones(self.region).get(subnet, {})}
+        if token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            # Default: every type in every zone. Tests narrow it with call_overrides.
+            types = [v for f in args.args.get("filters") or [] if f.get("name") == "instance-type"
+                     for v in f.get("values") or []]
+            locations = list(mock_zone_ids(self.region))
+            return {"instanceTypes": [t for t in types for _ in locations], "locations":
+                    [z for _ in types for z in locations], "locationTypes": ["availability-zone-id"] * (len(types) * len(locations)),
+                    "id": self.region}
         if token == "aws:ec2/getRouteTables:getRouteTables":
             # Deliberately unsorted: the program must sort them.
             return {"ids": ["rtb-0c", "rtb-0a", "rtb-0b"]}
-        if token == "aws:elb/getServiceAccount:getServiceAccount":
-            return {"arn": "arn:aws:iam::127311923021:root", "id": "127311923021"}
         if token == "aws:route53/getZone:getZone":
             zone = args.args.get("name", "example.org")
             return {"zoneId": "ZEXISTINGZONE", "name": zone, "id": "ZEXISTINGZONE",

@@ -8,8 +8,7 @@ import json
 import pytest
 
 from compute_support import policy_of, policy_violations, run_variant, statements
-from components.apprunner import (APPRUNNER_ALIAS_ZONE_IDS, OPERATION_STATUSES, VALIDATION_RECORDS, alias_zone_id,
-                                  validation_records)
+from components.apprunner import OPERATION_STATUSES, VALIDATION_RECORDS, validation_records
 from harness import COMPUTE_OUTPUTS, MOCK_APPRUNNER_VALIDATION_RECORDS, run_program
 
 RECORD = "aws:route53/record:Record"
@@ -94,8 +93,12 @@ def test_operation_results_are_mailed_through_an_encrypted_topic():
     assert topic.inputs["kmsMasterKeyId"] == run.outputs["kmsKeyArn"]
     target = run.named("redcap-operations-mail")
     assert target.inputs["arn"] == topic.outputs["arn"] and target.inputs["rule"] == rule.outputs["name"]
-    subscription = run.one("aws:sns/topicSubscription:TopicSubscription", "notifications-email")
+    # dev leaves the subscription to the operator (emailSubscriptions: false); by default the stack subscribes.
+    assert run.of_type("aws:sns/topicSubscription:TopicSubscription") == []
+    subscribed = run_variant("apprunner-domain")
+    subscription = subscribed.one("aws:sns/topicSubscription:TopicSubscription", "notifications-email")
     assert (subscription.inputs["protocol"], subscription.inputs["endpoint"]) == ("email", "redcap-admin@example.org")
+    assert subscription.inputs["topic"] == subscribed.one("aws:sns/topic:Topic", "notifications").outputs["arn"]
     publish = statements(policy_of(run.named("redcap-notifications-policy")))[0]
     assert publish["Principal"] == {"Service": "events.amazonaws.com"}
     assert publish["Condition"] == {"ArnEquals": {"aws:SourceArn": rule.outputs["arn"]}}
@@ -158,12 +161,9 @@ def test_the_association_waits_for_the_stacks_own_delegation():
     assert delegation.urn in run.one(ASSOCIATION).dependencies
 
 
-def test_app_runner_regions_all_have_an_alias_zone():
-    # AWS General Reference, "AWS App Runner endpoints and quotas": eleven regions.
-    assert sorted(APPRUNNER_ALIAS_ZONE_IDS) == list(APPRUNNER_ALIAS_ZONE_IDS)
-    assert len(APPRUNNER_ALIAS_ZONE_IDS) == 11 and alias_zone_id("eu-west-3") == "Z087117439MBKHYM69QS6"
-    with pytest.raises(ValueError, match="App Runner publishes no alias hosted zone for sa-east-1"):
-        alias_zone_id("sa-east-1")
+def test_the_alias_points_at_the_regions_app_runner_zone_from_the_region_table():
+    run = run_program("prod", {"ecs": None, "zoneDelegated": True, "aws:region": "eu-west-3"})
+    assert run.named("redcap-site").inputs["aliases"][0]["zoneId"] == "Z087117439MBKHYM69QS6"
 
 
 def test_pure_helpers():

@@ -7,6 +7,7 @@ import pytest
 
 import harness
 from components import email as mail
+from variants import VARIANTS
 
 IDENTITY = "aws:sesv2/emailIdentity:EmailIdentity"
 MAIL_FROM = "aws:sesv2/emailIdentityMailFromAttributes:EmailIdentityMailFromAttributes"
@@ -38,17 +39,24 @@ def test_record_values() -> None:
     assert mail.mail_from_mx("eu-west-1") == "10 feedback-smtp.eu-west-1.amazonses.com"
 
 
-@pytest.mark.parametrize("email, domain, sender, own_identity", [
-    ("admin@example.org", None, "admin@example.org", True),
-    ("admin@example.org", "redcap.example.org", "admin@example.org", True),
-    ("admin@redcap.example.org", "redcap.example.org", "admin@redcap.example.org", False),
-    ("admin@lab.redcap.example.org", "redcap.example.org", "admin@lab.redcap.example.org", False),
-    ("admin@xredcap.example.org", "redcap.example.org", "admin@xredcap.example.org", True),
-    (None, "redcap.example.org", "no-reply@redcap.example.org", False),
+@pytest.mark.parametrize("email, domain, sender_setting, sender, own_identity", [
+    ("admin@example.org", None, None, "admin@example.org", True),
+    # With a zone the sender lies in the DKIM-signed FQDN (DMARC alignment); email only notifies.
+    ("admin@example.org", "redcap.example.org", None, "no-reply@redcap.example.org", False),
+    ("admin@example.org", "redcap.example.org", "redcap@redcap.example.org", "redcap@redcap.example.org", False),
+    ("admin@redcap.example.org", "redcap.example.org", None, "admin@redcap.example.org", False),
+    ("admin@lab.redcap.example.org", "redcap.example.org", None, "admin@lab.redcap.example.org", False),
+    ("admin@xredcap.example.org", "redcap.example.org", None, "no-reply@redcap.example.org", False),
+    (None, "redcap.example.org", None, "no-reply@redcap.example.org", False),
 ])
-def test_sender_and_address_identity(email, domain, sender, own_identity) -> None:
-    assert mail.sender_address(email, domain) == sender
-    assert mail.address_identity_needed(email, domain) is own_identity
+def test_sender_and_address_identity(email, domain, sender_setting, sender, own_identity) -> None:
+    assert mail.sender_address(email, domain, sender_setting) == sender
+    assert mail.address_identity_needed(sender, domain) is own_identity
+
+
+def test_a_sender_outside_the_domain_identity_is_refused() -> None:
+    with pytest.raises(ValueError, match="must lie in redcap.example.org"):
+        mail.sender_address("admin@example.org", "redcap.example.org", "admin@example.org")
 
 
 def test_smtp_policy_scoped_to_identities() -> None:
@@ -94,9 +102,10 @@ def test_with_zone_domain_identity_dkim_mail_from(prod_run: harness.StackRun) ->
         "mail.redcap.example.org", "MX", ["10 feedback-smtp.us-east-1.amazonses.com"])
     assert (spf.inputs["name"], spf.inputs["type"], spf.inputs["records"]) == (
         "mail.redcap.example.org", "TXT", ["v=spf1 include:amazonses.com ~all"])
-    # prod's email is outside redcap.example.org, so it is verified as an address of its own.
-    address = run.one(IDENTITY, "address")
-    assert address.inputs["emailIdentity"] == "redcap-admin@example.org"
+    # prod's email is outside redcap.example.org: it only receives notifications, REDCap sends
+    # from inside the DKIM-signed domain, and no address identity exists.
+    assert [i.inputs["emailIdentity"] for i in run.of_type(IDENTITY)] == ["redcap.example.org"]
+    assert run.outputs["senderAddress"] == "no-reply@redcap.example.org"
     assert run.outputs["sesIdentityArn"] == domain.outputs["arn"]
 
 
@@ -170,3 +179,64 @@ def test_guard_duty(enabled: bool) -> None:
     assert set(features) == {"S3_DATA_EVENTS", "RDS_LOGIN_EVENTS"}
     assert all(f["status"] == "ENABLED" and f["detectorId"] == detector.id for f in features.values())
     assert run.outputs["guardDutyDetectorId"] == detector.id
+
+
+# --- the sender lies in the DKIM-signed domain (DMARC alignment) -----------------------------
+
+def _container_env(run: harness.StackRun) -> dict[str, str]:
+    task = run.one("aws:ecs/taskDefinition:TaskDefinition")
+    (container,) = json.loads(task.inputs["containerDefinitions"])
+    return {e["name"]: e["value"] for e in container["environment"]}
+
+
+def test_prod_sends_from_inside_its_dkim_domain_and_notifies_redcap_email() -> None:
+    run = harness.cached_run("prod", {"zoneDelegated": True})  # phase two: the ECS service exists
+    assert run.outputs["senderAddress"] == "no-reply@redcap.example.org"
+    assert _container_env(run)["SMTP_EMAIL"] == "no-reply@redcap.example.org"
+    # The SMTP user may send only as the domain identity (and through the configuration set).
+    assert smtp_policy(run)["Statement"][0]["Resource"] == [run.one(IDENTITY, "domain").outputs["arn"],
+                                                          run.one(CONFIG_SET).outputs["arn"]]
+
+
+def test_sender_email_setting() -> None:
+    run = harness.run_program("prod", {"senderEmail": "redcap@redcap.example.org", "zoneDelegated": True})
+    assert run.outputs["senderAddress"] == "redcap@redcap.example.org"
+    assert _container_env(run)["SMTP_EMAIL"] == "redcap@redcap.example.org"
+    assert [i.inputs["emailIdentity"] for i in run.of_type(IDENTITY)] == ["redcap.example.org"]
+
+
+@pytest.mark.parametrize("variant_id", [v[0] for v in VARIANTS if v[0] != "delegation"])
+def test_every_stage_with_a_domain_identity_sends_from_inside_it(variant_id: str) -> None:
+    _, stack, overrides = next(v for v in VARIANTS if v[0] == variant_id)
+    run = harness.cached_run(stack, overrides)
+    domains = [i.inputs["emailIdentity"] for i in run.of_type(IDENTITY) if "@" not in i.inputs["emailIdentity"]]
+    sender = run.outputs["senderAddress"]
+    if domains:
+        assert any(mail.in_domain(sender, d) for d in domains), (sender, domains)
+    else:
+        assert [i.inputs["emailIdentity"] for i in run.of_type(IDENTITY)] == [sender]
+
+
+def _settings_problem(**overrides) -> str:
+    import settings
+
+    base = {"redCapS3Path": "my-redcap-releases/redcap15.0.9.zip", "email": "redcap-admin@example.org"}
+    raw = {f"redcap:{k}": (v if isinstance(v, str) else json.dumps(v)) for k, v in {**base, **overrides}.items()}
+    with pytest.raises(settings.SettingsError) as err:
+        settings.load_settings(raw, stack="test", region="us-east-1")
+    return str(err.value)
+
+
+def test_sender_email_outside_the_dkim_domain_is_refused() -> None:
+    text = _settings_problem(domain="example.org", subdomain="redcap", hostInRoute53=True,
+                             senderEmail="redcap-admin@example.org")
+    assert ("redcap:senderEmail = 'redcap-admin@example.org': allowed: an address at redcap.example.org or a "
+            "subdomain of it (the SES domain identity, DKIM-signed, so DMARC aligns); "
+            "example: redcap@redcap.example.org") in text
+
+
+def test_sender_email_without_a_zone_is_refused() -> None:
+    text = _settings_problem(senderEmail="redcap@redcap.example.org")
+    assert ("redcap:senderEmail = 'redcap@redcap.example.org': allowed: a sender only with a Route53 zone "
+            "(redcap:domain and hostInRoute53 true or a zone name), where it must lie in the DKIM-signed domain; "
+            "without a zone REDCap sends as redcap:email; example: pulumi config rm redcap:senderEmail") in text

@@ -101,11 +101,12 @@ def test_country_rule_body() -> None:
     ]}}
 
 
-def test_cron_rule_body_exact_secret_match() -> None:
+def test_cron_rule_body_exact_secret_match_in_the_header() -> None:
+    # A header, never the query string: ALB access logs record the request line in full.
     assert fw.cron_rule("deadbeef")["statement"] == {"and_statement": {"statements": [
         CRON_MATCH,
         {"not_statement": {"statement": {"byte_match_statement": {
-            "field_to_match": {"single_query_argument": {"name": "secret"}},
+            "field_to_match": {"single_header": {"name": "x-redcap-cron-secret"}},
             "positional_constraint": "EXACTLY", "search_string": "deadbeef",
             "text_transformations": [{"priority": 0, "type": "NONE"}]}}}},
     ]}}
@@ -210,6 +211,7 @@ def test_waf_logging_encrypted_and_redacted(dev_run: harness.StackRun) -> None:
     assert logging.inputs["logDestinationConfigs"] == [group.outputs["arn"]]
     assert logging.inputs["redactedFields"] == [{"singleHeader": {"name": "authorization"}},
                                                {"singleHeader": {"name": "cookie"}},
+                                               {"singleHeader": {"name": "x-redcap-cron-secret"}},
                                                {"queryString": {}}]
     assert dev_run.one(LOG_GROUP, "waf").inputs["retentionInDays"] == 30
 

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import shlex
 
+import pytest
+
 from compute_support import leaked_secrets, policy_of, run_variant, statements
-from components.tunnel import port_forward_command, shutdown_minutes, user_data
+from components.tunnel import choose_subnet, port_forward_command, shutdown_minutes, user_data
 from harness import run_program
 
 
@@ -96,3 +98,71 @@ def test_the_instance_boots_only_after_all_its_role_grants_exist():
     dependencies = set(instance(run).dependencies)
     for grant in ("redcap-tunnel-runtime", "redcap-tunnel-pull", "redcap-tunnel-ssm", "redcap-tunnel-profile"):
         assert run.named(grant).urn in dependencies, grant
+
+
+# --- the availability zone: by zone id, where EC2 offers the type ------------------------------
+
+OFFERINGS = "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings"
+SUBNET = "aws:ec2/getSubnet:getSubnet"
+TUNNEL = {"ec2ServerStack": {"durationHours": 2, "instanceType": "m7i.large"}}
+
+
+def offered_in(*zone_ids):
+    return {OFFERINGS: lambda args: {"instanceTypes": ["m7i.large"] * len(zone_ids), "locations": list(zone_ids),
+                                     "locationTypes": ["availability-zone-id"] * len(zone_ids), "id": "us-east-1"}}
+
+
+def test_the_program_asks_ec2_where_the_type_is_offered_by_zone_id():
+    calls = []
+    answer = offered_in("use1-az1", "use1-az2")[OFFERINGS]
+
+    def offerings(args):
+        calls.append(args)
+        return answer(args)
+
+    run = run_program("dev", TUNNEL, call_overrides={OFFERINGS: offerings})
+    assert calls == [{"locationType": "availability-zone-id",
+                      "filters": [{"name": "instance-type", "values": ["m7i.large"]}]}]
+    assert instance(run).inputs["subnetId"] == "subnet-private-a"  # the first private subnet when all offer it
+
+
+def test_a_zone_without_the_type_is_skipped():
+    run = run_program("dev", TUNNEL, call_overrides=offered_in("use1-az2"))
+    assert instance(run).inputs["subnetId"] == "subnet-private-b"
+
+
+def test_the_choice_goes_by_zone_id_not_zone_name():
+    """Zone names map to other physical zones in each account: subnet-private-a is in
+    us-east-1a, which is use1-az2 in this account."""
+    swapped = {"subnet-private-a": ("us-east-1a", "use1-az2"), "subnet-private-b": ("us-east-1b", "use1-az1")}
+
+    def subnet(args):
+        name, zone_id = swapped[args["id"]]
+        return {"id": args["id"], "availabilityZone": name, "availabilityZoneId": zone_id}
+
+    run = run_program("dev", TUNNEL, call_overrides={**offered_in("use1-az1"), SUBNET: subnet})
+    assert instance(run).inputs["subnetId"] == "subnet-private-b"
+
+
+def test_no_zone_offers_the_type_fails_with_a_clear_message():
+    with pytest.raises(Exception) as err:
+        run_program("dev", TUNNEL, call_overrides=offered_in("use1-az6"))
+    assert ("EC2 instance type m7i.large (redcap:ec2ServerStack.instanceType) is not offered in the availability "
+            "zones of the private subnets (use1-az1, use1-az2); AWS offers it in use1-az6. Choose a type offered "
+            "there, e.g. t3.medium or m6i.large") in str(err.value)
+
+
+def test_choose_subnet():
+    subnets = [("s-a", "z1"), ("s-b", "z2"), ("s-c", "z3")]
+    assert choose_subnet(subnets, ["z3", "z2"], "t3.medium") == "s-b"
+    assert choose_subnet(subnets, ["z1", "z2", "z3"], "t3.medium") == "s-a"
+    with pytest.raises(ValueError, match="AWS offers it in no zone of this region"):
+        choose_subnet(subnets, [], "x9.huge")
+
+
+def test_docs_show_the_exact_failure():
+    from pathlib import Path
+
+    with pytest.raises(ValueError) as err:
+        choose_subnet([("subnet-private-a", "use1-az1"), ("subnet-private-b", "use1-az2")], ["use1-az6"], "m7i.large")
+    assert str(err.value) in (Path(__file__).resolve().parent.parent / "docs" / "tunnel.md").read_text()

@@ -5,6 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+CERT_SA_EAST_1 = "arn:aws:acm:sa-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+# The committed stages' db blocks without backtrackHours: unset, it defaults to 0 where Aurora
+# has no backtrack (settings/regions.py).
+PROD_DB_NO_BACKTRACK = {"engineVersion": "8.0.mysql_aurora.3.10.3", "dbReaders": 1, "maxAllowedPacket": 1073741824,
+                        "preferredMaintenanceWindow": "Sun:08:00-Sun:08:30", "backupRetentionDays": 30,
+                        "scaling": {"minCapacityAcu": 0.5, "maxCapacityAcu": 8}}
+DEV_DB_NO_BACKTRACK = {"engineVersion": "8.0.mysql_aurora.3.10.3", "dbReaders": 0, "maxAllowedPacket": 1073741824,
+                       "backupRetentionDays": 7, "scaling": {"minCapacityAcu": 0, "maxCapacityAcu": 2}}
 EXTERNAL_ACL = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/site/a1b2c3d4-5678-90ab-cdef-111122223333"
 
 # Stack files whose zone this stack creates carry zoneDelegated; the other domain modes take none.
@@ -32,6 +40,11 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("dev-password-auth-allowlists", "dev", {"dbAuth": "password", "allowedIps": ["203.0.113.0/24", "2001:db8::/32"],
                                              "allowedCountries": ["US", "CA"], "wafSqliRulesToCount": ["SQLi_BODY"]}),
     ("dev-external-acl-guardduty", "dev", {"externalResources": {"wafWebAcl": EXTERNAL_ACL}, "guardDuty": True}),
+    # Regions without Aurora backtrack and without App Runner (ECS there): one opened after
+    # August 2022 (ALB logs by the log-delivery principal), one older (a regional ELB account).
+    ("prod-eu-south-2", "prod", {"aws:region": "eu-south-2", "db": PROD_DB_NO_BACKTRACK, "zoneDelegated": True}),
+    ("dev-ecs-sa-east-1", "dev", {"aws:region": "sa-east-1", "db": DEV_DB_NO_BACKTRACK, "ecs": {"certificateArn": CERT_SA_EAST_1},
+                                  "domain": "redcap-dev.example.org", "hostInRoute53": False}),
     ("delegation", "dev", {"nsDelegation": {"domain": "example.org", "records": [
         {"name": "redcap", "fromStack": "acme/redcap/prod"},
         {"name": "dev.redcap", "nameServers": ["ns-1.awsdns-01.org", "ns-2.awsdns-02.com"]}]},
