@@ -16,6 +16,7 @@ from components.storage import Storage, StorageArgs
 from components.apprunner import AppRunnerArgs, AppRunnerService
 from components.cron import Cron, CronArgs
 from components.ecs import FargateArgs, FargateService
+from components.express import ExpressArgs, ExpressService
 from components.image import Image, ImageArgs, config_sql_path
 from components.runtime import DatabaseAppLogin, RuntimeArgs, runtime_contract
 from components.tunnel import TunnelArgs, TunnelHost
@@ -83,15 +84,18 @@ def application_stack() -> None:
         cron_secret=secrets.cron_secret,
         external_web_acl_arn=config.external_resources.waf_web_acl,
         sqli_rules_to_count=config.waf_sqli_rules_to_count,
+        surveys_exempt=config.surveys_exempt_from_allow_lists,
+        # Express is reached through CloudFront, whose web ACLs are CLOUDFRONT scope.
+        scope="CLOUDFRONT" if config.uses_express else "REGIONAL",
     ))
 
     domain = Domain("redcap", DomainArgs(
         domain=config.domain,
         subdomain=config.subdomain,
         host_in_route53=config.host_in_route53,
-        stack_region=config.region,
         zone_delegated=bool(config.zone_delegated),
-        certificate_region=config.region if config.uses_ecs and config.ecs.certificate_arn is None else None,
+        certificate_region=certificate_region(),
+        stack_region=config.region,
     )) if config.domain else None
 
     email = Email("redcap", EmailArgs(
@@ -160,7 +164,41 @@ def application_stack() -> None:
     custom_url: str | None = None
     cron_host: pulumi.Output[str] | None = None
     runtime_kind = ""
-    if config.ecs is not None:
+    if config.express is not None:
+        express = config.express
+        service = ExpressService("redcap", ExpressArgs(
+            context=context,
+            image_uri=image.image_uri,
+            repository_arn=image.repository_arn,
+            runtime=runtime,
+            vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            cpu=express.cpu,
+            memory=express.memory,
+            min_containers=express.scaling.min_containers,
+            max_containers=express.scaling.max_containers,
+            scaling_metric=express.scaling.api_metric,
+            scaling_target=express.scaling.target,
+            web_acl_arn=firewall.web_acl_arn,
+            kms_key_arn=storage.kms_key_arn,
+            log_retention_days=config.log_retention(731),
+            # The custom name only once the zone is live (docs/domains.md); until then the
+            # distribution's own name serves the site.
+            fqdn=domain.fqdn if domain is not None and domain.ready else None,
+            certificate_arn=express.certificate_arn or (domain.certificate_arn if domain is not None else None),
+        ))
+        service_url, custom_url = service.distribution_url, service.custom_url
+        site_alias = service.site_alias if custom_url else None
+        # The distribution's own name answers before the custom domain's DNS does.
+        cron_host, runtime_kind = service.distribution_url, "express"
+        pulumi.export("cloudFrontUrl", service.distribution_url)
+        pulumi.export("expressServiceUrl", service.service_url)
+        pulumi.export("expressClusterName", service.cluster_name)
+        pulumi.export("expressServiceName", service.service_name)
+        pulumi.export("expressLogGroup", service.log_group_name)
+        pulumi.export("expressConsoleUrl", service.console_url)
+        pulumi.export("expressDescribeCommand", service.describe_command)
+    elif config.ecs is not None:
         ecs = config.ecs
         assert domain is not None  # settings require redcap:domain with an ecs block
         # The ALB serves HTTPS only: before the zone is delegated there is no certificate, so
@@ -280,6 +318,17 @@ def application_stack() -> None:
     pulumi.export("emailSubscriptions", export_rows(subscriptions, config.region))
     if threat_detection is not None:
         pulumi.export("guardDutyDetectorId", threat_detection.detector_id)
+
+
+def certificate_region() -> str | None:
+    """Where the Domain component validates a certificate for the FQDN: for ECS's load balancer
+    in the stack's region, for Express's CloudFront distribution in us-east-1, none for App
+    Runner (it makes its own) or when the stage brings its own certificate."""
+    if config.ecs is not None and config.ecs.certificate_arn is None:
+        return config.region
+    if config.express is not None and config.express.certificate_arn is None and config.has_zone:
+        return "us-east-1"
+    return None
 
 
 if config.ns_delegation is not None:

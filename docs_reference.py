@@ -28,6 +28,8 @@ is created, with one message per problem; unknown keys are errors too.
 DISPLAY: dict[str, tuple[Any, str]] = {
     "ecs.cpu": (str, "`2 vCPU`"),
     "ecs.memory": (str, "`4 GB`"),
+    "express.cpu": (str, "`2 vCPU`"),
+    "express.memory": (str, "`4 GB`"),
 }
 
 

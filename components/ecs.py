@@ -96,6 +96,23 @@ def execution_policy(repository_arn: str, log_group_arn: str) -> str:
     ])
 
 
+def task_roles(name: str, ctx: AwsContext, repository_arn: pulumi.Input[str], log_group_arn: pulumi.Output[str],
+               runtime: RuntimeContract, child: pulumi.ResourceOptions
+               ) -> tuple[aws.iam.Role, aws.iam.RolePolicy, aws.iam.Role, aws.iam.RolePolicy]:
+    """The execution role (image pull, the container log) and the task role (the runtime
+    contract) of an ECS task, with their inline policies: (execution role, its policy, task
+    role, its policy). ECS and Express both use them."""
+    trust = ctx.account_id.apply(lambda a: policies.assume_role_policy("ecs-tasks.amazonaws.com", a))
+    execution_role = aws.iam.Role(f"{name}-execution-role", assume_role_policy=trust, opts=child)
+    execution = aws.iam.RolePolicy(
+        f"{name}-execution", role=execution_role.id,
+        policy=pulumi.Output.all(repository_arn, log_group_arn).apply(lambda a: execution_policy(a[0], a[1])),
+        opts=child)
+    task_role = aws.iam.Role(f"{name}-task-role", assume_role_policy=trust, opts=child)
+    runtime_grants = aws.iam.RolePolicy(f"{name}-runtime", role=task_role.id, policy=runtime.role_policy, opts=child)
+    return execution_role, execution, task_role, runtime_grants
+
+
 class FargateService(pulumi.ComponentResource):
     load_balancer_url: pulumi.Output[str]
     load_balancer_arn: pulumi.Output[str]
@@ -117,20 +134,8 @@ class FargateService(pulumi.ComponentResource):
             f"{name}-container-logs", name=f"/ecs/{resource_name(ctx.stack, 200)}",
             retention_in_days=args.log_retention_days, kms_key_id=args.kms_key_arn, opts=child)
 
-        execution_role = aws.iam.Role(
-            f"{name}-execution-role",
-            assume_role_policy=ctx.account_id.apply(lambda a: policies.assume_role_policy("ecs-tasks.amazonaws.com", a)),
-            opts=child)
-        execution = aws.iam.RolePolicy(
-            f"{name}-execution", role=execution_role.id,
-            policy=pulumi.Output.all(args.repository_arn, group.arn).apply(lambda a: execution_policy(a[0], a[1])),
-            opts=child)
-        task_role = aws.iam.Role(
-            f"{name}-task-role",
-            assume_role_policy=ctx.account_id.apply(lambda a: policies.assume_role_policy("ecs-tasks.amazonaws.com", a)),
-            opts=child)
-        runtime_grants = aws.iam.RolePolicy(f"{name}-runtime", role=task_role.id, policy=args.runtime.role_policy,
-                                            opts=child)
+        execution_role, execution, task_role, runtime_grants = task_roles(
+            name, ctx, args.repository_arn, group.arn, args.runtime, child)
 
         task = aws.ecs.TaskDefinition(
             f"{name}-task", family=resource_name(ctx.stack, 255),

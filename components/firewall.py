@@ -1,5 +1,6 @@
-"""Firewall: the REGIONAL WAFv2 web ACL in front of REDCap, its IP sets, WAF logging, and the
-cron shared secret.
+"""Firewall: the WAFv2 web ACL in front of REDCap, its IP sets, WAF logging, and the cron shared
+secret. REGIONAL scope (App Runner, ECS load balancer) in the stack's region, or CLOUDFRONT scope
+(the Express runtime's distribution), which AWS accepts in us-east-1 only.
 
 The rules are the original's (names, priorities, statements, actions; docs/waf.md has the
 table), each built by a pure function below so tests compare them with the spec. Beyond the
@@ -9,9 +10,14 @@ to an encrypted CloudWatch log group with the cookie, authorization and cron hea
 and individual SQLi sub-rules can be switched to count (REDCap calculated fields trip SQLi_BODY,
 upstream #57).
 
+With `surveys_exempt` (redcap:allowListScope allButSurveys) the country and IP rules do not
+block REDCap's public survey endpoints (`SURVEY_PATH_PREFIX`, `SURVEY_RESOURCES_REGEX`); every
+other rule applies to them as before. docs/waf.md lists what a participant can reach.
+
 The component never associates the ACL: the compute component that owns the App Runner service
-or the load balancer creates the `wafv2.WebAclAssociation` with `web_acl_arn`. With
-`external_web_acl_arn` that ARN is passed through and no ACL of ours exists.
+or the load balancer creates the `wafv2.WebAclAssociation` with `web_acl_arn` (the Express
+runtime names it on its CloudFront distribution). With `external_web_acl_arn` that ARN is passed
+through and no ACL of ours exists.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ import hashlib
 import hmac
 import ipaddress
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -59,6 +65,17 @@ BLOCKED_STATUS = 403
 # written to logs.
 REDACTED_HEADERS: tuple[str, ...] = ("authorization", "cookie", CRON_HEADER)
 CRON_SECRET_LENGTH = 48
+# REDCap's public survey surface (redcap_vX.Y.Z/Config/init_functions.php: APP_PATH_SURVEY is
+# <webroot parent>/surveys/; a survey page's images, CSS, JavaScript and webpack bundles come from
+# APP_PATH_WEBROOT/Resources/; its AJAX and file requests go through surveys/index.php
+# ?__passthru=<file>, which REDCap restricts to a fixed list of survey files).
+SURVEY_PATH_PREFIX = "/surveys/"
+SURVEY_RESOURCES_REGEX = "^/redcap_v[0-9]+[.][0-9]+[.][0-9]+/Resources/"
+# Percent-decode once, then resolve ./ ../ and repeated slashes - what Apache does before it maps
+# the path - so /surveys/../ControlCenter/ is judged as /ControlCenter/, not as a survey.
+PATH_NORMALISATION: tuple[tuple[int, str], ...] = ((0, "URL_DECODE"), (1, "NORMALIZE_PATH"))
+CLOUDFRONT_REGION = "us-east-1"  # AWS accepts CLOUDFRONT-scope web ACLs (and their logs) only here
+Scope = Literal["REGIONAL", "CLOUDFRONT"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,6 +110,28 @@ def cron_path_match() -> dict[str, Any]:
     }}
 
 
+def _normalised_path() -> list[dict[str, Any]]:
+    return [{"priority": priority, "type": kind} for priority, kind in PATH_NORMALISATION]
+
+
+def survey_path_statements() -> list[dict[str, Any]]:
+    """The public survey endpoints: the /surveys/ entry point (page, AJAX and file passthru) and
+    the static files under /redcap_v<version>/Resources/ that a survey page loads."""
+    return [
+        {"byte_match_statement": {
+            "field_to_match": {"uri_path": {}},
+            "positional_constraint": "STARTS_WITH",
+            "search_string": SURVEY_PATH_PREFIX,
+            "text_transformations": _normalised_path(),
+        }},
+        {"regex_match_statement": {
+            "field_to_match": {"uri_path": {}},
+            "regex_string": SURVEY_RESOURCES_REGEX,
+            "text_transformations": _normalised_path(),
+        }},
+    ]
+
+
 def _not(statement: dict[str, Any]) -> dict[str, Any]:
     return {"not_statement": {"statement": statement}}
 
@@ -102,8 +141,21 @@ def _block_with_body() -> dict[str, Any]:
                                           "custom_response_body_key": RESPONSE_BODY_KEY}}}
 
 
-def country_rule(countries: Sequence[str]) -> dict[str, Any]:
-    """Block other countries, except cron.php (EventBridge calls it from unknown AWS addresses)."""
+def _exemptions(surveys_exempt: bool) -> list[dict[str, Any]]:
+    """NOT(...) terms every allow-list rule ANDs in: cron.php always, the surveys on request.
+
+    Each exemption is its own NOT term of the rule's AND - NOT(a) AND NOT(b) rather than
+    NOT(a OR b) - which keeps every rule within the three statement levels the provider's
+    `rules` schema supports."""
+    terms = [_not(cron_path_match())]
+    if surveys_exempt:
+        terms.extend(_not(statement) for statement in survey_path_statements())
+    return terms
+
+
+def country_rule(countries: Sequence[str], surveys_exempt: bool = False) -> dict[str, Any]:
+    """Block other countries, except cron.php (EventBridge calls it from unknown AWS addresses)
+    and, with `surveys_exempt`, the public survey endpoints."""
     name, priority = COUNTRY_RULE
     return {
         "name": name,
@@ -111,7 +163,7 @@ def country_rule(countries: Sequence[str]) -> dict[str, Any]:
         "action": _block_with_body(),
         "statement": {"and_statement": {"statements": [
             _not({"geo_match_statement": {"country_codes": sorted(set(countries))}}),
-            _not(cron_path_match()),
+            *_exemptions(surveys_exempt),
         ]}},
         "visibility_config": visibility(name),
     }
@@ -152,8 +204,9 @@ def rate_rule() -> dict[str, Any]:
     }
 
 
-def ip_rule(ip_set_arns: Sequence[pulumi.Input[str]]) -> dict[str, Any]:
-    """Block addresses in none of the allow-list IP sets (IPv4 and/or IPv6), except cron.php.
+def ip_rule(ip_set_arns: Sequence[pulumi.Input[str]], surveys_exempt: bool = False) -> dict[str, Any]:
+    """Block addresses in none of the allow-list IP sets (IPv4 and/or IPv6), except cron.php and,
+    with `surveys_exempt`, the public survey endpoints.
 
     AND(NOT in-v4-set, NOT in-v6-set, NOT cron) rather than NOT(OR(...)): the same logic within
     the three statement levels the provider's `rules` schema supports.
@@ -167,7 +220,7 @@ def ip_rule(ip_set_arns: Sequence[pulumi.Input[str]]) -> dict[str, Any]:
         "action": _block_with_body(),
         "statement": {"and_statement": {"statements": [
             *[_not({"ip_set_reference_statement": {"arn": arn}}) for arn in ip_set_arns],
-            _not(cron_path_match()),
+            *_exemptions(surveys_exempt),
         ]}},
         "visibility_config": visibility(name),
     }
@@ -197,15 +250,15 @@ def managed_rules(sqli_rules_to_count: Sequence[str] = ()) -> list[dict[str, Any
 
 def web_acl_rules(*, countries: Sequence[str], search_string: pulumi.Input[str],
                   ip_set_arns: Sequence[pulumi.Input[str]],
-                  sqli_rules_to_count: Sequence[str] = ()) -> list[dict[str, Any]]:
+                  sqli_rules_to_count: Sequence[str] = (), surveys_exempt: bool = False) -> list[dict[str, Any]]:
     """Every rule of the ACL in priority order; the geo and IP rules only when their list is set."""
     rules: list[dict[str, Any]] = []
     if countries:
-        rules.append(country_rule(countries))
+        rules.append(country_rule(countries, surveys_exempt))
     rules.append(cron_rule(search_string))
     rules.append(rate_rule())
     if ip_set_arns:
-        rules.append(ip_rule(ip_set_arns))
+        rules.append(ip_rule(ip_set_arns, surveys_exempt))
     rules.extend(managed_rules(sqli_rules_to_count))
     return sorted(rules, key=lambda r: r["priority"])
 
@@ -252,6 +305,23 @@ class FirewallArgs:
     cron_secret: Optional[pulumi.Output[str]] = None
     external_web_acl_arn: Optional[str] = None
     sqli_rules_to_count: tuple[str, ...] = ()
+    # redcap:allowListScope allButSurveys: the allow-lists leave the public survey endpoints open.
+    surveys_exempt: bool = False
+    # CLOUDFRONT for a CloudFront distribution: the ACL, its IP sets and its logs live in us-east-1.
+    scope: Scope = "REGIONAL"
+
+
+def waf_region(scope: Scope, stack_region: str) -> str:
+    """Where the ACL, IP sets and WAF log group are created."""
+    return CLOUDFRONT_REGION if scope == "CLOUDFRONT" else stack_region
+
+
+def waf_log_group_name(stack: str, scope: Scope, stack_region: str) -> str:
+    """`aws-waf-logs-` (WAF delivers only there) + the stage; a CLOUDFRONT-scope group lives in
+    us-east-1 for every stage of the account, so it also names the stage's region, and a
+    runtime switch between scopes never reuses the old group's name before it is deleted."""
+    base = f"aws-waf-logs-redcap-{stack}"
+    return f"{base}-{stack_region}" if scope == "CLOUDFRONT" else base
 
 
 class Firewall(pulumi.ComponentResource):
@@ -260,6 +330,7 @@ class Firewall(pulumi.ComponentResource):
     cron_header: str = CRON_HEADER
     cron_search_string: pulumi.Output[str]
     log_group_name: Optional[pulumi.Output[str]]
+    scope: Scope
 
     def __init__(self, name: str, args: FirewallArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("redcap:firewall:Firewall", name, None, opts)
@@ -273,6 +344,7 @@ class Firewall(pulumi.ComponentResource):
             opts=child).result
         self.cron_search_string = pulumi.Output.secret(pulumi.Output.from_input(secret).apply(cron_search_string))
         self.log_group_name = None
+        self.scope = args.scope
 
         if args.external_web_acl_arn:
             # Somebody else's ACL (its rules, its logging): nothing of ours to create.
@@ -284,34 +356,42 @@ class Firewall(pulumi.ComponentResource):
 
     def _web_acl(self, name: str, args: FirewallArgs, ctx: AwsContext,
                  child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+        region = waf_region(args.scope, ctx.region)
+        # A CLOUDFRONT-scope ACL of a stage elsewhere is created in us-east-1 through the
+        # resources' own `region` (the stack's provider, credentials and default tags apply).
+        where: dict[str, str] = {"region": region} if region != ctx.region else {}
         v4, v6 = split_by_family(args.allowed_ips)
         ip_set_arns: list[pulumi.Output[str]] = []
         for version, addresses in (("IPV4", v4), ("IPV6", v6)):
             if addresses:
                 ip_set = aws.wafv2.IpSet(
-                    f"{name}-allowed-{version.lower()}", scope="REGIONAL", ip_address_version=version,
+                    f"{name}-allowed-{version.lower()}", scope=args.scope, ip_address_version=version,
                     addresses=addresses, description=f"REDCap {ctx.stack}: allowed {version} addresses",
-                    opts=child)
+                    **where, opts=child)
                 ip_set_arns.append(ip_set.arn)
 
         acl = aws.wafv2.WebAcl(
             f"{name}-web-acl",
-            scope="REGIONAL",
+            scope=args.scope,
             description=f"REDCap {ctx.stack}",
             default_action={"allow": {}},
             custom_response_bodies=[{"key": RESPONSE_BODY_KEY, "content_type": "TEXT_HTML",
                                      "content": RESPONSE_BODY}],
             rules=web_acl_rules(countries=args.allowed_countries, search_string=self.cron_search_string,
-                                ip_set_arns=ip_set_arns, sqli_rules_to_count=args.sqli_rules_to_count),
+                                ip_set_arns=ip_set_arns, sqli_rules_to_count=args.sqli_rules_to_count,
+                                surveys_exempt=args.surveys_exempt),
             # Sampled requests off at ACL level, as the original; the WAF log has every request.
             visibility_config=visibility(f"redcap-{ctx.stack}-waf", sampled=False),
+            **where,
             opts=child,
         )
 
-        # WAF only delivers to log groups whose name starts with aws-waf-logs-.
+        # A log group can only use a KMS key of its own region: a stage outside us-east-1 gets
+        # a key there for its CLOUDFRONT-scope WAF log.
+        log_key_arn = args.kms_key_arn if not where else self._log_key(name, ctx, region, child)
         group = aws.cloudwatch.LogGroup(
-            f"{name}-waf-logs", name=f"aws-waf-logs-redcap-{ctx.stack}",
-            retention_in_days=args.log_retention_days, kms_key_id=args.kms_key_arn, opts=child)
+            f"{name}-waf-logs", name=waf_log_group_name(ctx.stack, args.scope, ctx.region),
+            retention_in_days=args.log_retention_days, kms_key_id=log_key_arn, **where, opts=child)
         self.log_group_name = group.name
         # The log group's own delivery policy, in place before logging is switched on: otherwise
         # AWS appends to the account-wide CloudWatch Logs resource policy, whose size limit makes
@@ -319,9 +399,20 @@ class Firewall(pulumi.ComponentResource):
         delivery = aws.cloudwatch.LogResourcePolicy(
             f"{name}-waf-logs-delivery", resource_arn=group.arn,
             policy_document=pulumi.Output.all(group.arn, ctx.account_id, ctx.partition).apply(
-                lambda a: log_delivery_policy(a[0], a[1], a[2], ctx.region)),
-            opts=child)
+                lambda a: log_delivery_policy(a[0], a[1], a[2], region)),
+            **where, opts=child)
         aws.wafv2.WebAclLoggingConfiguration(
             f"{name}-waf-logging", resource_arn=acl.arn, log_destination_configs=[group.arn],
-            redacted_fields=redacted_fields(), opts=pulumi.ResourceOptions(parent=self, depends_on=[delivery]))
+            redacted_fields=redacted_fields(), **where,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[delivery]))
         return acl.arn
+
+    def _log_key(self, name: str, ctx: AwsContext, region: str,
+                 child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+        key = aws.kms.Key(
+            f"{name}-waf-log-key", description=f"REDCap {ctx.stack} ({ctx.region}): CloudFront WAF log in {region}",
+            enable_key_rotation=True, deletion_window_in_days=30,
+            policy=pulumi.Output.all(ctx.partition, ctx.account_id).apply(
+                lambda a: policies.stack_key_policy(a[0], a[1], region)),
+            region=region, opts=child)
+        return key.arn

@@ -79,6 +79,10 @@ SG_RULE_TYPE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 EC2_INSTANCE_TYPE = "aws:ec2/instance:Instance"
 LAUNCH_TEMPLATE_TYPE = "aws:ec2/launchTemplate:LaunchTemplate"
 APPRUNNER_SERVICE_TYPE = "aws:apprunner/service:Service"
+EXPRESS_SERVICE_TYPE = "aws:ecs/expressGatewayService:ExpressGatewayService"
+CLOUDFRONT_DISTRIBUTION_TYPE = "aws:cloudfront/distribution:Distribution"
+AWSX_VPC_TYPE = "awsx:ec2:Vpc"
+SUBNET_TYPE = "aws:ec2/subnet:Subnet"
 LOAD_BALANCER_TYPES = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
 AWSX_ALB_TYPE = "awsx:lb:ApplicationLoadBalancer"
 WAF_ASSOCIATION_TYPE = "aws:wafv2/webAclAssociation:WebAclAssociation"
@@ -136,6 +140,9 @@ ALLOWED_MANAGED_POLICIES: Mapping[str, str] = {
     "from ECR, as App Runner documents",
     "service-role/AmazonECSTaskExecutionRolePolicy": "ECS task execution role: image pull and container "
     "log delivery, as ECS documents",
+    "service-role/AmazonECSInfrastructureRoleforExpressGatewayServices": "ECS Express Mode infrastructure "
+    "role: creates the service's load balancer, target groups, security groups, certificate, alarms and "
+    "autoscaling, as ECS documents (AWS keeps the list of those actions current)",
     "service-role/AWSLambdaBasicExecutionRole": "a Lambda function writing its own logs",
     "service-role/AWSLambdaVPCAccessExecutionRole": "a Lambda function in the VPC managing its network "
     "interfaces",
@@ -732,6 +739,21 @@ def sg_world_ingress(resources: Sequence[Resource]) -> list[Violation]:
     return found
 
 
+def _express_endpoints(service: Resource) -> set[str]:
+    """The managed endpoint host names an Express service reports (ingressPaths[].endpoint)."""
+    return {str(dig(path, "endpoint")) for path in as_list(service.outputs.get("ingressPaths"))
+            if isinstance(path, dict) and isinstance(dig(path, "endpoint"), str)}
+
+
+def _fronts(distribution: Resource, service: Resource) -> bool:
+    """Is `service` an origin of `distribution`? Through the engine's property dependencies, or
+    by the origin's domain name being the service's managed endpoint."""
+    if service.urn in distribution.property_dependencies.get("origins", ()):
+        return True
+    names = {dig(origin, "domainName") for origin in as_list(distribution.props.get("origins"))}
+    return bool(names & _express_endpoints(service)) or any(is_unknown(n) for n in names)
+
+
 def waf_association(resources: Sequence[Resource]) -> list[Violation]:
     entry_points = _load_balancers(resources) + _of_types(resources, (APPRUNNER_SERVICE_TYPE,))
     found = []
@@ -741,6 +763,84 @@ def waf_association(resources: Sequence[Resource]) -> list[Violation]:
                 "waf-association", target,
                 f"no {WAF_ASSOCIATION_TYPE} protects this entry point; add one with resourceArn = its "
                 "ARN and webAclArn = the stack's web ACL (or redcap:externalResources.wafWebAcl)",
+            ))
+    distributions = _of_types(resources, (CLOUDFRONT_DISTRIBUTION_TYPE,))
+    for distribution in distributions:
+        if not is_set(distribution.props.get("webAclId")):
+            found.append(Violation.of(
+                "waf-association", distribution,
+                "the distribution has no webAclId; set it to the stack's CLOUDFRONT-scope web ACL (or "
+                "redcap:externalResources.wafWebAcl)",
+            ))
+    for service in _of_types(resources, (EXPRESS_SERVICE_TYPE,)):
+        if not any(_fronts(d, service) and is_set(d.props.get("webAclId")) for d in distributions):
+            found.append(Violation.of(
+                "waf-association", service,
+                "no CloudFront distribution with a web ACL has this Express service as its origin; its "
+                "managed load balancer must be reached only through one (VPC origin, webAclId set)",
+            ))
+    return found
+
+
+def _public_subnet_ids(resources: Sequence[Resource]) -> set[str]:
+    """Subnets with a route to the internet that the stack knows: awsx VPCs' public subnets and
+    plain subnets that give instances public IPs."""
+    found: set[str] = set()
+    for vpc in _of_types(resources, (AWSX_VPC_TYPE,)):
+        found.update(s for s in as_list(vpc.outputs.get("publicSubnetIds")) if isinstance(s, str))
+    for subnet in _of_types(resources, (SUBNET_TYPE,)):
+        if is_true(subnet.props.get("mapPublicIpOnLaunch")):
+            found.update(i for i in identifiers(subnet))
+    return found
+
+
+def express_tasks_private(resources: Sequence[Resource]) -> list[Violation]:
+    """Express tasks (and so the managed load balancer, which shares their subnets) stay in
+    subnets of ours without a route from the internet: without a network configuration Express
+    uses the default VPC's public subnets and gives the tasks public IPs."""
+    public = _public_subnet_ids(resources)
+    found = []
+    for service in _of_types(resources, (EXPRESS_SERVICE_TYPE,)):
+        subnets = as_list(dig(service.props, "networkConfigurations.subnets"))
+        if is_unknown(dig(service.props, "networkConfigurations")):
+            continue
+        if not subnets:
+            found.append(Violation.of(
+                "express-tasks-private", service,
+                "no networkConfigurations.subnets: Express would use the default VPC's public subnets; set "
+                "the stack's private subnets",
+            ))
+            continue
+        exposed = sorted(s for s in subnets if isinstance(s, str) and s in public)
+        if exposed:
+            found.append(Violation.of(
+                "express-tasks-private", service,
+                f"networkConfigurations.subnets includes public subnets {exposed}: tasks would get public IPs "
+                "and the load balancer would face the internet without the web ACL; use the private subnets",
+            ))
+    return found
+
+
+def express_logs_encrypted(resources: Sequence[Resource]) -> list[Violation]:
+    """The container log goes to a log group of this stack (which logs-kms checks), never to the
+    group Express would otherwise create with AWS's default encryption."""
+    groups = _of_types(resources, (LOG_GROUP_TYPE,))
+    found = []
+    for service in _of_types(resources, (EXPRESS_SERVICE_TYPE,)):
+        target = dig(service.props, "primaryContainer.awsLogsConfigurations.logGroup")
+        if is_unknown(target):
+            continue
+        ours = [g for g in groups if g.urn in service.property_dependencies.get("primaryContainer", ())
+                or target in {g.props.get("name"), g.outputs.get("name")}]
+        if not ours:
+            found.append(Violation.of(
+                "express-logs-encrypted", service,
+                "primaryContainer.awsLogsConfigurations.logGroup is not a log group of this stack; point it at "
+                "one encrypted with the stack's KMS key",
+            ))
+        elif not any(is_set(g.props.get("kmsKeyId")) and g.props.get("name") in (target, None) for g in ours):
+            found.append(Violation.of(
+                "express-logs-encrypted", service, f"its log group {target!r} has no kmsKeyId",
             ))
     return found
 
@@ -780,7 +880,9 @@ STACK_RULES: tuple[Rule, ...] = (
     Rule("s3-deny-insecure-transport", "Every bucket policy denies requests without TLS (S10).", s3_deny_insecure_transport, stack=True),
     Rule("s3-access-logging", "Every bucket except log buckets has server access logging (S1).", s3_access_logging, stack=True),
     Rule("sg-world-ingress", "Only a load balancer's security group is open to the internet, on tcp 80/443 (EC23).", sg_world_ingress, stack=True),
-    Rule("waf-association", "Every App Runner service and application load balancer has a WAF web ACL.", waf_association, stack=True),
+    Rule("waf-association", "Every App Runner service, application load balancer and CloudFront distribution has a WAF web ACL; every Express service is reached only through such a distribution.", waf_association, stack=True),
+    Rule("express-tasks-private", "Express services run in the stack's private subnets (no public IPs, internal load balancer).", express_tasks_private, stack=True),
+    Rule("express-logs-encrypted", "Express containers log to a KMS-encrypted log group of the stack.", express_logs_encrypted, stack=True),
 )
 
 RULES: tuple[Rule, ...] = RESOURCE_RULES + STACK_RULES

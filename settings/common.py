@@ -86,6 +86,10 @@ _ENGINE_RE = re.compile(r"^8\.0\.mysql_aurora\.3\.(\d{2})\.(\d+)$")
 _WAF_ACL_ARN_RE = re.compile(
     r"^arn:aws[a-z-]*:wafv2:[a-z0-9-]+:\d{12}:regional/webacl/[A-Za-z0-9_-]{1,128}/[0-9a-f-]{36}$"
 )
+# CLOUDFRONT-scope web ACLs (the Express runtime's distribution) are "global" and live in us-east-1.
+_WAF_GLOBAL_ACL_ARN_RE = re.compile(
+    r"^arn:aws[a-z-]*:wafv2:us-east-1:\d{12}:global/webacl/[A-Za-z0-9_-]{1,128}/[0-9a-f-]{36}$"
+)
 _ACM_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
 # Graviton (arm64) families have a "g" after the generation digit: t4g, m7gd, c6gn, x2gd.
 _GRAVITON_FAMILY_RE = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*$")

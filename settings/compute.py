@@ -1,4 +1,5 @@
-"""Compute settings: App Runner sizes, the `ecs` block (Fargate) and the tunnel host."""
+"""Compute settings: App Runner sizes, the `ecs` block (Fargate), the `express` block (ECS Express
+Mode) and the tunnel host."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -8,6 +9,13 @@ from pydantic import Field, field_validator, model_validator
 from settings.common import Problem, _ACM_ARN_RE, _GRAVITON_FAMILY_RE, _INSTANCE_TYPE_RE, _Model, _is_int
 
 
+def task_count(v: Any) -> int:
+    """A number of tasks (ecs.scaling and express.scaling bounds)."""
+    if not _is_int(v) or not 1 <= int(v) <= 100:
+        raise Problem("a whole number of tasks from 1 to 100", "2")
+    return int(v)
+
+
 class EcsScaling(_Model):
     min_containers: int = Field(1, alias="minContainers")
     max_containers: int = Field(2, alias="maxContainers")
@@ -15,12 +23,7 @@ class EcsScaling(_Model):
     cpu_utilization: int = Field(70, alias="cpuUtilization")
     memory_utilization: int = Field(70, alias="memoryUtilization")
 
-    @field_validator("min_containers", "max_containers", mode="before")
-    @classmethod
-    def _count(cls, v: Any) -> int:
-        if not _is_int(v) or not 1 <= int(v) <= 100:
-            raise Problem("a whole number of tasks from 1 to 100", "2")
-        return int(v)
+    _count = field_validator("min_containers", "max_containers", mode="before")(lambda v: task_count(v))
 
     @field_validator("requests_per_container", mode="before")
     @classmethod
@@ -85,14 +88,19 @@ def fargate_memory_choices(cpu_units: int) -> list[int]:
     return [1024 * g for g in range(32, 121, 8)]
 
 
-class EcsSettings(_Model):
+class _FargateTask(_Model):
+    """CPU and memory of a Fargate task, as users write them (`2 vCPU`, `4 GB`)."""
+
     cpu: int = 2048
     memory: int = 4096
-    scaling: EcsScaling = EcsScaling()
-    certificate_arn: Optional[str] = Field(None, alias="certificateArn")
 
     _cpu = field_validator("cpu", mode="before")(lambda v: fargate_cpu_units(v))
     _memory = field_validator("memory", mode="before")(lambda v: fargate_memory_mib(v))
+
+
+class EcsSettings(_FargateTask):
+    scaling: EcsScaling = EcsScaling()
+    certificate_arn: Optional[str] = Field(None, alias="certificateArn")
 
     @field_validator("certificate_arn", mode="before")
     @classmethod
@@ -108,6 +116,89 @@ class EcsSettings(_Model):
         if self.memory not in choices:
             gbs = ", ".join(f"{m / 1024:g} GB" for m in choices)
             raise Problem(f"for {self.cpu / 1024:g} vCPU Fargate accepts memory {gbs}",
+                          "{cpu: 2 vCPU, memory: 4 GB}")
+        return self
+
+
+# ECS Express Mode task sizes (CreateExpressGatewayService: cpu a power of 2 from 256 to 4096
+# units, memory 512 to 8192 MiB), within the Fargate pairs.
+EXPRESS_MAX_CPU_UNITS = 4096
+EXPRESS_MAX_MEMORY_MIB = 8192
+# Express scaling metrics: the names users write -> the API's ExpressGatewayServiceScalingMetric.
+EXPRESS_SCALING_METRICS: dict[str, str] = {
+    "cpu": "AVERAGE_CPU",
+    "memory": "AVERAGE_MEMORY",
+    "requests": "REQUEST_COUNT_PER_TARGET",
+}
+# Partitions where the Express runtime's public entry (CloudFront with a VPC origin and a
+# CLOUDFRONT-scope web ACL in us-east-1) does not exist: AWS GovCloud, the China regions
+# (CloudFront there is a separate service without VPC origins) and the ISO partitions.
+EXPRESS_UNAVAILABLE_REGION_PREFIXES: tuple[str, ...] = ("us-gov-", "cn-", "us-iso", "eu-isoe-")
+
+
+def express_available(region: str) -> bool:
+    """Whether the Express runtime can be deployed in `region`."""
+    return not region.startswith(EXPRESS_UNAVAILABLE_REGION_PREFIXES)
+
+
+class ExpressScaling(_Model):
+    min_containers: int = Field(1, alias="minContainers")
+    max_containers: int = Field(2, alias="maxContainers")
+    metric: str = "cpu"
+    target: int = 70
+
+    _count = field_validator("min_containers", "max_containers", mode="before")(lambda v: task_count(v))
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _metric(cls, v: Any) -> str:
+        if v not in EXPRESS_SCALING_METRICS:
+            raise Problem("cpu, memory or requests", "cpu")
+        return str(v)
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target(cls, v: Any) -> int:
+        if not _is_int(v) or not 1 <= int(v) <= 100000:
+            raise Problem("a whole number: a percentage (cpu, memory) or requests per task per minute",
+                          "70")
+        return int(v)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "ExpressScaling":
+        if self.min_containers > self.max_containers:
+            raise Problem("minContainers <= maxContainers", "{minContainers: 1, maxContainers: 3}")
+        if self.metric in ("cpu", "memory") and not 10 <= self.target <= 95:
+            raise Problem(f"for metric {self.metric} a target utilisation from 10 to 95 percent",
+                          "{metric: cpu, target: 70}")
+        return self
+
+    @property
+    def api_metric(self) -> str:
+        return EXPRESS_SCALING_METRICS[self.metric]
+
+
+class ExpressSettings(_FargateTask):
+    scaling: ExpressScaling = ExpressScaling()
+    certificate_arn: Optional[str] = Field(None, alias="certificateArn")
+
+    @field_validator("certificate_arn", mode="before")
+    @classmethod
+    def _cert(cls, v: Any) -> Optional[str]:
+        # CloudFront takes certificates from us-east-1 only.
+        if v is not None and not (_ACM_ARN_RE.match(str(v)) and str(v).split(":")[3] == "us-east-1"):
+            raise Problem("an ACM certificate ARN in us-east-1 (CloudFront uses certificates from there only)",
+                          "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666")
+        return v
+
+    @model_validator(mode="after")
+    def _size(self) -> "ExpressSettings":
+        if self.cpu > EXPRESS_MAX_CPU_UNITS:
+            raise Problem("Express CPU: 0.25, 0.5, 1, 2 or 4 vCPU", "{cpu: 2 vCPU, memory: 4 GB}")
+        choices = [m for m in fargate_memory_choices(self.cpu) if m <= EXPRESS_MAX_MEMORY_MIB]
+        if self.memory not in choices:
+            gbs = ", ".join(f"{m / 1024:g} GB" for m in choices)
+            raise Problem(f"for {self.cpu / 1024:g} vCPU Express accepts memory {gbs}",
                           "{cpu: 2 vCPU, memory: 4 GB}")
         return self
 
@@ -160,6 +251,15 @@ DESCRIPTIONS: dict[str, str] = {
     "ecs.scaling.requestsPerContainer": "Target requests per task per minute (ALB request count).",
     "ecs.scaling.cpuUtilization": "Target average CPU percent.",
     "ecs.scaling.memoryUtilization": "Target average memory percent.",
+    "express": "Present: run on ECS Express Mode behind CloudFront (HTTPS without a domain) instead of App Runner (docs/compute.md).",
+    "express.cpu": "Express task CPU (`0.25 vCPU` to `4 vCPU`, or CPU units).",
+    "express.memory": "Express task memory (`4 GB` or MiB, at most 8 GB); must pair with `express.cpu`.",
+    "express.certificateArn": "An existing ACM certificate in us-east-1 for the FQDN (instead of one validated in a Route53 zone).",
+    "express.scaling": "Autoscaling of the Express service (one target-tracking metric).",
+    "express.scaling.minContainers": "Minimum tasks.",
+    "express.scaling.maxContainers": "Maximum tasks.",
+    "express.scaling.metric": "`cpu` (average CPU percent), `memory` (average memory percent) or `requests` (requests per task per minute).",
+    "express.scaling.target": "Target value of the metric: a percentage for cpu/memory (10 to 95), a request count for requests.",
     "cronSecret": "Secret for the cron.php HMAC (`pulumi config set --secret`). Unset: generated once and kept in state.",
     "cronMinutes": "Minutes between cron.php calls; 0 = no schedule (lets a 0-ACU database pause).",
     "ec2ServerStack": "Present: a temporary tunnel host reached through SSM port forwarding (docs/tunnel.md).",

@@ -5,7 +5,7 @@ from typing import Any, Optional
 
 from pydantic import Field, field_validator
 
-from settings.common import Problem, _WAF_ACL_ARN_RE, _Model
+from settings.common import Problem, _WAF_ACL_ARN_RE, _WAF_GLOBAL_ACL_ARN_RE, _Model
 
 
 class ExternalResources(_Model):
@@ -14,8 +14,8 @@ class ExternalResources(_Model):
     @field_validator("waf_web_acl", mode="before")
     @classmethod
     def _arn(cls, v: Any) -> Optional[str]:
-        if v is not None and not _WAF_ACL_ARN_RE.match(str(v)):
-            raise Problem("a REGIONAL WAFv2 web ACL ARN",
+        if v is not None and not (_WAF_ACL_ARN_RE.match(str(v)) or _WAF_GLOBAL_ACL_ARN_RE.match(str(v))):
+            raise Problem("a REGIONAL WAFv2 web ACL ARN (a CLOUDFRONT-scope one in us-east-1 for express)",
                           "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/my-acl/"
                           "a1b2c3d4-5678-90ab-cdef-111122223333")
         return v
@@ -25,12 +25,13 @@ class ExternalResources(_Model):
 DESCRIPTIONS: dict[str, str] = {
     "allowedIps": "WAF allow-list: IPv4 and IPv6 CIDRs (a bare address means one host). Empty: everyone.",
     "allowedCountries": "WAF geo allow-list: ISO 3166-1 alpha-2 codes. Empty: every country.",
+    "allowListScope": "`all`: allowedIps and allowedCountries cover every path; `allButSurveys`: REDCap's public survey pages and their static files are reachable from anywhere (docs/waf.md).",
     "email": "Operator address: App Runner notifications; without a Route53 zone also the SES identity and sender address.",
     "senderEmail": "With a Route53 zone: the address REDCap sends as, inside the DKIM-signed FQDN (docs/email.md). Unset: `email` if it lies in the FQDN, else `no-reply@<fqdn>`.",
     "bounceNotificationEmail": "Receives SES bounce and complaint notifications.",
     "emailSubscriptions": "`true`: the stack subscribes `bounceNotificationEmail` and (App Runner) `email` to their SNS topics; confirm each mail within 3 days. `false`: topics only, subscribe by hand (docs/email.md). Stage output `emailSubscriptions` lists them.",
     "externalResources": "Resources managed elsewhere.",
-    "externalResources.wafWebAcl": "Associate this regional WAFv2 web ACL instead of creating one.",
+    "externalResources.wafWebAcl": "Associate this WAFv2 web ACL instead of creating one: REGIONAL scope, or CLOUDFRONT scope (`arn:aws:wafv2:us-east-1:<account>:global/webacl/...`) with `express`.",
     "guardDuty": "Enable a GuardDuty detector (one per account and region).",
     "wafSqliRulesToCount": "Rules of AWSManagedRulesSQLiRuleSet to only count (e.g. `SQLi_BODY`, which REDCap calculated fields trigger).",
 }

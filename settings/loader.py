@@ -16,7 +16,7 @@ from settings.stage import StageSettings
 KNOWN_KEYS: tuple[str, ...] = tuple(
     f.alias or name for name, f in StageSettings.model_fields.items() if name not in ("stack", "region")
 )
-STRUCTURED_KEYS = frozenset({"allowedIps", "allowedCountries", "ecs", "db", "ec2ServerStack",
+STRUCTURED_KEYS = frozenset({"allowedIps", "allowedCountries", "ecs", "express", "db", "ec2ServerStack",
                              "externalResources", "nsDelegation", "wafSqliRulesToCount"})
 SECRET_KEYS = frozenset({"cronSecret"})
 
@@ -35,6 +35,7 @@ def _decode(key: str, raw: str) -> Any:
 _STRUCTURED_EXAMPLES = {
     "db": "pulumi config set --path redcap:db.dbReaders 1",
     "ecs": "pulumi config set --path redcap:ecs.cpu '2 vCPU'",
+    "express": "pulumi config set --path redcap:express.cpu '2 vCPU'",
     "allowedIps": "pulumi config set --path 'redcap:allowedIps[0]' 203.0.113.0/24",
 }
 
@@ -123,6 +124,11 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "zoneDelegated": {"zoneDelegated", "hostInRoute53", "domain"},
     "ecs": {"ecs", "domain", "hostInRoute53"},
     "ecs.certificateArn": {"ecs", "domain"},
+    "ecs/express": {"ecs", "express"},
+    "express": {"express", "domain", "hostInRoute53"},
+    "express.certificateArn": {"express", "domain"},
+    "allowListScope": {"allowListScope", "allowedIps", "allowedCountries"},
+    "externalResources.wafWebAcl": {"externalResources", "express"},
     "email": {"email", "domain", "hostInRoute53"},
     "allowedIps/allowedCountries": {"allowedIps", "allowedCountries", "externalResources"},
     "aws:region": {"ecs"},

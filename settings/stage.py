@@ -11,13 +11,14 @@ from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossPr
                              parse_cidr, parse_country, parse_dns_name, parse_email, parse_log_retention,
                              parse_s3_path, parse_timezone, version_from_zip_name)
 from settings.application import ConfigurationSqlMode, parse_configuration_sql
-from settings.compute import EcsSettings, TunnelSettings
+from settings.compute import EcsSettings, ExpressSettings, TunnelSettings, express_available
 from settings.database import DbSettings
 from settings.dns import NsDelegation
 from settings.edge import ExternalResources
 
 
 RemovalPolicyName = Literal["destroy", "snapshot", "retain"]
+AllowListScope = Literal["all", "allButSurveys"]
 
 
 class StageSettings(_Model):
@@ -30,6 +31,7 @@ class StageSettings(_Model):
     deploy_tag: Optional[str] = Field(None, alias="deployTag")
     allowed_ips: tuple[str, ...] = Field((), alias="allowedIps")
     allowed_countries: tuple[str, ...] = Field((), alias="allowedCountries")
+    allow_list_scope: AllowListScope = Field("all", alias="allowListScope")
     domain: Optional[str] = None
     subdomain: Optional[str] = None
     host_in_route53: bool | str = Field(True, alias="hostInRoute53")
@@ -45,6 +47,7 @@ class StageSettings(_Model):
     app_runner_min_size: int = Field(1, alias="appRunnerMinSize")
     app_runner_max_size: int = Field(2, alias="appRunnerMaxSize")
     ecs: Optional[EcsSettings] = None
+    express: Optional[ExpressSettings] = None
     has_cron_secret: bool = Field(False, alias="cronSecret")
     cron_minutes: int = Field(1, alias="cronMinutes")
     db: DbSettings = DbSettings()
@@ -97,6 +100,14 @@ class StageSettings(_Model):
     @classmethod
     def _countries(cls, v: Any) -> tuple[str, ...]:
         return tuple(parse_country(str(x)) for x in _as_list(v, "[US, CA]"))
+
+    @field_validator("allow_list_scope", mode="before")
+    @classmethod
+    def _scope(cls, v: Any) -> str:
+        if v not in ("all", "allButSurveys"):
+            raise Problem("all (the allow-lists cover every path) or allButSurveys (REDCap's public "
+                          "survey pages are reachable from anywhere)", "allButSurveys")
+        return v
 
     _domain = field_validator("domain", mode="before")(
         lambda v: None if v in (None, "") else parse_dns_name(str(v)))
@@ -275,6 +286,36 @@ class StageSettings(_Model):
             problems.append(("ecs.certificateArn", self.ecs.certificate_arn,
                              Problem("a certificate together with redcap:domain (the name it is for)",
                                      "domain: redcap.example.org")))
+        if self.ecs is not None and self.express is not None:
+            problems.append(("ecs/express", "both set",
+                             Problem("one runtime: an ecs block (ECS Fargate behind your own load balancer) or "
+                                     "an express block (ECS Express Mode behind CloudFront), not both",
+                                     "express: {}")))
+        if self.express is not None and not express_available(self.region):
+            problems.append(("express", f"in region {self.region}",
+                             Problem("a region with CloudFront VPC origins (not AWS GovCloud, China or ISO "
+                                     "regions); use an ecs block there", "aws:region: us-east-1")))
+        if self.express is not None and self.domain and not self.has_zone and self.express.certificate_arn is None:
+            problems.append(("express", "domain without a Route53 zone or express.certificateArn",
+                             Problem("for redcap:domain on Express, hostInRoute53 true or a zone name (the "
+                                     "certificate is validated there), or express.certificateArn (an ACM "
+                                     "certificate in us-east-1)", "hostInRoute53: true")))
+        if self.express is not None and self.express.certificate_arn and not self.domain:
+            problems.append(("express.certificateArn", self.express.certificate_arn,
+                             Problem("a certificate together with redcap:domain (the name it is for)",
+                                     "domain: redcap.example.org")))
+        acl = self.external_resources.waf_web_acl
+        if acl and (":global/webacl/" in acl) != (self.express is not None):
+            problems.append(("externalResources.wafWebAcl", acl,
+                             Problem("with express a CLOUDFRONT-scope ACL (arn:aws:wafv2:us-east-1:<account>:"
+                                     "global/webacl/...), otherwise a REGIONAL one in the stack's region",
+                                     "arn:aws:wafv2:us-east-1:123456789012:global/webacl/site/"
+                                     "a1b2c3d4-5678-90ab-cdef-111122223333")))
+        if self.allow_list_scope == "allButSurveys" and not (self.allowed_ips or self.allowed_countries):
+            problems.append(("allowListScope", self.allow_list_scope,
+                             Problem("allButSurveys together with allowedIps or allowedCountries (without a "
+                                     "list there is nothing to exempt the surveys from)",
+                                     "allowedIps: [203.0.113.0/24]")))
         if not self.has_zone and self.email is None:
             problems.append(("email", None,
                              Problem("an SES identity: redcap:email, or redcap:domain with a Route53 zone",
@@ -387,6 +428,21 @@ class StageSettings(_Model):
     @property
     def uses_ecs(self) -> bool:
         return self.ecs is not None
+
+    @property
+    def uses_express(self) -> bool:
+        return self.express is not None
+
+    @property
+    def runtime(self) -> Literal["apprunner", "ecs", "express"]:
+        """Which compute component runs REDCap."""
+        if self.ecs is not None:
+            return "ecs"
+        return "express" if self.express is not None else "apprunner"
+
+    @property
+    def surveys_exempt_from_allow_lists(self) -> bool:
+        return self.allow_list_scope == "allButSurveys"
 
     def log_retention(self, default_days: int) -> int:
         return self.general_log_retention or default_days

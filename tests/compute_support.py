@@ -1,6 +1,7 @@
 """Stack runs shared by the compute tests (issue 4), evaluated once per test session.
 
-Variants (besides the committed dev stack):
+Variants (besides the committed dev stack itself; "dev" is the committed dev stack on App Runner - the
+file itself runs Express, which tests/test_express.py covers):
 - prod: the committed prod stack once its zone is delegated (`zoneDelegated: true`, phase two:
   certificate, ECS service and site record; the file itself is phase one, docs/domains.md);
 - apprunner-domain: prod's zone (redcap.example.org, a zone of its own: apex alias record) with
@@ -29,12 +30,20 @@ from policy.rules import violations_for
 
 CERTIFICATE_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "dev": ("dev", {}),
+    "dev": ("dev", {"express": None}),
     "prod": ("prod", {"zoneDelegated": True}),
     "apprunner-domain": ("prod", {"ecs": None, "cronMinutes": 5, "zoneDelegated": True}),
     "apprunner-cname": ("dev", {"domain": "redcap.example.org", "hostInRoute53": "example.org",
-                                "ec2ServerStack": {"durationHours": 2.5}, "dbAuth": "password"}),
-    "ecs-local": ("dev", {"ecs": {"cpu": "1 vCPU", "memory": "2 GB", "certificateArn": CERTIFICATE_ARN,
+                                "ec2ServerStack": {"durationHours": 2.5}, "dbAuth": "password", "express": None}),
+    "express": ("dev", {}),
+    "express-zone-tunnel": ("dev", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True,
+                                    "zoneDelegated": True,
+                                    "ec2ServerStack": {"durationHours": 2}, "cronMinutes": 3}),
+    "express-eu-cert": ("prod", {"aws:region": "eu-west-1", "ecs": None, "hostInRoute53": False, "zoneDelegated": None,
+                                 "express": {"cpu": "4 vCPU", "memory": "8 GB", "certificateArn": CERTIFICATE_ARN,
+                                             "scaling": {"minContainers": 2, "maxContainers": 4,
+                                                         "metric": "requests", "target": 250}}}),
+    "ecs-local": ("dev", {"express": None, "ecs": {"cpu": "1 vCPU", "memory": "2 GB", "certificateArn": CERTIFICATE_ARN,
                                   "scaling": {"minContainers": 1, "maxContainers": 3, "requestsPerContainer": 100,
                                               "cpuUtilization": 60, "memoryUtilization": 80}},
                           "domain": "redcap.example.org", "hostInRoute53": False, "port": 9090, "cronMinutes": 2,
@@ -121,7 +130,7 @@ def leaked_secrets(value: Any) -> list[str]:
 # The mocks accept any key and any value: a misspelt nested key (`rollbak`) or a bool where the
 # provider declares a string would pass every other test and fail only against AWS.
 
-COMPUTE_COMPONENTS = ("redcap:image:", "redcap:runtime:", "redcap:apprunner:", "redcap:ecs:", "redcap:cron:",
+COMPUTE_COMPONENTS = ("redcap:image:", "redcap:runtime:", "redcap:apprunner:", "redcap:ecs:", "redcap:express:", "redcap:cron:",
                       "redcap:tunnel:")
 
 

@@ -257,6 +257,11 @@ MOCK_APPRUNNER_VALIDATION_RECORDS = (
     {"name": "_a1.redcap.example.org.", "type": "CNAME", "value": "_v1.acm-validations.aws.", "status": "PENDING"},
     {"name": "_a1.redcap.example.org.", "type": "CNAME", "value": "_v1.acm-validations.aws.", "status": "PENDING"},
 )
+# The Express service's AWS-managed endpoint and its managed (internal) load balancer.
+MOCK_EXPRESS_ENDPOINT = "re-0a1b2c3d4e5f.ecs.{region}.on.aws"
+MOCK_EXPRESS_LOAD_BALANCER = "loadbalancer/app/ecs-express-gateway-alb-0a1b2c3d/50dc6c495c0c9188"
+# CloudFront's alias hosted zone (the same for every distribution).
+CLOUDFRONT_ZONE_ID = "Z2FDTNDATAQYW2"
 COMPUTE_OUTPUTS: dict[str, Callable[[str, dict[str, Any], str], dict[str, Any]]] = {
     "aws:ecr/repository:Repository": lambda name, inputs, region: {
         "arn": _arn("ecr", f"repository/{inputs.get('name', name)}", region), "registryId": ACCOUNT_ID,
@@ -288,6 +293,17 @@ COMPUTE_OUTPUTS: dict[str, Callable[[str, dict[str, Any], str], dict[str, Any]]]
     "aws:ec2/instance:Instance": lambda name, inputs, region: {
         "id": "i-0123456789abcdef0", "arn": _arn("ec2", "instance/i-0123456789abcdef0", region),
         "privateIp": "10.0.2.10"},
+    "aws:ecs/expressGatewayService:ExpressGatewayService": lambda name, inputs, region: {
+        "serviceArn": _arn("ecs", f"service/{inputs.get('cluster', 'default')}/{inputs.get('serviceName', name)}", region),
+        "serviceRevisionArn": _arn("ecs", f"service-revision/{inputs.get('serviceName', name)}/1", region),
+        "ingressPaths": [{"accessType": "PRIVATE", "endpoint": MOCK_EXPRESS_ENDPOINT.format(region=region)}]},
+    "aws:cloudfront/vpcOrigin:VpcOrigin": lambda name, inputs, region: {
+        "id": "vo_0mockvpcorigin", "arn": f"arn:aws:cloudfront::{ACCOUNT_ID}:vpcorigin/vo_0mockvpcorigin"},
+    "aws:cloudfront/function:Function": lambda name, inputs, region: {
+        "arn": f"arn:aws:cloudfront::{ACCOUNT_ID}:function/{inputs.get('name', name)}"},
+    "aws:cloudfront/distribution:Distribution": lambda name, inputs, region: {
+        "id": "E0MOCKDISTRIB", "arn": f"arn:aws:cloudfront::{ACCOUNT_ID}:distribution/E0MOCKDISTRIB",
+        "domainName": "d111111abcdef8.cloudfront.net", "hostedZoneId": CLOUDFRONT_ZONE_ID},
     "docker:index/image:Image": lambda name, inputs, region: {
         "repoDigest": f"{str(inputs.get('imageName', name)).split(':')[0]}@sha256:{'ab' * 32}"},
 }
@@ -357,6 +373,17 @@ class RecordingMocks(pulumi.runtime.Mocks):
             zone = args.args.get("name", "example.org")
             return {"zoneId": "ZEXISTINGZONE", "name": zone, "id": "ZEXISTINGZONE",
                     "nameServers": ["ns-9.awsdns-09.org", "ns-8.awsdns-08.com"]}
+        if token == "aws-native:ecs:getExpressGatewayService":
+            service_arn = args.args.get("serviceArn", "")
+            region = service_arn.split(":")[3] if service_arn.count(":") > 3 else self.region
+            return {"serviceArn": service_arn, "endpoint": MOCK_EXPRESS_ENDPOINT.format(region=region),
+                    "ecsManagedResourceArns": {"ingressPath": {
+                        "loadBalancerArn": _arn("elasticloadbalancing", MOCK_EXPRESS_LOAD_BALANCER, region),
+                        "listenerArn": _arn("elasticloadbalancing", "listener/app/ecs-express-gateway-alb/443", region),
+                        "listenerRuleArn": _arn("elasticloadbalancing", "listener-rule/app/ecs-express-gateway-alb/1", region),
+                        "targetGroupArns": [_arn("elasticloadbalancing", "targetgroup/ecs-express-tg/1", region)],
+                        "loadBalancerSecurityGroups": ["sg-0managedalb"],
+                        "certificateArn": _arn("acm", "certificate/express-managed", region)}}}
         if token == "aws:ec2/getAmi:getAmi":
             return {"id": "ami-0mockal2023", "imageId": "ami-0mockal2023"}
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":

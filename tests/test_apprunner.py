@@ -57,7 +57,7 @@ def test_instance_size_scaling_health_check_and_encryption_come_from_settings():
 
 def test_scaling_settings_reach_the_configuration():
     run = run_program("dev", {"appRunnerConcurrency": 50, "appRunnerMinSize": 2, "appRunnerMaxSize": 5,
-                              "cpu": "1 vCPU", "memory": "2 GB"})
+                              "cpu": "1 vCPU", "memory": "2 GB", "express": None})
     scaling = run.one("aws:apprunner/autoScalingConfigurationVersion:AutoScalingConfigurationVersion")
     assert (scaling.inputs["maxConcurrency"], scaling.inputs["minSize"], scaling.inputs["maxSize"]) == (50, 2, 5)
     assert service(run).inputs["instanceConfiguration"]["cpu"] == "1 vCPU"
@@ -156,7 +156,8 @@ def test_the_site_record_is_an_alias_to_app_runner_owned_by_the_site_record_comp
 
 
 def test_the_association_waits_for_the_stacks_own_delegation():
-    run = run_program("dev", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": "example.org"})
+    run = run_program("dev", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": "example.org",
+                              "express": None})
     delegation = run.named("redcap-delegation")
     assert delegation.urn in run.one(ASSOCIATION).dependencies
 

@@ -52,10 +52,10 @@ PAIRS = [
     ("prod", ("aws:rds/cluster:Cluster", "redcap-cluster"),
      [(LOG_GROUP, f"redcap-log-{kind}") for kind in ("audit", "error", "general", "slowquery")],
      "RDS creates missing export groups itself, unencrypted and without retention"),
-    ("dev", ("aws:apprunner/service:Service", "redcap-service"),
+    ("dev-apprunner", ("aws:apprunner/service:Service", "redcap-service"),
      [(ROLE_POLICY, "redcap-access"), (ROLE_POLICY, "redcap-runtime")],
      "App Runner pulls the image with the access role while creating the service"),
-    ("dev", ("aws:cloudwatch/eventTarget:EventTarget", "redcap-operations-mail"),
+    ("dev-apprunner", ("aws:cloudwatch/eventTarget:EventTarget", "redcap-operations-mail"),
      [(TOPIC_POLICY, "redcap-notifications-policy")], "EventBridge delivers as soon as the target exists"),
     ("dev-tunnel", ("aws:ec2/instance:Instance", "redcap-tunnel-instance"),
      [(ROLE_POLICY, "redcap-tunnel-runtime"), (ROLE_POLICY, "redcap-tunnel-pull"),
@@ -64,7 +64,7 @@ PAIRS = [
 ]
 
 # prod once its zone is delegated: the load balancer, ECS service and cron exist (docs/domains.md).
-OVERRIDES = {"prod": ("prod", {"zoneDelegated": True}), "dev": ("dev", {}),
+OVERRIDES = {"prod": ("prod", {"zoneDelegated": True}), "dev": ("dev", {}), "dev-apprunner": ("dev", {"express": None}),
              "dev-tunnel": ("dev", {"ec2ServerStack": {"durationHours": 4}})}
 
 

@@ -128,7 +128,7 @@ def test_phase_one_ecs_creates_the_zone_exports_name_servers_and_waits_for_nothi
 
 def test_phase_one_app_runner_serves_its_own_url_without_the_custom_domain() -> None:
     run = harness.run_program("dev", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True,
-                                      "zoneDelegated": False, "cronMinutes": 5})
+                                      "zoneDelegated": False, "cronMinutes": 5, "express": None})
     assert not run.types() & (WAITS_FOR_DNS | {CERT, SITE_RECORD})
     assert not [r for r in run.of_type(RECORD) if "domain-validation" in r.name]
     assert run.outputs["siteUrl"] == run.outputs["appRunnerServiceUrl"]
@@ -136,6 +136,21 @@ def test_phase_one_app_runner_serves_its_own_url_without_the_custom_domain() -> 
     assert run.outputs["nameServers"] == sorted(run.one(ZONE).outputs["nameServers"])
     destination = run.one("aws:cloudwatch/eventApiDestination:EventApiDestination")
     assert destination.inputs["invocationEndpoint"].startswith(run.outputs["appRunnerServiceUrl"])
+
+
+def test_phase_one_express_serves_its_distribution_name_without_the_custom_domain() -> None:
+    run = harness.run_program("dev", {"domain": "redcap-dev.example.org", "hostInRoute53": True,
+                                      "zoneDelegated": False})
+    assert not run.types() & (WAITS_FOR_DNS | {CERT, SITE_RECORD})
+    distribution = run.one("aws:cloudfront/distribution:Distribution")
+    assert not distribution.inputs.get("aliases")  # CloudFront's own name and certificate only
+    assert run.outputs["siteUrl"] == run.outputs["cloudFrontUrl"] and "customServiceUrl" not in run.outputs
+    assert run.outputs["nameServers"]
+    delegated = harness.run_program("dev", {"domain": "redcap-dev.example.org", "hostInRoute53": True,
+                                            "zoneDelegated": True})
+    assert delegated.one("aws:cloudfront/distribution:Distribution").inputs["aliases"] == ["redcap-dev.example.org"]
+    assert delegated.named("redcap-site").inputs["aliases"][0]["name"] == delegated.outputs["cloudFrontUrl"].removeprefix(
+        "https://")
 
 
 def test_the_delegation_stack_reads_the_name_servers_phase_one_exports(monkeypatch: pytest.MonkeyPatch) -> None:

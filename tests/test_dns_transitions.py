@@ -25,13 +25,27 @@ import harness
 RECORD = "aws:route53/record:Record"
 SITE_RECORD = "redcap:dns:SiteRecord"
 # Everything a user's request to the site passes through, and the records that prove the name.
-SITE_TYPES = {RECORD, "aws:route53/zone:Zone", "aws:acm/certificate:Certificate",
-              "aws:acm/certificateValidation:CertificateValidation", "aws:apprunner/service:Service",
-              "aws:apprunner/customDomainAssociation:CustomDomainAssociation", "aws:lb/loadBalancer:LoadBalancer",
-              "aws:lb/listener:Listener", "aws:ecs/service:Service"}
+SERVICE, ASSOCIATION = "aws:apprunner/service:Service", "aws:apprunner/customDomainAssociation:CustomDomainAssociation"
+CERT, CERT_VALIDATION = "aws:acm/certificate:Certificate", "aws:acm/certificateValidation:CertificateValidation"
+LB, LISTENER, ECS_SERVICE = "aws:lb/loadBalancer:LoadBalancer", "aws:lb/listener:Listener", "aws:ecs/service:Service"
+EXPRESS_SERVICE, DISTRIBUTION = "aws:ecs/expressGatewayService:ExpressGatewayService", "aws:cloudfront/distribution:Distribution"
+SITE_TYPES = {RECORD, "aws:route53/zone:Zone", CERT, CERT_VALIDATION, SERVICE, ASSOCIATION, LB, LISTENER, ECS_SERVICE,
+              EXPRESS_SERVICE, DISTRIBUTION}
 BEFORE = json.loads((Path(__file__).parent / "fixtures" / "site-record-before.json").read_text())
 DELEGATED = {"zoneDelegated": True}
 APP_RUNNER = {"ecs": None}
+# The runtimes on prod's stack file (ECS), and what of each goes when the stage moves away from it:
+# a certificate for the stack's region serves ECS and Express alike (prod is in us-east-1).
+RUNTIMES = {"app-runner": APP_RUNNER, "ecs": {}, "express": {"ecs": None, "express": {}}}
+GONE = {
+    ("app-runner", "ecs"): {SERVICE, ASSOCIATION, RECORD},
+    ("app-runner", "express"): {SERVICE, ASSOCIATION, RECORD},
+    ("ecs", "app-runner"): {CERT, CERT_VALIDATION, RECORD, LB, LISTENER, ECS_SERVICE},
+    ("ecs", "express"): {LB, LISTENER, ECS_SERVICE},
+    ("express", "app-runner"): {CERT, CERT_VALIDATION, RECORD, EXPRESS_SERVICE, DISTRIBUTION},
+    ("express", "ecs"): {EXPRESS_SERVICE, DISTRIBUTION},
+}
+SWITCHES = sorted(GONE)
 
 
 @dataclass(frozen=True)
@@ -120,9 +134,9 @@ def site(state: State) -> tuple[str, dict[str, Any]]:
 
 # --- runtime switch ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("before, after", [(APP_RUNNER, {}), ({}, APP_RUNNER)], ids=["to-ecs", "to-app-runner"])
-def test_a_runtime_switch_updates_the_one_site_record_in_place(before: dict, after: dict) -> None:
-    moving = transition("prod", {**DELEGATED, **before}, {**DELEGATED, **after})
+@pytest.mark.parametrize("source, target", SWITCHES, ids=[f"{a}-to-{b}" for a, b in SWITCHES])
+def test_a_runtime_switch_updates_the_one_site_record_in_place(source: str, target: str) -> None:
+    moving = transition("prod", {**DELEGATED, **RUNTIMES[source]}, {**DELEGATED, **RUNTIMES[target]})
     old_urn, old = site(moving.before)
     new_urn, new = site(moving.after)
     assert old_urn == new_urn and moving.updates[new_urn] == old_urn
@@ -131,10 +145,7 @@ def test_a_runtime_switch_updates_the_one_site_record_in_place(before: dict, aft
     assert moving.deleted_live_records() == [] and moving.created_over_existing() == []
     # The old runtime goes; nothing that still serves the site does.
     gone = {moving.before.resources[u][0] for u in moving.of_types(moving.deletes, moving.before)}
-    assert gone == ({"aws:apprunner/service:Service", "aws:apprunner/customDomainAssociation:CustomDomainAssociation",
-                     RECORD} if before == APP_RUNNER else
-                    {"aws:acm/certificate:Certificate", "aws:acm/certificateValidation:CertificateValidation",
-                     "aws:lb/loadBalancer:LoadBalancer", "aws:lb/listener:Listener", "aws:ecs/service:Service", RECORD})
+    assert gone == GONE[source, target]
     deleted_records = [moving.before.resources[u][1]["name"] for u in moving.deletes
                        if moving.before.resources[u][0] == RECORD]
     assert "redcap.example.org" not in deleted_records
@@ -151,16 +162,18 @@ def test_phase_one_to_phase_two_only_adds() -> None:
     assert delegated.created_over_existing() == []
 
 
-def test_enabling_a_domain_deletes_nothing_that_serves_the_site() -> None:
-    domain = {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True}
-    first = transition("dev", {}, {**domain, "zoneDelegated": False})
+@pytest.mark.parametrize("runtime, serves", [({"express": None}, {ASSOCIATION}), ({}, {CERT, CERT_VALIDATION})],
+                         ids=["app-runner", "express"])
+def test_enabling_a_domain_deletes_nothing_that_serves_the_site(runtime: dict, serves: set[str]) -> None:
+    domain = {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True, **runtime}
+    first = transition("dev", runtime, {**domain, "zoneDelegated": False})
     assert first.of_types(first.deletes, first.before) == [] and first.replaces == {}
     assert "aws:route53/zone:Zone" in {first.after.resources[u][0] for u in first.creates}
-    assert SITE_RECORD not in {first.after.resources[u][0] for u in first.creates}
+    assert not {SITE_RECORD, *serves} & {first.after.resources[u][0] for u in first.creates}
     second = transition("dev", {**domain, "zoneDelegated": False}, {**domain, "zoneDelegated": True})
-    assert second.deletes == [] and second.replaces == {} and second.created_over_existing() == []
-    assert {SITE_RECORD, "aws:apprunner/customDomainAssociation:CustomDomainAssociation"} <= {
-        second.after.resources[u][0] for u in second.creates}
+    assert second.of_types(second.deletes, second.before) == [] and second.replaces == {}
+    assert second.created_over_existing() == []
+    assert {SITE_RECORD, *serves} <= {second.after.resources[u][0] for u in second.creates}
 
 
 # --- upgrading stacks whose runtime owned the site record -------------------------------------
@@ -168,7 +181,8 @@ def test_enabling_a_domain_deletes_nothing_that_serves_the_site() -> None:
 @pytest.mark.parametrize("stage, overrides, old_type", [
     ("ecs", DELEGATED, "A"),
     ("apprunner-apex", {**DELEGATED, **APP_RUNNER}, "A"),
-    ("apprunner-below-apex", {"domain": "redcap.example.org", "hostInRoute53": "example.org"}, "CNAME"),
+    ("apprunner-below-apex", {"domain": "redcap.example.org", "hostInRoute53": "example.org", "express": None},
+     "CNAME"),
 ])
 def test_upgrading_moves_the_live_site_record_to_site_record_without_deleting_it(
         stage: str, overrides: dict, old_type: str) -> None:

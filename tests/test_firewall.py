@@ -2,6 +2,7 @@
 the generated cron secret and the external-ACL override, under mocks for dev/prod variants."""
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -158,7 +159,8 @@ def test_split_by_family() -> None:
 def test_dev_acl_without_allow_lists(dev_run: harness.StackRun) -> None:
     run = dev_run
     acl = run.one(WEB_ACL)
-    assert acl.inputs["scope"] == "REGIONAL"
+    # dev runs on Express: its ACL protects a CloudFront distribution; dev is in us-east-1 already.
+    assert acl.inputs["scope"] == "CLOUDFRONT" and "region" not in acl.inputs
     assert acl.inputs["defaultAction"] == {"allow": {}}
     assert acl.inputs["customResponseBodies"] == [
         {"key": "response", "contentType": "TEXT_HTML", "content": "<div> Access denied </div>"}]
@@ -183,7 +185,8 @@ def test_prod_geo_rule_and_recorded_bodies_match_pure_functions(prod_run: harnes
 
 
 def test_ipv4_and_ipv6_allow_lists() -> None:
-    run = harness.run_program("dev", {"allowedIps": ["2001:db8::/32", "203.0.113.0/24", "198.51.100.7"]})
+    run = harness.run_program("dev", {"allowedIps": ["2001:db8::/32", "203.0.113.0/24", "198.51.100.7"],
+                                      "express": None})
     sets = {r.inputs["ipAddressVersion"]: r for r in run.of_type(IP_SET)}
     assert set(sets) == {"IPV4", "IPV6"}
     assert sets["IPV4"].inputs["addresses"] == ["198.51.100.7/32", "203.0.113.0/24"]
@@ -201,7 +204,7 @@ def test_only_ipv6_list_gives_one_ipv6_set() -> None:
 
 
 def test_waf_logging_encrypted_and_redacted(dev_run: harness.StackRun) -> None:
-    run = harness.run_program("dev", {"generalLogRetention": None})
+    run = harness.run_program("dev", {"generalLogRetention": None, "express": None})
     group = run.one(LOG_GROUP, "waf")
     assert group.inputs["name"] == "aws-waf-logs-redcap-dev"
     assert group.inputs["retentionInDays"] == 365
@@ -214,6 +217,8 @@ def test_waf_logging_encrypted_and_redacted(dev_run: harness.StackRun) -> None:
                                                {"singleHeader": {"name": "x-redcap-cron-secret"}},
                                                {"queryString": {}}]
     assert dev_run.one(LOG_GROUP, "waf").inputs["retentionInDays"] == 30
+    # A CLOUDFRONT-scope log group names the stage's region too (all such groups live in us-east-1).
+    assert dev_run.one(LOG_GROUP, "waf").inputs["name"] == "aws-waf-logs-redcap-dev-us-east-1"
 
 
 def test_generated_secret_is_stable_and_never_plain(dev_run: harness.StackRun) -> None:
@@ -254,3 +259,31 @@ def test_external_web_acl_replaces_ours() -> None:
         assert run.of_type(type_) == []
     assert not [g for g in run.of_type(LOG_GROUP) if "waf" in g.name]
     assert run.outputs["webAclArn"] == EXTERNAL_ACL
+
+
+# --- CLOUDFRONT scope (the Express runtime) --------------------------------------------------
+
+def test_cloudfront_scope_of_a_stage_elsewhere_lives_in_us_east_1() -> None:
+    run = harness.run_program("prod", {"aws:region": "eu-west-1", "ecs": None, "express": {},
+                                       "allowedIps": ["203.0.113.0/24"]})
+    acl, ip_set, logging = run.one(WEB_ACL), run.one(IP_SET), run.one(LOGGING)
+    group = run.one(LOG_GROUP, "waf")
+    key = run.named("redcap-waf-log-key")
+    assert acl.inputs["scope"] == ip_set.inputs["scope"] == "CLOUDFRONT"
+    for res in (acl, ip_set, logging, group, key):
+        assert res.inputs["region"] == "us-east-1", res.name
+    assert group.inputs["name"] == "aws-waf-logs-redcap-prod-eu-west-1"
+    # A log group takes a KMS key of its own region: the stack key is in eu-west-1.
+    assert group.inputs["kmsKeyId"] == key.outputs["arn"] != run.outputs["kmsKeyArn"]
+    assert key.inputs["enableKeyRotation"] is True
+    policy = json.loads(key.inputs["policy"])
+    logs = next(s for s in policy["Statement"] if s["Sid"] == "CloudWatchLogsOfThisAccount")
+    assert logs["Principal"] == {"Service": "logs.us-east-1.amazonaws.com"}
+    distribution = run.one("aws:cloudfront/distribution:Distribution")
+    assert distribution.inputs["webAclId"] == acl.outputs["arn"] == run.outputs["webAclArn"]
+
+
+def test_regional_scope_stays_in_the_stack_region(prod_run: harness.StackRun) -> None:
+    acl = prod_run.one(WEB_ACL)
+    assert acl.inputs["scope"] == "REGIONAL" and "region" not in acl.inputs
+    assert not [k for k in prod_run.of_type("aws:kms/key:Key") if "waf" in k.name]

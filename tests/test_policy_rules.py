@@ -65,7 +65,7 @@ def arn_of(type_: str, name: str) -> str:
     return f"arn:aws:{service}:eu-west-1:{ACCOUNT}:{name}"
 
 
-def res(type_: str, name: str, **props: Any) -> Resource:
+def res(type_: str, name: str, /, **props: Any) -> Resource:
     """A resource as the mock harness records it: id '<name>_id', outputs echo inputs + arn."""
     outputs = {**props, "arn": arn_of(type_, name)}
     if type_ == "aws:s3/bucket:Bucket":
@@ -157,6 +157,24 @@ def compliant_stack() -> list[Resource]:
             resourceArn=arn_of("aws:lb/loadBalancer:LoadBalancer", "alb"), webAclArn="acl-arn"),
         res("aws:ecr/repository:Repository", "images", imageScanningConfiguration={"scanOnPush": True},
             imageTagMutability="IMMUTABLE"),
+        # The Express runtime: private tasks, its log group, and the distribution (with a web ACL)
+        # whose VPC origin is the service's managed endpoint.
+        res("awsx:ec2:Vpc", "vpc", cidrBlock="10.0.0.0/16",  # outputs echo inputs: the subnets it made
+            publicSubnetIds=["subnet-public-a", "subnet-public-b"],
+            privateSubnetIds=["subnet-private-a", "subnet-private-b"]),
+        res("aws:cloudwatch/logGroup:LogGroup", "express-logs", name="/ecs/redcap-express", kmsKeyId=KEY_ARN,
+            retentionInDays=731.0),
+        res("aws:ecs/expressGatewayService:ExpressGatewayService", "express", serviceName="redcap",
+            networkConfigurations=[{"subnets": ["subnet-private-a", "subnet-private-b"], "securityGroups": ["app-sg_id"]}],
+            primaryContainer={"image": "repo:tag", "awsLogsConfigurations": [
+                {"logGroup": "/ecs/redcap-express", "logStreamPrefix": "redcap"}]},
+            executionRoleArn="exec", infrastructureRoleArn="infra",
+            ingressPaths=[{"accessType": "PRIVATE", "endpoint": "re-1.ecs.eu-west-1.on.aws"}]),
+        res("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "express-infrastructure", role="infra-role_id",
+            policyArn="arn:aws:iam::aws:policy/service-role/AmazonECSInfrastructureRoleforExpressGatewayServices"),
+        res("aws:cloudfront/distribution:Distribution", "express-cdn", webAclId="arn:aws:wafv2:us-east-1:global-acl",
+            origins=[{"originId": "express", "domainName": "re-1.ecs.eu-west-1.on.aws",
+                      "vpcOriginConfig": {"vpcOriginId": "vo_1"}}]),
         res("aws:codebuild/project:Project", "image-build", encryptionKey=KEY_ARN,
             environment={"privilegedMode": True, "computeType": "BUILD_GENERAL1_SMALL",
                          "image": "aws/codebuild/standard:7.0", "type": "LINUX_CONTAINER"},
@@ -345,6 +363,16 @@ VARIANTS: list[tuple[str, str, str, list[Mutation]]] = [
     ("waf-missing-apprunner", "waf-association", "app", [drop("app-waf")]),
     ("waf-missing-alb", "waf-association", "alb", [drop("alb-waf")]),
     ("waf-other-target", "waf-association", "app", [setp("app-waf", resourceArn="arn:aws:apprunner:other")]),
+    ("cloudfront-without-acl", "waf-association", "express-cdn", [setp("express-cdn", webAclId=None)]),
+    ("express-without-distribution", "waf-association", "express", [drop("express-cdn")]),
+    ("express-other-origin", "waf-association", "express",
+     [setp("express-cdn", origins=[{"originId": "x", "domainName": "elsewhere.example.org"}])]),
+    ("express-default-network", "express-tasks-private", "express", [setp("express", networkConfigurations=None)]),
+    ("express-public-subnets", "express-tasks-private", "express",
+     [setp("express", networkConfigurations=[{"subnets": ["subnet-public-a", "subnet-private-b"]}])]),
+    ("express-logs-elsewhere", "express-logs-encrypted", "express",
+     [setp("express", primaryContainer={"image": "repo:tag", "awsLogsConfigurations": [
+         {"logGroup": "/aws/ecs/express-default", "logStreamPrefix": "ecs"}]})]),
 ]
 
 

@@ -125,10 +125,14 @@ def test_configuration_sql_setting_reaches_the_runtimes():
     assert apprunner_env(run_variant("dev"))["REDCAP_CONFIG_SQL_MODE"] == "onInstall"
     assert ecs_env(run_variant("prod"))["REDCAP_CONFIG_SQL_MODE"] == "onInstall"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(VARIANTS, "dev-apply", ("dev", {"configurationSql": "apply"}))
+        mp.setitem(VARIANTS, "dev-apply", ("dev", {"configurationSql": "apply", "express": None}))
+        mp.setitem(VARIANTS, "express-apply", ("dev", {"configurationSql": "apply"}))
         mp.setitem(VARIANTS, "prod-apply", ("prod", {"configurationSql": "apply", "zoneDelegated": True}))
         assert apprunner_env(run_variant_uncached("dev-apply"))["REDCAP_CONFIG_SQL_MODE"] == "apply"
         assert ecs_env(run_variant_uncached("prod-apply"))["REDCAP_CONFIG_SQL_MODE"] == "apply"
+        express = run_variant_uncached("express-apply").one("aws:ecs/expressGatewayService:ExpressGatewayService")
+        assert {e["name"]: e["value"] for e in express.inputs["primaryContainer"]["environments"]}[
+            "REDCAP_CONFIG_SQL_MODE"] == "apply"
 
 
 def test_prod_ecs_environment_has_the_reader_and_the_timezone():
@@ -156,6 +160,7 @@ def test_password_mode_gets_its_own_encrypted_app_user_secret():
     ("dev", "redcap-instance-role", "redcap-runtime"),
     ("prod", "redcap-task-role", "redcap-runtime"),
     ("apprunner-cname", "redcap-tunnel-role", "redcap-tunnel-runtime"),
+    ("express", "redcap-task-role", "redcap-runtime"),
 ])
 def test_every_runtime_role_carries_the_same_contract_policy(variant, role, grant):
     run = run_variant(variant)
@@ -167,11 +172,12 @@ def test_every_runtime_role_carries_the_same_contract_policy(variant, role, gran
     assert not any("s3:" in a for s in statements(document) for a in s["Action"])  # REDCap uses its key pair
 
 
-@pytest.mark.parametrize("variant", ["dev", "prod", "apprunner-cname", "ecs-local"])
+@pytest.mark.parametrize("variant", ["dev", "prod", "apprunner-cname", "ecs-local", "express", "express-zone-tunnel"])
 def test_no_secret_value_in_any_environment_task_definition_or_user_data(variant):
     run = run_variant(variant)
     carriers = (run.of_type("aws:apprunner/service:Service") + run.of_type("aws:ecs/taskDefinition:TaskDefinition")
-                + run.of_type("aws:ec2/instance:Instance"))
+                + run.of_type("aws:ec2/instance:Instance")
+                + run.of_type("aws:ecs/expressGatewayService:ExpressGatewayService"))
     assert carriers
     for res in carriers:
         assert leaked_secrets(res.inputs) == [], res.name
@@ -197,8 +203,8 @@ def test_compute_resource_inputs_are_pulumi_aws_7_arguments_of_the_declared_type
     assert [e for res in resources for e in resource_schema_errors(res)] == []
 
 
-@pytest.mark.parametrize("variant", ["dev", "ecs-local"])
+@pytest.mark.parametrize("variant", ["dev", "ecs-local", "express"])
 def test_provider_function_calls_use_the_declared_argument_types(variant):
     _, calls = run_variant_with_calls(variant)
-    assert any(token == "aws:s3/getObject:getObject" for token, _ in calls) == (variant == "dev")
+    assert any(token == "aws:s3/getObject:getObject" for token, _ in calls) == (variant in ("dev", "express"))
     assert [e for token, args in calls for e in invoke_schema_errors(token, args)] == []

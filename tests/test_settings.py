@@ -365,7 +365,15 @@ def test_tunnel_host():
 def test_external_web_acl_arn():
     arn = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/site/a1b2c3d4-5678-90ab-cdef-111122223333"
     assert load(externalResources={"wafWebAcl": arn}).external_resources.waf_web_acl == arn
-    assert "a REGIONAL WAFv2 web ACL ARN" in problems_of(externalResources={"wafWebAcl": arn.replace("regional", "global")})
+    global_arn = arn.replace("regional", "global")
+    wrong_scope = ("allowed: with express a CLOUDFRONT-scope ACL (arn:aws:wafv2:us-east-1:<account>:global/webacl/...), "
+                   "otherwise a REGIONAL one in the stack's region")
+    assert f"redcap:externalResources.wafWebAcl = '{global_arn}': {wrong_scope}" in problems_of(
+        externalResources={"wafWebAcl": global_arn})
+    assert load(externalResources={"wafWebAcl": global_arn}, express={}).external_resources.waf_web_acl == global_arn
+    assert wrong_scope in problems_of(externalResources={"wafWebAcl": arn}, express={})
+    assert "a REGIONAL WAFv2 web ACL ARN (a CLOUDFRONT-scope one in us-east-1 for express)" in problems_of(
+        externalResources={"wafWebAcl": global_arn.replace("us-east-1", "eu-west-1")}, express={})
     text = problems_of(externalResources={"wafWebAcl": arn}, allowedIps=["203.0.113.0/24"])
     assert "no allow-lists when an external web ACL is used" in text
 
@@ -462,3 +470,95 @@ def test_stack_name_fits_aws_resource_names(stack, ok):
         with pytest.raises(SettingsError) as err:
             load_settings(raw, stack=stack, region="us-east-1")
         assert f"stack name = '{stack}': allowed: letters, digits, - and _" in str(err.value)
+
+
+# --- Express (ECS Express Mode) and surveys-only allow-lists -----------------------------------
+
+US_EAST_CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+
+
+def test_express_defaults_and_valid_values():
+    s = load(express={})
+    assert s.runtime == "express" and s.uses_express and not s.uses_ecs
+    assert (s.express.cpu, s.express.memory) == (2048, 4096)
+    scaling = s.express.scaling
+    assert (scaling.min_containers, scaling.max_containers, scaling.metric, scaling.target) == (1, 2, "cpu", 70)
+    assert scaling.api_metric == "AVERAGE_CPU"
+    s = load(express={"cpu": "4 vCPU", "memory": "8 GB",
+                      "scaling": {"minContainers": 2, "maxContainers": 5, "metric": "requests", "target": 300}})
+    assert (s.express.cpu, s.express.memory, s.express.scaling.api_metric, s.express.scaling.target) == (
+        4096, 8192, "REQUEST_COUNT_PER_TARGET", 300)
+    assert load(express={"scaling": {"metric": "memory", "target": 80}}).express.scaling.api_metric == "AVERAGE_MEMORY"
+    assert load().runtime == "apprunner" and load(**ZONE, ecs={}).runtime == "ecs"
+
+
+@pytest.mark.parametrize("express, message", [
+    ({"cpu": "8 vCPU", "memory": "16 GB"},
+     "redcap:express = {\"cpu\": \"8 vCPU\", \"memory\": \"16 GB\"}: allowed: Express CPU: 0.25, 0.5, 1, 2 or 4 vCPU; "
+     "example: {cpu: 2 vCPU, memory: 4 GB}"),
+    ({"cpu": "4 vCPU", "memory": "16 GB"},
+     "allowed: for 4 vCPU Express accepts memory 8 GB; example: {cpu: 2 vCPU, memory: 4 GB}"),
+    ({"cpu": "3 vCPU"}, "redcap:express.cpu = '3 vCPU': allowed: Fargate CPU: 0.25, 0.5, 1, 2, 4, 8 or 16 vCPU"),
+    ({"scaling": {"metric": "latency"}},
+     "redcap:express.scaling.metric = 'latency': allowed: cpu, memory or requests; example: cpu"),
+    ({"scaling": {"target": 99}},
+     "allowed: for metric cpu a target utilisation from 10 to 95 percent; example: {metric: cpu, target: 70}"),
+    ({"scaling": {"target": 0, "metric": "requests"}},
+     "redcap:express.scaling.target = 0: allowed: a whole number: a percentage (cpu, memory) or requests per task "
+     "per minute; example: 70"),
+    ({"scaling": {"minContainers": 3, "maxContainers": 2}}, "allowed: minContainers <= maxContainers"),
+    ({"scaling": {"maxContainers": 101}},
+     "redcap:express.scaling.maxContainers = 101: allowed: a whole number of tasks from 1 to 100; example: 2"),
+    ({"certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"},
+     "allowed: an ACM certificate ARN in us-east-1 (CloudFront uses certificates from there only)"),
+    ({"instances": 2}, "redcap:express.instances = 2: unknown key; allowed: certificateArn, cpu, memory, scaling"),
+])
+def test_express_invalid_values(express, message):
+    assert message in problems_of(**ZONE, express=express)
+
+
+def test_express_and_ecs_are_mutually_exclusive():
+    text = problems_of(**ZONE, ecs={}, express={})
+    assert ("redcap:ecs/express = 'both set': allowed: one runtime: an ecs block (ECS Fargate behind your own "
+            "load balancer) or an express block (ECS Express Mode behind CloudFront), not both; "
+            "example: express: {}") in text
+
+
+def test_express_needs_no_domain_but_a_domain_needs_a_certificate():
+    assert load(express={}).domain is None  # the CloudFront URL serves HTTPS
+    assert load(**ZONE, express={}).has_zone
+    assert load(domain="example.org", hostInRoute53="example.org", express={}).has_zone
+    text = problems_of(domain="example.org", hostInRoute53=False, express={})
+    assert ("redcap:express = 'domain without a Route53 zone or express.certificateArn': allowed: for "
+            "redcap:domain on Express, hostInRoute53 true or a zone name (the certificate is validated there), "
+            "or express.certificateArn (an ACM certificate in us-east-1); example: hostInRoute53: true") in text
+    s = load(domain="example.org", hostInRoute53=False, express={"certificateArn": US_EAST_CERT})
+    assert s.express.certificate_arn == US_EAST_CERT
+    assert ("redcap:express.certificateArn = '" + US_EAST_CERT + "': allowed: a certificate together with "
+            "redcap:domain (the name it is for)") in problems_of(express={"certificateArn": US_EAST_CERT})
+
+
+@pytest.mark.parametrize("region, ok", [("us-east-1", True), ("eu-central-1", True), ("ap-southeast-2", True),
+                                        ("us-gov-west-1", False), ("cn-north-1", False)])
+def test_express_regions(region, ok):
+    raw = {f"redcap:{k}": v for k, v in BASE.items()} | {"redcap:express": "{}"}
+    if ok:
+        assert load_settings(raw, stack="test", region=region).uses_express
+    else:
+        with pytest.raises(SettingsError) as err:
+            load_settings(raw, stack="test", region=region)
+        assert (f"redcap:express = 'in region {region}': allowed: a region with CloudFront VPC origins (not AWS "
+                "GovCloud, China or ISO regions); use an ecs block there; example: aws:region: us-east-1") in str(err.value)
+
+
+def test_allow_list_scope():
+    assert load().allow_list_scope == "all" and not load().surveys_exempt_from_allow_lists
+    s = load(allowedIps=["203.0.113.0/24"], allowListScope="allButSurveys")
+    assert s.surveys_exempt_from_allow_lists
+    assert load(allowedCountries=["US"], allowListScope="allButSurveys").surveys_exempt_from_allow_lists
+    assert ("redcap:allowListScope = 'staff': allowed: all (the allow-lists cover every path) or allButSurveys "
+            "(REDCap's public survey pages are reachable from anywhere); example: allButSurveys") in problems_of(
+        allowedIps=["203.0.113.0/24"], allowListScope="staff")
+    assert ("redcap:allowListScope = 'allButSurveys': allowed: allButSurveys together with allowedIps or "
+            "allowedCountries (without a list there is nothing to exempt the surveys from); "
+            "example: allowedIps: [203.0.113.0/24]") in problems_of(allowListScope="allButSurveys")

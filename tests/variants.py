@@ -14,21 +14,39 @@ PROD_DB_NO_BACKTRACK = {"engineVersion": "8.0.mysql_aurora.3.10.3", "dbReaders":
 DEV_DB_NO_BACKTRACK = {"engineVersion": "8.0.mysql_aurora.3.10.3", "dbReaders": 0, "maxAllowedPacket": 1073741824,
                        "backupRetentionDays": 7, "scaling": {"minCapacityAcu": 0, "maxCapacityAcu": 2}}
 EXTERNAL_ACL = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/site/a1b2c3d4-5678-90ab-cdef-111122223333"
+EXTERNAL_CLOUDFRONT_ACL = "arn:aws:wafv2:us-east-1:123456789012:global/webacl/site/a1b2c3d4-5678-90ab-cdef-111122223333"
+ALLOW_LISTS = {"allowedIps": ["203.0.113.0/24", "2001:db8::/32"], "allowedCountries": ["US", "CA"]}
 
 # Stack files whose zone this stack creates carry zoneDelegated; the other domain modes take none.
 NO_NEW_ZONE = {"zoneDelegated": None}
 
+# dev runs on Express (its stack file's express block); `"express": None` gives App Runner.
 VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("dev", "dev", {}),
     # prod as committed: phase one of a new zone (zone and nameServers only, no ECS service yet).
     ("prod", "prod", {}),
     ("prod-delegated", "prod", {"zoneDelegated": True}),
     ("dev-apprunner-new-zone", "dev", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True,
-                                       "zoneDelegated": False}),
+                                       "zoneDelegated": False, "express": None}),
     ("dev-apprunner-domain", "dev", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True,
-                                     "zoneDelegated": True, "cronMinutes": 5}),
+                                     "zoneDelegated": True, "cronMinutes": 5, "express": None}),
     ("dev-ecs-zone", "dev", {"domain": "redcap-dev.example.org", "hostInRoute53": True, "zoneDelegated": True,
-                             "ecs": {}}),
+                             "ecs": {}, "express": None}),
+    ("dev-express-new-zone", "dev", {"domain": "redcap-dev.example.org", "hostInRoute53": True, "zoneDelegated": False}),
+    ("dev-express-zone", "dev", {"domain": "redcap-dev.example.org", "hostInRoute53": True, "zoneDelegated": True,
+                                 "cronMinutes": 5}),
+    ("dev-express-existing-zone", "dev", {"domain": "redcap.example.org", "hostInRoute53": "example.org"}),
+    ("dev-express-child-zone", "dev", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": "example.org"}),
+    ("dev-express-no-route53-cert", "dev", {"domain": "redcap.example.org", "hostInRoute53": False,
+                                            "express": {"certificateArn": CERT}}),
+    ("dev-express-surveys-only", "dev", {**ALLOW_LISTS, "allowListScope": "allButSurveys", "cronMinutes": 1}),
+    ("dev-express-external-acl", "dev", {"externalResources": {"wafWebAcl": EXTERNAL_CLOUDFRONT_ACL}}),
+    ("prod-express-eu", "prod", {"aws:region": "eu-west-1", "ecs": None, "zoneDelegated": True, "express": {
+        "cpu": "2 vCPU", "memory": "4 GB", "scaling": {"minContainers": 2, "maxContainers": 6, "metric": "requests",
+                                                       "target": 200}}}),
+    ("prod-ecs-surveys-only", "prod", {"allowedIps": ["198.51.100.0/24"], "allowListScope": "allButSurveys",
+                                       "zoneDelegated": True}),
+    ("dev-apprunner-surveys-only", "dev", {**ALLOW_LISTS, "allowListScope": "allButSurveys", "express": None}),
     ("prod-existing-zone", "prod", {"domain": "example.org", "subdomain": None, "hostInRoute53": "example.org",
                                     **NO_NEW_ZONE}),
     ("prod-child-zone", "prod", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": "example.org",
@@ -39,11 +57,13 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("dev-tunnel", "dev", {"ec2ServerStack": {"durationHours": 4}}),
     ("dev-password-auth-allowlists", "dev", {"dbAuth": "password", "allowedIps": ["203.0.113.0/24", "2001:db8::/32"],
                                              "allowedCountries": ["US", "CA"], "wafSqliRulesToCount": ["SQLi_BODY"]}),
-    ("dev-external-acl-guardduty", "dev", {"externalResources": {"wafWebAcl": EXTERNAL_ACL}, "guardDuty": True}),
+    ("dev-external-acl-guardduty", "dev", {"externalResources": {"wafWebAcl": EXTERNAL_ACL}, "guardDuty": True,
+                                           "express": None}),
     # Regions without Aurora backtrack and without App Runner (ECS there): one opened after
     # August 2022 (ALB logs by the log-delivery principal), one older (a regional ELB account).
     ("prod-eu-south-2", "prod", {"aws:region": "eu-south-2", "db": PROD_DB_NO_BACKTRACK, "zoneDelegated": True}),
-    ("dev-ecs-sa-east-1", "dev", {"aws:region": "sa-east-1", "db": DEV_DB_NO_BACKTRACK, "ecs": {"certificateArn": CERT_SA_EAST_1},
+    ("dev-ecs-sa-east-1", "dev", {"aws:region": "sa-east-1", "db": DEV_DB_NO_BACKTRACK, "express": None,
+                                  "ecs": {"certificateArn": CERT_SA_EAST_1},
                                   "domain": "redcap-dev.example.org", "hostInRoute53": False}),
     ("delegation", "dev", {"nsDelegation": {"domain": "example.org", "records": [
         {"name": "redcap", "fromStack": "acme/redcap/prod"},
