@@ -105,6 +105,7 @@ def application_stack() -> None:
         zone_id=domain.zone_id if domain is not None else None,
         email=config.email,
         bounce_notification_email=config.bounce_notification_email,
+        existing_identity=config.external_resources.ses_identity,
         sender=config.sender_email,
         subscribe_emails=config.email_subscriptions,
     ))

@@ -23,6 +23,7 @@ import pulumi_aws as aws
 from components import policies
 from components.context import AwsContext
 from components.dns import AliasTarget
+from components.naming import stage_name
 from components.notifications import EmailSubscription, email_subscription
 from components.runtime import RuntimeContract
 from settings import regions
@@ -68,9 +69,8 @@ class AppRunnerArgs:
 
 
 def short_name(stack: str, limit: int) -> str:
-    """`redcap-<stack>` within an App Runner name limit (letters, digits, - and _)."""
-    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in f"redcap-{stack}")
-    return cleaned[:limit].rstrip("-_")
+    """`redcap-<stack>` within an App Runner name limit (letters, digits, - and _), unique per stack."""
+    return stage_name(stack, limit, allowed=r"A-Za-z0-9_-")
 
 
 def access_policy(repository_arn: str) -> str:

@@ -27,6 +27,7 @@ import pulumi_aws as aws
 from components import policies
 from components.context import AwsContext
 from components.dns import AliasTarget
+from components.naming import stage_name
 from components.runtime import RuntimeContract
 
 CONTAINER_NAME = "redcap"
@@ -67,8 +68,8 @@ class FargateArgs:
 
 
 def resource_name(stack: str, limit: int) -> str:
-    cleaned = "".join(c if c.isalnum() else "-" for c in f"redcap-{stack}".lower())
-    return cleaned[:limit].strip("-")
+    """`redcap-<stack>`, lower case, letters, digits and hyphens, unique per stack within `limit`."""
+    return stage_name(stack, limit, lower=True)
 
 
 def container_definitions(*, image: str, port: int, environment: list[dict[str, str]], log_group: str,

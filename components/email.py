@@ -11,13 +11,16 @@ bounce/complaint notifications.
   in the domain, else `no-reply@<fqdn>`; `email` stays the notification address and needs no SES
   identity then. Without a zone the sender is `email`, an address identity of its own: its owner
   confirms the verification mail once.
+  That address is the same in every stage, so its identity is shared on purpose: kept on
+  destroy, without a stage's configuration set, and a further stage names it in
+  `externalResources.sesIdentity` instead of creating it (docs/email.md).
 - SMTP credentials without the original's Lambda: an IAM user allowed only ses:SendEmail /
   ses:SendRawEmail from our identities, an access key, and the key's `ses_smtp_password_v4`,
   stored as {"username", "password"} in a secret encrypted with the stack key.
 - `bounce_notification_email`: a configuration set whose BOUNCE and COMPLAINT events go to an
   encrypted SNS topic, with an e-mail subscription when `subscribe_emails`
-  (components/notifications.py says why a stage may leave that to the operator); every identity
-  uses the configuration set by default.
+  (components/notifications.py says why a stage may leave that to the operator); the domain
+  identity uses the configuration set by default (an address identity never: it is shared).
 
 A new SES account is in the sandbox (only verified recipients): docs/email.md explains the exit.
 """
@@ -34,6 +37,7 @@ from components import policies
 from components.context import AwsContext
 from components.notifications import EmailSubscription, email_subscription
 from components.secrets import encrypted_secret
+from settings import covers
 
 DKIM_TOKENS = 3  # Easy DKIM always issues three tokens
 DNS_TTL = 1800
@@ -134,6 +138,13 @@ class EmailArgs:
     sender: Optional[str] = None
     # redcap:emailSubscriptions: subscribe bounce_notification_email to the bounce topic.
     subscribe_emails: bool = True
+    # An SES identity that exists already (another stage's, or made by hand) and covers the sender:
+    # sent with, never created or changed here.
+    existing_identity: Optional[str] = None
+
+
+def identity_arn(partition: str, region: str, account_id: str, identity: str) -> str:
+    return f"arn:{partition}:ses:{region}:{account_id}:identity/{identity}"
 
 
 class Email(pulumi.ComponentResource):
@@ -167,11 +178,21 @@ class Email(pulumi.ComponentResource):
         identities: list[aws.sesv2.EmailIdentity] = []
         if args.domain is not None and args.zone_id is not None:
             identities.append(self._domain_identity(name, args.domain, args.zone_id, set_name, ctx, child))
+        arns: list[pulumi.Output[str]] = [i.arn for i in identities]
         if address_identity_needed(self.sender_address, args.domain):
-            identities.append(aws.sesv2.EmailIdentity(
-                f"{name}-address", email_identity=self.sender_address, configuration_set_name=set_name, opts=child))
-        self.identity_arn = identities[0].arn
-        self.identity_arns = pulumi.Output.all(*[i.arn for i in identities]).apply(sorted)
+            if args.existing_identity and covers(args.existing_identity, self.sender_address):
+                arns.append(pulumi.Output.all(ctx.partition, ctx.account_id).apply(
+                    lambda a: identity_arn(a[0], ctx.region, a[1], str(args.existing_identity))))
+            else:
+                # An address cannot carry the stage, so other stages may send with this identity
+                # (docs/email.md): a destroy never deletes it, and it holds no configuration set of
+                # this stage (SES rejects every message of an identity whose default set is gone).
+                address = aws.sesv2.EmailIdentity(
+                    f"{name}-address", email_identity=self.sender_address,
+                    opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
+                arns.append(address.arn)
+        self.identity_arn = arns[0]
+        self.identity_arns = pulumi.Output.all(*arns).apply(sorted)
 
         self.smtp_credentials_secret_arn = self._smtp_user(name, args, configuration_set_arn, child)
         self.register_outputs({

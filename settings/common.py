@@ -134,6 +134,15 @@ def parse_email(value: str) -> str:
     return value
 
 
+def covers(identity: str, address: str) -> bool:
+    """True when an SES identity (an address, or a domain) lets SES send as `address`."""
+    identity, address = identity.lower(), address.lower()
+    if "@" in identity:
+        return identity == address
+    host = address.rpartition("@")[2]
+    return host == identity or host.endswith("." + identity)
+
+
 def parse_maintenance_window(value: str) -> str:
     """`ddd:HH:mm-ddd:HH:mm` in UTC, at least 30 minutes long (AWS rejects shorter ones)."""
     allowed = "ddd:HH:mm-ddd:HH:mm (UTC, days Mon..Sun) lasting 30 minutes to 24 hours"

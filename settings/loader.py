@@ -134,6 +134,8 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "aws:region": {"ecs"},
     "senderEmail": {"senderEmail", "domain", "subdomain", "hostInRoute53"},
     "db.backtrackHours": {"db"},
+    "bounceNotificationEmail": {"bounceNotificationEmail", "domain", "hostInRoute53"},
+    "externalResources.sesIdentity": {"externalResources", "email", "domain", "hostInRoute53"},
 }
 
 

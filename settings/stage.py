@@ -6,7 +6,7 @@ from typing import Any, Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from settings import paths, regions
-from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossProblems, _DOCKER_TAG_RE,
+from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossProblems, _DOCKER_TAG_RE, covers,
                              _LABELS_RE, _LOCAL_VERSION_RE, _Model, _as_list, _is_int, _normalise_size, parse_bool,
                              parse_cidr, parse_country, parse_dns_name, parse_email, parse_log_retention,
                              parse_s3_path, parse_timezone, version_from_zip_name)
@@ -322,6 +322,7 @@ class StageSettings(_Model):
                                      "email: redcap-admin@example.org")))
         problems.extend(self._region_problems())
         problems.extend(self._sender_problems())
+        problems.extend(self._shared_identity_problems())
         if self.external_resources.waf_web_acl and (self.allowed_ips or self.allowed_countries):
             problems.append(("allowedIps/allowedCountries", "set with externalResources.wafWebAcl",
                              Problem("no allow-lists when an external web ACL is used (they would be "
@@ -348,6 +349,27 @@ class StageSettings(_Model):
                 "stack itself, and false has no zone",
                 "pulumi config rm redcap:zoneDelegated"))]
         return []
+
+    def _shared_identity_problems(self) -> list[tuple[str, Any, Problem]]:
+        """The address identity is shared by the stages (docs/email.md): it carries no configuration
+        set, and a stage that names it must send as an address it covers."""
+        problems = []
+        if self.bounce_notification_email and not self.has_zone:
+            problems.append(("bounceNotificationEmail", self.bounce_notification_email,
+                             Problem("bounce and complaint events of the stage's own domain identity, so "
+                                     "redcap:domain with a Route53 zone (an address identity is shared by the "
+                                     "stages and carries no configuration set; SES returns its bounces to "
+                                     "redcap:email itself)", "domain: redcap.example.org, hostInRoute53: true")))
+        shared = self.external_resources.ses_identity
+        if shared and self.has_zone:
+            problems.append(("externalResources.sesIdentity", shared,
+                             Problem("only without a Route53 zone: with one, the stage sends from its own "
+                                     "domain identity", "hostInRoute53: false")))
+        elif shared and not (self.email and covers(shared, self.email)):
+            problems.append(("externalResources.sesIdentity", shared,
+                             Problem(f"an identity that covers redcap:email ({self.email or 'not set'}): that "
+                                     "address or its domain", "sesIdentity: redcap-admin@example.org")))
+        return problems
 
     def _sender_problems(self) -> list[tuple[str, Any, Problem]]:
         """senderEmail must lie in the DKIM-signed domain (the FQDN's SES identity), or DMARC fails."""

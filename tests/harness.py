@@ -131,7 +131,10 @@ class Recorded:
     remote: bool = False
     provider: str = ""
     transforms: int = 0  # how many transforms the resource carries (the mock monitor does not run them)
-    aliases: list[str] = field(default_factory=list)  # former URNs (`aliases` option), resolved
+    # ResourceOptions.aliases: URNs, or specs {name, type, stack, project, parent, noParent} ("" = own)
+    aliases: list[Any] = field(default_factory=list)
+    replace_on_changes: list[str] = field(default_factory=list)
+    deleted_with: str = ""
 
 
 @dataclass
@@ -442,24 +445,21 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             remote=request.remote,
             provider=request.provider,
             transforms=len(request.transforms),
-            aliases=[resolve_alias(a, request, response.urn) for a in request.aliases],
+            aliases=[_alias(a) for a in request.aliases] + list(request.aliasURNs),
+            replace_on_changes=list(request.replaceOnChanges),
+            deleted_with=request.deletedWith,
         ))
         return response
 
 
-def resolve_alias(alias: Any, request: Any, urn: str) -> str:
-    """The full URN an alias spec names; unset parts are the resource's own. A URN is
-    `urn:pulumi:<stack>::<project>::<parent types joined by $>$<type>::<name>`; the stack
-    resource is never part of the type chain."""
+def _alias(alias: Any) -> str | dict[str, Any]:
+    """An alias as the program gave it: a URN, or a spec whose missing parts are the resource's own
+    (resolved by tests/transitions.py, which knows the engine's URN scheme)."""
     if alias.urn:
         return alias.urn
     spec = alias.spec
-    stack, project = urn.removeprefix("urn:pulumi:").split("::")[:2]
-    parent = "" if spec.noParent else (spec.parentUrn or request.parent)
-    parent_type = parent.split("::")[2] if parent.count("::") >= 3 else ""
-    chain = "" if not parent_type or parent_type == "pulumi:pulumi:Stack" else parent_type + "$"
-    return (f"urn:pulumi:{spec.stack or stack}::{spec.project or project}::"
-            f"{chain}{spec.type or request.type}::{spec.name or request.name}")
+    return {"name": spec.name, "type": spec.type, "stack": spec.stack, "project": spec.project,
+            "parent": spec.parentUrn, "noParent": spec.noParent}
 
 
 def _plain(value: Any) -> Any:
@@ -518,8 +518,11 @@ def is_secret_input(value: Any) -> bool:
 
 def run_program(stack: str, overrides: Optional[dict[str, Any]] = None, *,
                 root: Path = ROOT,
-                call_overrides: Optional[dict[str, Callable[[dict], dict]]] = None) -> StackRun:
-    """Evaluate `__main__.py` for `stack` and return every registration and the stack outputs."""
+                call_overrides: Optional[dict[str, Callable[[dict], dict]]] = None,
+                stack_name: Optional[str] = None) -> StackRun:
+    """Evaluate `__main__.py` with the config of `Pulumi.<stack>.yaml` (+ overrides) and return every
+    registration and the stack outputs. `stack_name` runs it as another stack (the program's
+    per-stage names and URNs follow it), as a copy of the stack file would be."""
     config, secret_keys = load_stack_config(stack, overrides, root)
     region = config.get("aws:region", "us-east-1")
     mocks = RecordingMocks(region, call_overrides)
@@ -527,7 +530,7 @@ def run_program(stack: str, overrides: Optional[dict[str, Any]] = None, *,
 
     pulumi_settings.set_root_resource(None)
     pulumi.runtime.set_all_config(config, secret_keys)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack_name or stack, preview=False, monitor=monitor)
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
 
@@ -554,22 +557,23 @@ def run_program(stack: str, overrides: Optional[dict[str, Any]] = None, *,
         return asyncio.ensure_future(collect())
 
     resolve()
-    return StackRun(stack=stack, resources=list(monitor.recorded), outputs=outputs,
+    return StackRun(stack=stack_name or stack, resources=list(monitor.recorded), outputs=outputs,
                     secret_outputs=secret_outputs, config=config, reads=list(monitor.reads))
 
 
 _RUN_CACHE: dict[str, StackRun] = {}
 
 
-def cached_run(stack: str, overrides: Optional[dict[str, Any]] = None) -> StackRun:
-    """run_program, evaluated once per (stack, overrides) in this test session.
+def cached_run(stack: str, overrides: Optional[dict[str, Any]] = None, *,
+               stack_name: Optional[str] = None) -> StackRun:
+    """run_program, evaluated once per (stack, overrides, stack_name) in this test session.
 
     For tests that only read the result. Tests that change the environment (monkeypatch) or that
     need a fresh evaluation (determinism) call run_program.
     """
-    key = json.dumps([stack, overrides or {}], sort_keys=True, default=repr)
+    key = json.dumps([stack, overrides or {}, stack_name or stack], sort_keys=True, default=repr)
     if key not in _RUN_CACHE:
-        _RUN_CACHE[key] = run_program(stack, overrides)
+        _RUN_CACHE[key] = run_program(stack, overrides, stack_name=stack_name)
     return _RUN_CACHE[key]
 
 

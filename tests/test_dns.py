@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import harness
+import transitions
 from components import dns
 from settings import SettingsError, load_settings
 from variants import IDS, VARIANTS
@@ -236,12 +237,14 @@ def test_zone_name_with_subdomain_creates_delegated_child_and_validates_after_th
 
 
 def test_no_route53() -> None:
-    run, lookups = run_with_zone_lookups("prod", {"hostInRoute53": False, **NO_NEW_ZONE, **NO_ECS})
+    run, lookups = run_with_zone_lookups("prod", {"hostInRoute53": False, "bounceNotificationEmail": None,
+                                                  **NO_NEW_ZONE, **NO_ECS})
     assert run.of_type(ZONE) == [] and run.of_type(RECORD) == [] and run.of_type(CERT) == []
     assert lookups == []
     assert "nameServers" not in run.outputs
     assert run.outputs["domainName"] == "redcap.example.org"
-    ecs = harness.run_program("prod", {"hostInRoute53": False, "ecs": {"certificateArn": CERT_ARN}, **NO_NEW_ZONE})
+    ecs = harness.run_program("prod", {"hostInRoute53": False, "ecs": {"certificateArn": CERT_ARN},
+                                       "bounceNotificationEmail": None, **NO_NEW_ZONE})
     assert ecs.of_type("aws:ecs/service:Service") and not ecs.of_type(SITE_RECORD)  # DNS by hand
 
 
@@ -278,15 +281,17 @@ def test_a_certificate_in_another_region_is_managed_there(tmp_path) -> None:
 # --- one owner of the site record; overwriting only what ACM re-asks for -----------------------
 
 def test_the_site_record_has_one_urn_and_answers_to_its_former_ones() -> None:
-    run = harness.run_program("prod", DELEGATED)
-    site = run.named("redcap-site")
-    assert site.urn == "urn:pulumi:prod::redcap::redcap:dns:SiteRecord$aws:route53/record:Record::redcap-site"
-    assert site.aliases == [
+    def site(overrides: dict[str, Any]) -> harness.Recorded:
+        return transitions.engine_view(harness.cached_run("prod", overrides)).named("redcap-site", RECORD)
+
+    ecs = site(DELEGATED)
+    assert ecs.urn == "urn:pulumi:prod::redcap::redcap:dns:SiteRecord$aws:route53/record:Record::redcap-site"
+    assert ecs.aliases == [
         "urn:pulumi:prod::redcap::redcap:apprunner:AppRunnerService$aws:route53/record:Record::redcap-site",
         "urn:pulumi:prod::redcap::redcap:ecs:FargateService$aws:route53/record:Record::redcap-site",
     ]
-    app_runner = harness.run_program("prod", {**DELEGATED, **NO_ECS}).named("redcap-site")
-    assert (app_runner.urn, app_runner.aliases) == (site.urn, site.aliases)
+    for other in ({**DELEGATED, **NO_ECS}, {**DELEGATED, **NO_ECS, "express": {}}):
+        assert (site(other).urn, site(other).aliases) == (ecs.urn, ecs.aliases)
 
 
 @pytest.mark.parametrize("variant_id, stack, overrides", VARIANTS, ids=IDS)

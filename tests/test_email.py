@@ -75,7 +75,8 @@ def test_credentials_json_contract() -> None:
 def test_without_zone_an_address_identity(dev_run: harness.StackRun) -> None:
     run = dev_run
     identity = run.one(IDENTITY)
-    assert identity.inputs == {"emailIdentity": "redcap-admin@example.org"}
+    # Shared with the other stages of the account (docs/email.md): no configuration set, kept on destroy.
+    assert identity.inputs == {"emailIdentity": "redcap-admin@example.org"} and identity.retain_on_delete is True
     assert run.of_type(MAIL_FROM) == [] and run.of_type(RECORD) == []
     assert run.of_type(CONFIG_SET) == [] and bounce_topics(run) == []
     assert smtp_policy(run)["Statement"][0]["Resource"] == [identity.outputs["arn"]]
@@ -113,9 +114,9 @@ def test_bounces_to_encrypted_topic_and_identities_use_configuration_set(prod_ru
     run = prod_run
     config_set = run.one(CONFIG_SET)
     assert config_set.inputs["configurationSetName"] == "redcap-prod"
-    for identity in run.of_type(IDENTITY):
-        assert identity.inputs["configurationSetName"] == "redcap-prod"
-        assert config_set.urn in identity.dependencies  # the set exists before an identity names it
+    domain = run.one(IDENTITY, "domain")
+    assert domain.inputs["configurationSetName"] == "redcap-prod"
+    assert config_set.urn in domain.dependencies  # the set exists before the identity names it
     topic = run.one(TOPIC, "bounces")
     assert bounce_topics(run) == [topic]
     assert topic.inputs["kmsMasterKeyId"] == run.one("aws:kms/key:Key").outputs["arn"]

@@ -297,7 +297,8 @@ def test_ses_identity_must_exist():
                                          ("no-at.example.org", False), ("a@b", False), ("a@-b.org", False)])
 def test_email_syntax(address, ok):
     if ok:
-        assert load(email=address, bounceNotificationEmail=address).bounce_notification_email == address
+        assert load(email=address, bounceNotificationEmail=address, domain="example.org",
+                    zoneDelegated=False).bounce_notification_email == address
     else:
         assert "allowed: an e-mail address" in problems_of(email=address)
 
@@ -376,6 +377,29 @@ def test_external_web_acl_arn():
         externalResources={"wafWebAcl": global_arn.replace("us-east-1", "eu-west-1")}, express={})
     text = problems_of(externalResources={"wafWebAcl": arn}, allowedIps=["203.0.113.0/24"])
     assert "no allow-lists when an external web ACL is used" in text
+
+
+def test_existing_ses_identity():
+    assert load(externalResources={"sesIdentity": "Redcap-Admin@example.org"}).external_resources.ses_identity \
+        == "redcap-admin@example.org"
+    assert load(email="lab@redcap.example.org", externalResources={"sesIdentity": "example.org"}) \
+        .external_resources.ses_identity == "example.org"
+    assert ("redcap:externalResources.sesIdentity = 'not an identity': allowed: a verified SES identity of this "
+            "account and region: an e-mail address or a domain; example: redcap-admin@example.org"
+            in problems_of(externalResources={"sesIdentity": "not an identity"}))
+    assert ("redcap:externalResources.sesIdentity = 'other@example.org': allowed: an identity that covers "
+            "redcap:email (redcap-admin@example.org): that address or its domain; example: "
+            "sesIdentity: redcap-admin@example.org" in problems_of(externalResources={"sesIdentity": "other@example.org"}))
+    assert "covers redcap:email (redcap-admin@example.org)" in problems_of(externalResources={"sesIdentity": "xexample.org"})
+
+
+def test_bounce_notifications_need_a_domain_identity():
+    text = problems_of(bounceNotificationEmail="bounces@example.org")
+    assert ("redcap:bounceNotificationEmail = 'bounces@example.org': allowed: bounce and complaint events of the "
+            "stage's own domain identity, so redcap:domain with a Route53 zone" in text)
+    assert "bounces@example.org" in problems_of(bounceNotificationEmail="bounces@example.org", domain="example.org",
+                                                hostInRoute53=False)
+    assert load(bounceNotificationEmail="bounces@example.org", domain="example.org", zoneDelegated=False).has_zone
 
 
 def test_domains():
