@@ -4,7 +4,7 @@ import pulumi
 import settings as stage
 from settings import paths
 from components.context import AwsContext
-from components.database import Database, DatabaseArgs
+from components.database import Database, DatabaseArgs, PreviousClusterArgs
 from components.delegation import NsDelegation, NsDelegationArgs
 from components.dns import AliasTarget, Domain, DomainArgs, SiteRecord, SiteRecordArgs
 from components.email import Email, EmailArgs
@@ -44,6 +44,7 @@ def application_stack() -> None:
         protect=config.protect_data,
         versioning=config.app_bucket_versioning,
         alb_access_logs=config.uses_ecs,
+        salt=secrets.db_salt,
         key_for_api_destinations=config.cron_minutes > 0,
     ))
 
@@ -72,6 +73,11 @@ def application_stack() -> None:
         kms_key_arn=storage.kms_key_arn,
         subnet_ids=network.isolated_subnet_ids,
         security_group_id=network.database_security_group_id,
+        engine_upgrade_to=config.db.engine_upgrade_to,
+        previous=PreviousClusterArgs(
+            snapshot_id=config.db.previous_cluster.db_snapshot_id,
+            protect=config.previous_cluster_protected,
+        ) if config.db.previous_cluster is not None else None,
     ))
 
     # Edge (issue 3): WAF, domain, e-mail, threat detection.
@@ -302,6 +308,8 @@ def application_stack() -> None:
     pulumi.export("dbMasterSecretArn", database.master_secret_arn)
     if database.final_snapshot_identifier is not None:
         pulumi.export("dbFinalSnapshotIdentifier", database.final_snapshot_identifier)
+    if database.previous_cluster_identifier is not None:
+        pulumi.export("dbPreviousClusterIdentifier", database.previous_cluster_identifier)
     pulumi.export("appBucketName", storage.app_bucket_name)
     pulumi.export("logBucketName", storage.log_bucket_name)
     pulumi.export("kmsKeyArn", storage.kms_key_arn)

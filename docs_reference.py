@@ -65,7 +65,7 @@ def rows(model: type[BaseModel] = settings.StageSettings, prefix: str = "") -> I
         key = f"{prefix}{field.alias or name}"
         annotation = field.annotation
         default = _default(field)
-        if key == "cronSecret":
+        if key in ("cronSecret", "dbSalt"):
             annotation, default = str, "generated once"
         if key == "deletionProtection":
             default = "true unless removalPolicy is destroy"

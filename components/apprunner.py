@@ -182,7 +182,10 @@ class AppRunnerService(pulumi.ComponentResource):
             auto_scaling_configuration_arn=scaling.arn,
             encryption_configuration={"kms_key": args.kms_key_arn},
             # No observability configuration: X-Ray tracing needs an instrumented app, and REDCap is not.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[access, runtime_grants]))
+            # The name is unique per account and region and the provider replaces the service when
+            # its name or encryption key changes (ForceNew): the old service must go first, or the
+            # new one fails with "already exists". A replacement gets a new URL anyway.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[access, runtime_grants], delete_before_replace=True))
         aws.wafv2.WebAclAssociation(f"{name}-waf", resource_arn=service.arn, web_acl_arn=args.web_acl_arn,
                                     opts=child)
 

@@ -4,24 +4,49 @@ Encrypted with the stack key, IAM database authentication on, TLS required, back
 days of backups, every log exported to an encrypted log group with retention. The master
 password is managed by RDS in Secrets Manager (rotated by RDS, never in Pulumi state).
 
+Clusters. The serving cluster is the stage's first one, or the one restored from
+`db.dbSnapshotId`. A restore in place keeps the cluster it replaces (`previous`) in the program,
+protected and running, until the operator lowers its protection and removes it (docs/restore.md):
+Pulumi takes a removed resource's `protect` from the state, so a protected cluster can only leave
+after an update that lowered it while it was still declared. Both clusters exist side by side, so
+every per-cluster resource's logical name carries the snapshot it came from (`-from-<hash>`).
+
+Names. A cluster is called `redcap-<stack>-<8 hex>`; the hex is a RandomId kept in state whose
+keepers name the snapshot and, from the first time they differ from the values the cluster was
+created with, every other input that makes RDS replace the cluster (KMS key, subnet group,
+storage encryption, engine ...). A replacement therefore gets a new name instead of colliding
+with the cluster it replaces, and the final snapshot `<identifier>-final` is unique per cluster.
+
+Engine. AWS applies minor upgrades itself, so `engineVersion` is ignored after creation (no
+drift). `engine_upgrade_to` makes one update a real engine upgrade (docs/upgrade.md).
+
+Restores. The provider's RestoreDBClusterFromSnapshot call does not pass
+EnableIAMDatabaseAuthentication, so a restored cluster starts with IAM authentication off. A
+function (functions/rds_iam_auth.py) switches it on and waits until RDS reports it; the
+endpoints the runtimes read wait for that function, so the containers reach a restored cluster
+only once their IAM tokens work.
+
 `pulumi destroy` behaviour comes from `removal_policy`:
 - destroy: no final snapshot, automated backups deleted;
-- snapshot: a final snapshot named `<cluster>-final` (unique per cluster: the cluster name
-  carries a random suffix kept in state), automated backups kept;
+- snapshot: a final snapshot `<cluster>-final`, automated backups kept;
 - retain: the cluster itself stays (dropped from state only).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence
+from pathlib import Path
+from typing import Literal, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from components import policies
 from components.context import AwsContext
+from components.image import project_relative
 
 DATABASE_NAME = "redcap"
 MASTER_USERNAME = "dbadmin"
@@ -29,6 +54,19 @@ APP_DB_USER = "redcap_user"
 LOG_EXPORTS = ("audit", "error", "general", "slowquery")
 CA_CERTIFICATE = "rds-ca-rsa2048-g1"
 AUTO_PAUSE_SECONDS = 300
+ENGINE = "aurora-mysql"
+ENGINE_MODE = "provisioned"
+FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
+# Switching IAM authentication on takes minutes; Lambda allows 15.
+IAM_AUTH_TIMEOUT_SECONDS = 900
+
+
+@dataclass(frozen=True)
+class PreviousClusterArgs:
+    """The cluster a restore in place replaces (None: the stage's first cluster)."""
+
+    snapshot_id: Optional[str]
+    protect: bool
 
 
 @dataclass(frozen=True)
@@ -49,6 +87,34 @@ class DatabaseArgs:
     kms_key_arn: pulumi.Input[str]
     subnet_ids: pulumi.Input[Sequence[str]]
     security_group_id: pulumi.Input[str]
+    engine_upgrade_to: Optional[str] = None
+    previous: Optional[PreviousClusterArgs] = None
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """One cluster of the program: where it came from and how it is protected."""
+
+    snapshot_id: Optional[str]
+    protect: bool
+    serving: bool
+    # The oldest cluster of the program keeps the names that stacks restored before two
+    # clusters could coexist gave its identifier and log groups (no rename of a live cluster).
+    legacy_names: bool
+
+
+def cluster_specs(snapshot_id: Optional[str], protect: bool,
+                  previous: Optional[PreviousClusterArgs]) -> list[ClusterSpec]:
+    """The clusters to declare, oldest first."""
+    specs = []
+    if previous is not None:
+        if previous.snapshot_id == snapshot_id:
+            raise ValueError("the previous cluster must come from another snapshot than the serving one")
+        specs.append(ClusterSpec(previous.snapshot_id, previous.protect, serving=False,
+                                 legacy_names=previous.snapshot_id is not None))
+    specs.append(ClusterSpec(snapshot_id, protect, serving=True,
+                             legacy_names=previous is None and snapshot_id is not None))
+    return specs
 
 
 class Database(pulumi.ComponentResource):
@@ -60,21 +126,13 @@ class Database(pulumi.ComponentResource):
     port: pulumi.Output[int]
     master_secret_arn: pulumi.Output[str]
     final_snapshot_identifier: Optional[pulumi.Output[str]]
+    previous_cluster_identifier: Optional[pulumi.Output[str]]
     database_name: str = DATABASE_NAME
     app_user: str = APP_DB_USER
 
     def __init__(self, name: str, args: DatabaseArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("redcap:database:Database", name, None, opts)
         ctx = args.context
-        child = pulumi.ResourceOptions(parent=self)
-
-        # A suffix kept in state: the cluster name (and so the final snapshot name) is unique per
-        # cluster and stable across runs. A new snapshot to restore from makes a new cluster,
-        # hence a new suffix, so create-before-delete never collides with the old name.
-        suffix = random.RandomId(
-            f"{name}-suffix", byte_length=4,
-            keepers={"restoreFrom": args.snapshot_id or ""}, opts=child)
-        identifier = suffix.hex.apply(lambda h: cluster_identifier(ctx.stack, h))
 
         # A kept cluster (retain) still uses its subnet group and parameter group, and RDS refuses
         # to delete either while in use: they are kept with it.
@@ -89,29 +147,83 @@ class Database(pulumi.ComponentResource):
                         for k, v, m in cluster_parameters(args.max_allowed_packet)],
             opts=with_cluster)
 
+        clusters = {spec: self._cluster(name, args, spec, subnet_group, parameters)
+                    for spec in cluster_specs(args.snapshot_id, args.protect, args.previous)}
+        restored = {spec: c for spec, c in clusters.items() if spec.snapshot_id is not None}
+        confirmed = self._iam_auth(name, args, restored) if restored else {}
+
+        serving_spec = next(spec for spec in clusters if spec.serving)
+        cluster = clusters[serving_spec]
+        gate = confirmed.get(serving_spec)
         keep = args.removal_policy != "destroy"
+        self.cluster_identifier = cluster.cluster_identifier
+        self.cluster_arn = cluster.arn
+        self.cluster_resource_id = cluster.cluster_resource_id
+        self.endpoint = after(cluster.endpoint, gate)
+        self.reader_endpoint = after(cluster.reader_endpoint, gate)
+        self.port = cluster.port
+        self.master_secret_arn = cluster.master_user_secrets.apply(
+            lambda secrets: secrets[0].secret_arn if secrets else None)
+        self.final_snapshot_identifier = cluster.final_snapshot_identifier if keep else None
+        self.previous_cluster_identifier = next(
+            (c.cluster_identifier for spec, c in clusters.items() if not spec.serving), None)
+        self.app_user_arn = pulumi.Output.all(ctx.partition, ctx.account_id, cluster.cluster_resource_id).apply(
+            lambda a: db_connect_arn(a[0], ctx.region, a[1], a[2], APP_DB_USER))
+        self.register_outputs({
+            "clusterArn": self.cluster_arn,
+            "endpoint": self.endpoint,
+            "readerEndpoint": self.reader_endpoint,
+            "masterSecretArn": self.master_secret_arn,
+            "appUserArn": self.app_user_arn,
+        })
+
+    def _cluster(self, name: str, args: DatabaseArgs, spec: ClusterSpec, subnet_group: aws.rds.SubnetGroup,
+                 parameters: aws.rds.ClusterParameterGroup) -> aws.rds.Cluster:
+        ctx = args.context
+        tail = restore_suffix(spec.snapshot_id)
+        restoring = spec.snapshot_id is not None
+        keep = args.removal_policy != "destroy"
+        retain = args.removal_policy == "retain"
+
+        # What RDS replaces the cluster for, recorded once (ignore_changes keeps the first values)
+        # so the identifier's keepers can tell a later change from the original inputs.
+        identity = pulumi.Output.all(args.kms_key_arn, subnet_group.name).apply(
+            lambda a: replacing_inputs(kms_key_id=a[0], subnet_group_name=a[1], restored=restoring))
+        recorded = random.RandomId(
+            f"{name}-identity{tail}", byte_length=1, keepers=identity,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["keepers"]))
+        suffix = random.RandomId(
+            f"{name}-suffix{tail}", byte_length=4,
+            keepers=pulumi.Output.all(recorded.keepers, identity).apply(
+                lambda a: identifier_keepers(spec.snapshot_id, a[0], a[1])),
+            opts=pulumi.ResourceOptions(parent=self, aliases=legacy_aliases(f"{name}-suffix", spec)))
+        identifier = suffix.hex.apply(lambda h: cluster_identifier(ctx.stack, h))
+
         # RDS would create these groups itself, unencrypted and kept forever; creating them first
         # gives them the stack key and a retention.
         log_groups = [
             aws.cloudwatch.LogGroup(
-                f"{name}-log-{kind}",
+                f"{name}-log-{kind}{tail}",
                 name=identifier.apply(lambda i, k=kind: f"/aws/rds/cluster/{i}/{k}"),
                 retention_in_days=args.log_retention_days, kms_key_id=args.kms_key_arn,
-                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=keep))
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=keep,
+                                            aliases=legacy_aliases(f"{name}-log-{kind}", spec)))
             for kind in LOG_EXPORTS
         ]
 
-        restoring = args.snapshot_id is not None
+        upgrading = spec.serving and args.engine_upgrade_to is not None
         cluster = aws.rds.Cluster(
-            f"{name}-cluster{restore_suffix(args.snapshot_id)}",
+            f"{name}-cluster{tail}",
             cluster_identifier=identifier,
-            engine="aurora-mysql",
-            engine_mode="provisioned",
-            engine_version=args.engine_version,
+            engine=ENGINE,
+            engine_mode=ENGINE_MODE,
+            engine_version=args.engine_upgrade_to if upgrading else args.engine_version,
+            # An engine upgrade is applied now, not in the next maintenance window.
+            apply_immediately=True if upgrading else None,
             # Taken from the snapshot when restoring (RDS rejects changing them).
             database_name=None if restoring else DATABASE_NAME,
             master_username=None if restoring else MASTER_USERNAME,
-            snapshot_identifier=args.snapshot_id,
+            snapshot_identifier=spec.snapshot_id,
             manage_master_user_password=True,
             master_user_secret_kms_key_id=args.kms_key_arn,
             storage_encrypted=True,
@@ -128,20 +240,20 @@ class Database(pulumi.ComponentResource):
                 min_capacity=args.min_acu, max_capacity=args.max_acu,
                 seconds_until_auto_pause=AUTO_PAUSE_SECONDS if args.min_acu == 0 else None),
             copy_tags_to_snapshot=True,
-            deletion_protection=args.protect,
+            deletion_protection=spec.protect,
             skip_final_snapshot=args.removal_policy == "destroy",
             final_snapshot_identifier=identifier.apply(final_snapshot_name) if keep else None,
             delete_automated_backups=not keep,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=log_groups, protect=args.protect,
-                retain_on_delete=args.removal_policy == "retain",
-                # AWS applies minor version upgrades itself; the config names the minimum.
-                ignore_changes=["engineVersion"]),
+                parent=self, depends_on=log_groups, protect=spec.protect, retain_on_delete=retain,
+                # AWS applies minor version upgrades itself: after creation the version is
+                # AWS's to move, except in the one update that upgrades it on purpose.
+                ignore_changes=[] if upgrading else ["engineVersion"]),
         )
 
         for index in range(args.readers + 1):
             aws.rds.ClusterInstance(
-                f"{name}-{'writer' if index == 0 else f'reader-{index}'}{restore_suffix(args.snapshot_id)}",
+                f"{name}-{'writer' if index == 0 else f'reader-{index}'}{tail}",
                 cluster_identifier=cluster.id,
                 instance_class="db.serverless",
                 engine=cluster.engine,
@@ -153,29 +265,90 @@ class Database(pulumi.ComponentResource):
                 performance_insights_enabled=True,
                 performance_insights_kms_key_id=args.kms_key_arn,
                 performance_insights_retention_period=7,
-                opts=pulumi.ResourceOptions(parent=self, protect=args.protect,
-                                            retain_on_delete=args.removal_policy == "retain",
+                # Instances follow the cluster's engine (an upgrade is a cluster operation).
+                opts=pulumi.ResourceOptions(parent=self, protect=spec.protect, retain_on_delete=retain,
                                             ignore_changes=["engineVersion"]),
             )
+        return cluster
 
-        self.cluster_identifier = cluster.cluster_identifier
-        self.cluster_arn = cluster.arn
-        self.cluster_resource_id = cluster.cluster_resource_id
-        self.endpoint = cluster.endpoint
-        self.reader_endpoint = cluster.reader_endpoint
-        self.port = cluster.port
-        self.master_secret_arn = cluster.master_user_secrets.apply(
-            lambda secrets: secrets[0].secret_arn if secrets else None)
-        self.final_snapshot_identifier = cluster.final_snapshot_identifier if keep else None
-        self.app_user_arn = pulumi.Output.all(ctx.partition, ctx.account_id, cluster.cluster_resource_id).apply(
-            lambda a: db_connect_arn(a[0], ctx.region, a[1], a[2], APP_DB_USER))
-        self.register_outputs({
-            "clusterArn": self.cluster_arn,
-            "endpoint": self.endpoint,
-            "readerEndpoint": self.reader_endpoint,
-            "masterSecretArn": self.master_secret_arn,
-            "appUserArn": self.app_user_arn,
-        })
+    def _iam_auth(self, name: str, args: DatabaseArgs,
+                  restored: Mapping[ClusterSpec, aws.rds.Cluster]) -> dict[ClusterSpec, aws.lambda_.Invocation]:
+        """Switch IAM database authentication on for each restored cluster, once, and wait for it."""
+        ctx = args.context
+        child = pulumi.ResourceOptions(parent=self)
+        function_name = f"redcap-{ctx.stack}-db-iam-auth"
+        group = aws.cloudwatch.LogGroup(
+            f"{name}-iam-auth-logs", name=f"/aws/lambda/{function_name}",
+            retention_in_days=args.log_retention_days, kms_key_id=args.kms_key_arn, opts=child)
+        role = aws.iam.Role(
+            f"{name}-iam-auth-role",
+            assume_role_policy=ctx.account_id.apply(lambda a: policies.assume_role_policy("lambda.amazonaws.com", a)),
+            opts=child)
+        clusters = [restored[spec] for spec in sorted(restored, key=lambda s: restore_suffix(s.snapshot_id))]
+        role_policy = aws.iam.RolePolicy(
+            f"{name}-iam-auth-policy", role=role.id,
+            policy=pulumi.Output.all(group.arn, *[c.arn for c in clusters]).apply(
+                lambda a: iam_auth_policy(log_group_arn=a[0], cluster_arns=a[1:])),
+            opts=child)
+        function = aws.lambda_.Function(
+            f"{name}-iam-auth", name=function_name, role=role.arn, runtime="python3.12",
+            handler="rds_iam_auth.handler", timeout=IAM_AUTH_TIMEOUT_SECONDS, memory_size=128,
+            architectures=["x86_64"],
+            code=pulumi.AssetArchive({"rds_iam_auth.py": pulumi.FileAsset(project_relative(FUNCTIONS_DIR / "rds_iam_auth.py"))}),
+            logging_config={"log_format": "Text", "log_group": group.name},
+            description="Switches IAM database authentication on for a REDCap cluster restored from a snapshot",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[group, role_policy]))
+        # Once per cluster: a new cluster (new identifier) is a new input, an unchanged one
+        # invokes nothing.
+        return {
+            spec: aws.lambda_.Invocation(
+                f"{name}-iam-auth{restore_suffix(spec.snapshot_id)}", function_name=function.name,
+                input=cluster.cluster_identifier.apply(lambda i: json.dumps({"clusterIdentifier": i}, sort_keys=True)),
+                lifecycle_scope="CREATE_ONLY", opts=child)
+            for spec, cluster in restored.items()
+        }
+
+
+def after(value: pulumi.Output[str], gate: Optional[aws.lambda_.Invocation]) -> pulumi.Output[str]:
+    """`value`, available only once `gate` has run (a dependency for every consumer)."""
+    if gate is None:
+        return value
+    return pulumi.Output.all(value, gate.result).apply(lambda a: a[0])
+
+
+def replacing_inputs(*, kms_key_id: str, subnet_group_name: str, restored: bool) -> dict[str, str]:
+    """The cluster inputs the provider marks ForceNew (hashicorp/terraform-provider-aws
+    internal/service/rds/cluster.go) that this program sets, as the strings RandomId keepers take.
+    Snapshot and identifier are left out: the snapshot has its own keeper, the identifier is
+    what they name."""
+    return {
+        "databaseName": "" if restored else DATABASE_NAME,
+        "dbSubnetGroupName": subnet_group_name,
+        "engine": ENGINE,
+        "engineMode": ENGINE_MODE,
+        "kmsKeyId": kms_key_id,
+        "masterUsername": "" if restored else MASTER_USERNAME,
+        "storageEncrypted": "true",
+    }
+
+
+def identifier_keepers(snapshot_id: Optional[str], recorded: Optional[Mapping[str, str]],
+                       current: Mapping[str, str]) -> dict[str, str]:
+    """Keepers of the identifier's RandomId. `restoreFrom` alone while the replacing inputs are
+    those the cluster was created with (so a stack created before they were tracked keeps its
+    name); with a digest of them from the first change on, so a replacement gets a new name."""
+    keepers = {"restoreFrom": snapshot_id or ""}
+    if recorded is not None and dict(recorded) != dict(current):
+        canonical = json.dumps(dict(current), sort_keys=True)
+        keepers["replacedFor"] = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return keepers
+
+
+def legacy_aliases(old_name: str, spec: ClusterSpec) -> Optional[list[pulumi.Alias]]:
+    """The logical name a restored cluster's resource had when a stack held one cluster only."""
+    if not spec.legacy_names or spec.snapshot_id is None:
+        return None
+    return [pulumi.Alias(name=old_name)]
 
 
 def cluster_identifier(stack: str, suffix_hex: str) -> str:
@@ -188,9 +361,9 @@ def cluster_identifier(stack: str, suffix_hex: str) -> str:
 def restore_suffix(snapshot_id: Optional[str]) -> str:
     """Logical-name suffix of a cluster restored from a snapshot (as the original did).
 
-    Restoring makes new resources rather than replacing the old ones: a replacement would keep the
-    ignored `engineVersion` from state, and a snapshot newer than that version cannot be restored
-    (the original's #99). Stable: the same snapshot id gives the same suffix on every run.
+    A restore in place keeps the replaced cluster declared next to the restored one, so their
+    resources need distinct names. Stable: the same snapshot id gives the same suffix on every
+    run; the stage's first cluster has none (no change for existing stacks).
     """
     if not snapshot_id:
         return ""
@@ -216,6 +389,14 @@ def cluster_parameters(max_allowed_packet: int) -> list[tuple[str, str, str]]:
         ("server_audit_logging", "1", "immediate"),
         ("server_audit_events", "CONNECT,QUERY_DCL,QUERY_DDL", "immediate"),
     ]
+
+
+def iam_auth_policy(*, log_group_arn: str, cluster_arns: Sequence[str]) -> str:
+    return policies.document([
+        policies.allow(["logs:CreateLogStream", "logs:PutLogEvents"], [f"{log_group_arn}:*"], sid="WriteLogs"),
+        policies.allow(["rds:DescribeDBClusters", "rds:ModifyDBCluster"], sorted(cluster_arns),
+                       sid="EnableIamAuthentication"),
+    ])
 
 
 def db_connect_arn(partition: str, region: str, account_id: str, resource_id: str, user: str) -> str:

@@ -8,8 +8,12 @@ import pulumi_aws as aws
 
 
 def encrypted_secret(name: str, *, kms_key_arn: pulumi.Input[str], description: str,
-                     value: pulumi.Input[str], opts: pulumi.ResourceOptions) -> aws.secretsmanager.Secret:
+                     value: pulumi.Input[str], opts: pulumi.ResourceOptions,
+                     write_once: bool = False) -> aws.secretsmanager.Secret:
+    """`write_once`: the value is set when the secret is created and never changed by Pulumi."""
     secret = aws.secretsmanager.Secret(name, kms_key_id=kms_key_arn, description=description, opts=opts)
+    value_opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=["secretString"])) \
+        if write_once else opts
     aws.secretsmanager.SecretVersion(
-        f"{name}-value", secret_id=secret.id, secret_string=pulumi.Output.secret(value), opts=opts)
+        f"{name}-value", secret_id=secret.id, secret_string=pulumi.Output.secret(value), opts=value_opts)
     return secret

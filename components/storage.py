@@ -1,6 +1,9 @@
 """Storage: the stack's KMS key, the REDCap file bucket, its access-log bucket, REDCap's S3
 credentials and the salt secret.
 
+The salt is generated once, or carried over from an earlier stage (`salt`); it is written when
+its secret is created and never changed afterwards.
+
 What `pulumi destroy` leaves depends on `keep_on_destroy`: with it, the key, both buckets and
 the salt secret are dropped from state but kept in AWS (`retain_on_delete`), so a final database
 snapshot (encrypted with the key, and useless without the salt REDCap hashed its data with)
@@ -35,6 +38,8 @@ class StorageArgs:
     protect: bool
     versioning: bool
     alb_access_logs: bool = False
+    # The salt of an earlier stage (restore into a new stack, migration); None: generated.
+    salt: Optional[pulumi.Input[str]] = None
     # EventBridge API destinations (cron) keep their connection secret under the stack key.
     key_for_api_destinations: bool = False
 
@@ -187,15 +192,16 @@ class Storage(pulumi.ComponentResource):
         """REDCap hashes with this salt: a restored database needs the same one."""
         keep = pulumi.ResourceOptions(parent=self, retain_on_delete=args.keep_on_destroy, protect=args.protect)
         # The salt must never change once REDCap has hashed with it: ignore the generation
-        # parameters, so an imported old salt (docs/restore.md) is kept as it is.
+        # parameters, so a salt generated once stays as it is.
         value = random.RandomPassword(
             f"{name}-salt-value", length=64, special=False,
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect, ignore_changes=SALT_GENERATION_ARGS))
+        # Written once, when the secret is created: a salt given later (redcap:dbSalt) cannot
+        # re-hash a database that already uses this one.
         return encrypted_secret(
             f"{name}-salt", kms_key_arn=key.arn,
             description="REDCap database salt (REDCap uses sha256 of this value); keep it with every snapshot",
-            value=value.result, opts=keep)
-
+            value=args.salt if args.salt is not None else value.result, opts=keep, write_once=True)
 
     def _initial_admin_password(self, name: str, key: aws.kms.Key,
                                 child: pulumi.ResourceOptions) -> aws.secretsmanager.Secret:

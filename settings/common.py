@@ -205,6 +205,23 @@ def parse_engine_version(value: str) -> str:
     return value
 
 
+def engine_version_order(version: str) -> tuple[int, int]:
+    """(minor, patch) of an Aurora MySQL 3 version, for comparing two of them."""
+    m = _ENGINE_RE.match(version)
+    if not m:
+        raise ValueError(f"not an Aurora MySQL 3 engine version: {version!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def parse_db_salt(value: str) -> str:
+    """A salt carried over from an earlier stage (the original's are 32 characters)."""
+    if not 16 <= len(value) <= 1024 or value != value.strip() or "\n" in value:
+        raise Problem("16 to 1024 characters without leading or trailing white space (the old stage's "
+                      "salt, exactly as its secret holds it)",
+                      "pulumi config set --secret redcap:dbSalt \"$OLD_SALT\"")
+    return value
+
+
 def engine_supports_auto_pause(version: str) -> bool:
     """Scaling to 0 ACU (auto-pause) needs Aurora MySQL 3.08.0 or later."""
     m = _ENGINE_RE.match(version)

@@ -6,7 +6,9 @@ from typing import Any, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from settings.common import Problem, _Model, _is_int, engine_supports_auto_pause, parse_acu, parse_engine_version, parse_max_allowed_packet, parse_maintenance_window
+from settings.common import (Problem, _CrossProblems, _Model, _is_int, engine_supports_auto_pause,
+                             engine_version_order, parse_acu, parse_bool, parse_engine_version,
+                             parse_max_allowed_packet, parse_maintenance_window)
 
 
 class DbScaling(_Model):
@@ -27,6 +29,28 @@ class DbScaling(_Model):
         return self
 
 
+def parse_snapshot_id(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not re.fullmatch(r"(arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:cluster-snapshot:)?[A-Za-z][A-Za-z0-9:-]{0,254}", text):
+        raise Problem("an Aurora cluster snapshot identifier or ARN",
+                      "rds:redcap-prod-2026-11-01-03-10 or redcap-final-1a2b3c4d")
+    return text
+
+
+class PreviousCluster(_Model):
+    """The cluster a restore in place replaces: kept next to the restored one until it is removed
+    from the settings (docs/restore.md)."""
+
+    db_snapshot_id: Optional[str] = Field(None, alias="dbSnapshotId")
+    deletion_protection: Optional[bool] = Field(None, alias="deletionProtection")
+
+    _snapshot = field_validator("db_snapshot_id", mode="before")(lambda v: parse_snapshot_id(v))
+    _protection = field_validator("deletion_protection", mode="before")(
+        lambda v: None if v is None else parse_bool(v))
+
+
 class DbSettings(_Model):
     engine_version: str = Field("8.0.mysql_aurora.3.10.3", alias="engineVersion")
     db_readers: int = Field(1, alias="dbReaders")
@@ -36,8 +60,12 @@ class DbSettings(_Model):
     scaling: DbScaling = DbScaling()
     backtrack_hours: float = Field(24, alias="backtrackHours")
     backup_retention_days: int = Field(30, alias="backupRetentionDays")
+    engine_upgrade_to: Optional[str] = Field(None, alias="engineUpgradeTo")
+    previous_cluster: Optional[PreviousCluster] = Field(None, alias="previousCluster")
 
     _engine = field_validator("engine_version", mode="before")(lambda v: parse_engine_version(str(v)))
+    _upgrade = field_validator("engine_upgrade_to", mode="before")(
+        lambda v: None if v is None else parse_engine_version(str(v)))
     _packet = field_validator("max_allowed_packet", mode="before")(lambda v: parse_max_allowed_packet(v))
     _window = field_validator("preferred_maintenance_window", mode="before")(
         lambda v: None if v is None else parse_maintenance_window(str(v)))
@@ -49,16 +77,7 @@ class DbSettings(_Model):
             raise Problem("a whole number of reader instances from 0 to 15", "1")
         return int(v)
 
-    @field_validator("db_snapshot_id", mode="before")
-    @classmethod
-    def _snapshot(cls, v: Any) -> Optional[str]:
-        if v is None:
-            return None
-        text = str(v).strip()
-        if not re.fullmatch(r"(arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:cluster-snapshot:)?[A-Za-z][A-Za-z0-9:-]{0,254}", text):
-            raise Problem("an Aurora cluster snapshot identifier or ARN",
-                          "rds:redcap-prod-2026-11-01-03-10 or redcap-final-1a2b3c4d")
-        return text
+    _snapshot = field_validator("db_snapshot_id", mode="before")(lambda v: parse_snapshot_id(v))
 
     @field_validator("backtrack_hours", mode="before")
     @classmethod
@@ -85,13 +104,42 @@ class DbSettings(_Model):
                           "(auto-pause)", "8.0.mysql_aurora.3.10.3")
         return self
 
+    @model_validator(mode="after")
+    def _upgrade_and_restore(self) -> "DbSettings":
+        problems: list[tuple[str, Any, Problem]] = []
+        upgrade = self.engine_upgrade_to
+        if upgrade is not None and engine_version_order(upgrade) <= engine_version_order(self.engine_version):
+            problems.append(("db.engineUpgradeTo", upgrade, Problem(
+                f"a version newer than db.engineVersion {self.engine_version} (the version to upgrade "
+                "the running cluster to; afterwards set engineVersion to it and remove engineUpgradeTo)",
+                "8.0.mysql_aurora.3.11.0")))
+        previous = self.previous_cluster
+        if previous is not None and self.db_snapshot_id is None:
+            problems.append(("db.previousCluster", previous.model_dump(by_alias=True, exclude_none=True), Problem(
+                "a previous cluster only during a restore in place, together with db.dbSnapshotId "
+                "(the snapshot the new cluster is restored from)",
+                "dbSnapshotId: redcap-prod-a1b2c3d4-before-upgrade, previousCluster: {deletionProtection: true}")))
+        elif previous is not None and previous.db_snapshot_id == self.db_snapshot_id:
+            problems.append(("db.previousCluster.dbSnapshotId", previous.db_snapshot_id, Problem(
+                "the snapshot the cluster being replaced was restored from (omit it for the stage's first "
+                "cluster), which is not db.dbSnapshotId; to restore the same snapshot again, copy it first "
+                "(aws rds copy-db-cluster-snapshot) and restore the copy",
+                "previousCluster: {dbSnapshotId: redcap-prod-a1b2c3d4-before-upgrade}")))
+        if problems:
+            raise _CrossProblems(problems)
+        return self
+
 
 # What each key means (docs/settings.md is generated from the models and these tables).
 DESCRIPTIONS: dict[str, str] = {
     "db": "Aurora Serverless v2 settings.",
-    "db.engineVersion": "Aurora MySQL 3 version (the minimum; AWS applies minor upgrades). Must be >= a snapshot's version when restoring.",
+    "db.engineVersion": "Aurora MySQL 3 version a new cluster gets (AWS applies minor upgrades later, which are not drift). Must be >= a snapshot's version when restoring.",
+    "db.engineUpgradeTo": "Upgrade the running cluster to this newer version on the next `pulumi up`; then move it to engineVersion and remove this key (docs/upgrade.md).",
     "db.dbReaders": "Reader instances (0 to 15); REDCap's read-replica mode is on only with readers.",
     "db.dbSnapshotId": "Restore from this cluster snapshot (creates a new cluster: docs/restore.md).",
+    "db.previousCluster": "During a restore in place: the cluster being replaced, kept until this key is removed (docs/restore.md).",
+    "db.previousCluster.dbSnapshotId": "The snapshot that cluster was restored from; omitted: the stage's first cluster.",
+    "db.previousCluster.deletionProtection": "Its RDS deletion protection and Pulumi `protect`; false before removing it. Unset: as the stage's.",
     "db.maxAllowedPacket": "Cluster parameter `max_allowed_packet` in bytes.",
     "db.preferredMaintenanceWindow": "`ddd:HH:mm-ddd:HH:mm` UTC, 30 minutes to 24 hours. Unset: AWS picks.",
     "db.scaling": "Serverless v2 capacity range.",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from pydantic import BaseModel, ValidationError
 
-from settings.common import NAMESPACE, Problem, SettingsError, _CrossProblems, closest_key
+from settings.common import NAMESPACE, Problem, SettingsError, _CrossProblems, closest_key, parse_db_salt
 from settings.stage import StageSettings
 
 
@@ -18,7 +18,10 @@ KNOWN_KEYS: tuple[str, ...] = tuple(
 )
 STRUCTURED_KEYS = frozenset({"allowedIps", "allowedCountries", "ecs", "express", "db", "ec2ServerStack",
                              "externalResources", "nsDelegation", "wafSqliRulesToCount"})
-SECRET_KEYS = frozenset({"cronSecret"})
+SECRET_KEYS = frozenset({"cronSecret", "dbSalt"})
+# Secret values checked where they arrive; a problem shows the key, never the value.
+SECRET_RULES = {"dbSalt": parse_db_salt}
+SECRET_SHOWN_AS = "[secret]"
 
 
 def _decode(key: str, raw: str) -> Any:
@@ -64,10 +67,12 @@ def format_problems(problems: list[tuple[str, Any, str]]) -> str:
     return "\n".join(lines)
 
 
-def load_settings(raw_config: Mapping[str, str], *, stack: str, region: Optional[str]) -> StageSettings:
+def load_settings(raw_config: Mapping[str, str], *, stack: str, region: Optional[str],
+                  is_secret: Optional[Callable[[str], bool]] = None) -> StageSettings:
     """Validate the flat `redcap:*` config of one stack. Raises SettingsError listing every problem.
 
-    `raw_config` maps full keys (`redcap:db`) to the string values Pulumi hands the program.
+    `raw_config` maps full keys (`redcap:db`) to the string values Pulumi hands the program;
+    `is_secret` tells which of them the stack keeps encrypted (then SECRET_KEYS must be).
     """
     problems: list[tuple[str, Any, str]] = []
     values: dict[str, Any] = {}
@@ -81,8 +86,17 @@ def load_settings(raw_config: Mapping[str, str], *, stack: str, region: Optional
                              + f"; allowed: {', '.join(sorted(KNOWN_KEYS))}"))
             continue
         if key in SECRET_KEYS:
-            # Only its presence matters here; the value stays a secret Output (see read_secrets).
+            # Only its presence matters here; the value stays a secret Output (see from_pulumi).
             values[key] = True
+            if is_secret is not None and not is_secret(full_key):
+                problems.append((key, SECRET_SHOWN_AS, f"allowed: a secret, set with `pulumi config set --secret "
+                                 f"{full_key} ...` (a plain value stays unencrypted in Pulumi.<stack>.yaml); "
+                                 f"example: pulumi config set --secret {full_key} \"$VALUE\""))
+            if key in SECRET_RULES:
+                try:
+                    SECRET_RULES[key](raw_config[full_key])
+                except Problem as problem:
+                    problems.append((key, SECRET_SHOWN_AS, str(problem)))
             continue
         try:
             values[key] = _decode(key, raw_config[full_key])
@@ -131,6 +145,9 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "externalResources.wafWebAcl": {"externalResources", "express"},
     "email": {"email", "domain", "hostInRoute53"},
     "allowedIps/allowedCountries": {"allowedIps", "allowedCountries", "externalResources"},
+    "db.engineUpgradeTo": {"db"},
+    "db.previousCluster": {"db"},
+    "db.previousCluster.dbSnapshotId": {"db"},
     "aws:region": {"ecs"},
     "senderEmail": {"senderEmail", "domain", "subdomain", "hostInRoute53"},
     "db.backtrackHours": {"db"},
@@ -210,6 +227,7 @@ class Secrets:
     """Secret settings, kept as Outputs so they stay masked in state and logs."""
 
     cron_secret: Any  # Optional[pulumi.Output[str]]
+    db_salt: Any = None  # Optional[pulumi.Output[str]]
 
 
 def from_pulumi() -> tuple[StageSettings, Secrets]:
@@ -221,7 +239,11 @@ def from_pulumi() -> tuple[StageSettings, Secrets]:
     # The language host puts the stack's config in CONFIG; PULUMI_CONFIG is the older channel.
     merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     raw = {k: v for k, v in merged.items() if k.startswith(f"{NAMESPACE}:")}
-    settings = load_settings(raw, stack=pulumi.get_stack(), region=aws.config.region)
+    # The language host names the encrypted keys in PULUMI_CONFIG_SECRET_KEYS (tests: set_all_config).
+    encrypted = set(runtime_config.get_config_secret_keys_env())
+    settings = load_settings(raw, stack=pulumi.get_stack(), region=aws.config.region,
+                             is_secret=lambda key: key in encrypted or runtime_config.is_config_secret(key))
     config = pulumi.Config(NAMESPACE)
     cron_secret = config.get_secret("cronSecret") if settings.has_cron_secret else None
-    return settings, Secrets(cron_secret=cron_secret)
+    db_salt = config.get_secret("dbSalt") if settings.has_db_salt else None
+    return settings, Secrets(cron_secret=cron_secret, db_salt=db_salt)

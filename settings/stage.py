@@ -49,6 +49,7 @@ class StageSettings(_Model):
     ecs: Optional[EcsSettings] = None
     express: Optional[ExpressSettings] = None
     has_cron_secret: bool = Field(False, alias="cronSecret")
+    has_db_salt: bool = Field(False, alias="dbSalt")
     cron_minutes: int = Field(1, alias="cronMinutes")
     db: DbSettings = DbSettings()
     db_auth: Literal["iam", "password"] = Field("iam", alias="dbAuth")
@@ -211,7 +212,7 @@ class StageSettings(_Model):
             raise Problem("codebuild or local", "codebuild")
         return v
 
-    _bools = field_validator("deletion_protection", "guard_duty", "email_subscriptions", "has_cron_secret",
+    _bools = field_validator("deletion_protection", "guard_duty", "email_subscriptions", "has_cron_secret", "has_db_salt",
                              "app_bucket_versioning", "zone_delegated", mode="before")(
         lambda v: None if v is None else parse_bool(v))
 
@@ -443,6 +444,14 @@ class StageSettings(_Model):
         return self.removal_policy != "destroy"
 
     @property
+    def previous_cluster_protected(self) -> bool:
+        """Protection of the cluster a restore in place replaces: its own setting, else the stage's."""
+        previous = self.db.previous_cluster
+        if previous is not None and previous.deletion_protection is not None:
+            return previous.deletion_protection
+        return self.protect_data
+
+    @property
     def keep_data_on_destroy(self) -> bool:
         """snapshot/retain keep the key, buckets and salt so the final snapshot stays usable."""
         return self.removal_policy != "destroy"
@@ -471,6 +480,7 @@ class StageSettings(_Model):
 
 # What each key means (docs/settings.md is generated from the models and these tables).
 DESCRIPTIONS: dict[str, str] = {
+    "dbSalt": "Secret. The salt a new stage starts with: the old stage's when restoring or migrating into a new stack (docs/restore.md). Used only when the salt secret is created; REDCap's salt never changes afterwards.",
     "generalLogRetention": "Retention of every log group, in days or a name like `one_year`. Unset: per resource.",
     "natGateways": "`onePerAz` (resilient) or `single` (cheaper).",
     "removalPolicy": "What `pulumi destroy` leaves: `destroy` nothing, `snapshot` a final DB snapshot plus key, buckets and salt, `retain` the cluster too (docs/destroy.md).",

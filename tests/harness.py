@@ -204,6 +204,10 @@ def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str
             "engineVersion": inputs.get("engineVersion"),
             "masterUserSecrets": [{"secretArn": _arn("secretsmanager", f"secret:rds!cluster-{ident}-AbCdEf", region),
                                    "secretStatus": "active", "kmsKeyId": inputs.get("masterUserSecretKmsKeyId")}],
+            # The provider's restore call (RestoreDBClusterFromSnapshot) does not send
+            # EnableIAMDatabaseAuthentication, and RDS restores with it off.
+            "iamDatabaseAuthenticationEnabled": (False if inputs.get("snapshotIdentifier")
+                                                 else inputs.get("iamDatabaseAuthenticationEnabled")),
         }
     if type_ == "aws:iam/accessKey:AccessKey":
         return {"id": "AKIAMOCKACCESSKEY", "secret": MOCK_SECRET_VALUES[0],
@@ -211,7 +215,7 @@ def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str
     if type_ == "random:index/randomPassword:RandomPassword":
         return {"result": MOCK_SECRET_VALUES[1]}
     if type_ == "random:index/randomId:RandomId":
-        return {"hex": "a1b2c3d4", "b64Std": "obLD1A==", "b64Url": "obLD1A", "dec": "2712847316"}
+        return mock_random_id(name, inputs)
     if type_ == "random:index/randomString:RandomString":
         return {"result": "mockrandomstring"}
     if type_ in ("aws:iam/role:Role", "aws:iam/user:User", "aws:iam/policy:Policy"):
@@ -249,6 +253,19 @@ def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str
     if type_ in COMPUTE_OUTPUTS:
         return COMPUTE_OUTPUTS[type_](name, inputs, region)
     return {"arn": arn}
+
+
+def mock_random_id(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """A RandomId's value: fixed per logical name and keepers (a new value exactly where the
+    provider would draw a new one), so two RandomIds never share a value by accident."""
+    import base64
+    import hashlib
+
+    size = int(inputs.get("byteLength") or 4)
+    seed = json.dumps([name, inputs.get("keepers") or {}], sort_keys=True).encode()
+    raw = hashlib.sha256(seed).digest()[:size]
+    return {"hex": raw.hex(), "b64Std": base64.b64encode(raw).decode(),
+            "b64Url": base64.urlsafe_b64encode(raw).decode().rstrip("="), "dec": str(int.from_bytes(raw, "big"))}
 
 
 # Compute (issue 4): what the provider computes for the image pipeline, App Runner, ECS and EC2.
@@ -575,6 +592,22 @@ def cached_run(stack: str, overrides: Optional[dict[str, Any]] = None, *,
     if key not in _RUN_CACHE:
         _RUN_CACHE[key] = run_program(stack, overrides, stack_name=stack_name)
     return _RUN_CACHE[key]
+
+
+def depends_on(run: StackRun, r: Recorded, urn: str) -> bool:
+    """Whether `r` waits for `urn`: directly, through an input, or through what it depends on."""
+    index = {x.urn: x for x in run.resources}
+    seen, todo = set(), [r.urn]
+    while todo:
+        current = index.get(todo.pop())
+        if current is None or current.urn in seen:
+            continue
+        seen.add(current.urn)
+        deps = set(current.dependencies) | {d for ds in current.property_dependencies.values() for d in ds}
+        if urn in deps:
+            return True
+        todo.extend(deps)
+    return False
 
 
 def all_strings(value: Any) -> Iterable[str]:

@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from harness import MOCK_SECRET_VALUES, StackRun, all_strings, is_secret_input, run_program, stack_files, unwrap_secrets
+from harness import (MOCK_SECRET_VALUES, StackRun, all_strings, is_secret_input, mock_random_id, run_program, stack_files,
+                     unwrap_secrets)
 from settings import SettingsError
 
 CLUSTER = "aws:rds/cluster:Cluster"
@@ -18,6 +19,8 @@ BUCKET = "aws:s3/bucket:Bucket"
 KEY = "aws:kms/key:Key"
 SECRET = "aws:secretsmanager/secret:Secret"
 SECRET_VERSION = "aws:secretsmanager/secretVersion:SecretVersion"
+# The prod cluster's identifier under mocks: `redcap-prod-` and the hex the mock draws for its suffix.
+PROD_CLUSTER = "redcap-prod-" + mock_random_id("redcap-suffix", {"byteLength": 4, "keepers": {"restoreFrom": ""}})["hex"]
 
 
 @pytest.fixture(scope="module")
@@ -312,8 +315,8 @@ def test_prod_snapshot_keeps_a_unique_stable_final_snapshot(prod):
     c = prod.one(CLUSTER)
     suffix = prod.one("random:index/randomId:RandomId", "suffix")
     assert suffix.inputs["byteLength"] == 4 and suffix.inputs["keepers"] == {"restoreFrom": ""}
-    assert c.inputs["clusterIdentifier"] == "redcap-prod-a1b2c3d4"
-    assert c.inputs["finalSnapshotIdentifier"] == "redcap-prod-a1b2c3d4-final"
+    assert c.inputs["clusterIdentifier"] == PROD_CLUSTER
+    assert c.inputs["finalSnapshotIdentifier"] == f"{PROD_CLUSTER}-final"
     assert c.inputs["skipFinalSnapshot"] is False and c.inputs["deleteAutomatedBackups"] is False
     assert c.inputs["deletionProtection"] is True and c.protect is True
     assert c.retain_on_delete is False  # the cluster goes, its final snapshot stays
@@ -321,7 +324,7 @@ def test_prod_snapshot_keeps_a_unique_stable_final_snapshot(prod):
         r = prod.one(type_, name)
         assert r.retain_on_delete is True and r.protect is True, r.name
     assert all(b.inputs["forceDestroy"] is False for b in prod.of_type(BUCKET))
-    assert prod.outputs["dbFinalSnapshotIdentifier"] == "redcap-prod-a1b2c3d4-final"
+    assert prod.outputs["dbFinalSnapshotIdentifier"] == f"{PROD_CLUSTER}-final"
 
 
 def test_retain_keeps_the_cluster_too():
@@ -329,7 +332,7 @@ def test_retain_keeps_the_cluster_too():
     c = run.one(CLUSTER)
     assert c.retain_on_delete is True and c.protect is True
     assert all(i.retain_on_delete is True for i in run.of_type(INSTANCE))
-    assert c.inputs["finalSnapshotIdentifier"] == "redcap-prod-a1b2c3d4-final"
+    assert c.inputs["finalSnapshotIdentifier"] == f"{PROD_CLUSTER}-final"
 
 
 def test_lowering_deletion_protection_keeps_the_snapshot():
@@ -391,7 +394,7 @@ def test_every_removal_policy_and_protection_combination(removal, protection):
     cluster = run.one(CLUSTER)
     keep = removal != "destroy"
     assert cluster.inputs["skipFinalSnapshot"] is (removal == "destroy")
-    assert cluster.inputs.get("finalSnapshotIdentifier") == ("redcap-prod-a1b2c3d4-final" if keep else None)
+    assert cluster.inputs.get("finalSnapshotIdentifier") == (f"{PROD_CLUSTER}-final" if keep else None)
     assert cluster.inputs["deleteAutomatedBackups"] is (not keep)
     assert cluster.inputs["deletionProtection"] is protection and cluster.protect is protection
     assert cluster.retain_on_delete is (removal == "retain")

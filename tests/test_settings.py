@@ -213,6 +213,53 @@ def test_snapshot_id_forms():
     assert "an Aurora cluster snapshot identifier or ARN" in problems_of(db={"dbSnapshotId": "1 bad"})
 
 
+def test_engine_upgrade_names_a_newer_version():
+    s = load(db={"engineVersion": "8.0.mysql_aurora.3.10.3", "engineUpgradeTo": "8.0.mysql_aurora.3.11.0"})
+    assert s.db.engine_upgrade_to == "8.0.mysql_aurora.3.11.0"
+    assert load().db.engine_upgrade_to is None
+    for older in ("8.0.mysql_aurora.3.10.3", "8.0.mysql_aurora.3.09.2"):
+        text = problems_of(db={"engineVersion": "8.0.mysql_aurora.3.10.3", "engineUpgradeTo": older})
+        assert (f"redcap:db.engineUpgradeTo = '{older}': allowed: a version newer than db.engineVersion "
+                "8.0.mysql_aurora.3.10.3 (the version to upgrade the running cluster to; afterwards set "
+                "engineVersion to it and remove engineUpgradeTo); example: 8.0.mysql_aurora.3.11.0") in text
+    # Versions compare as numbers (3.9 before 3.10), and the format is the engine version's.
+    assert "redcap:db.engineUpgradeTo" in problems_of(db={"engineVersion": "8.0.mysql_aurora.3.10.0",
+                                                          "engineUpgradeTo": "8.0.mysql_aurora.3.09.9"})
+    assert "an Aurora MySQL 3 engine version" in problems_of(db={"engineUpgradeTo": "8.4.mysql_aurora.4.00.0"})
+
+
+def test_previous_cluster_only_during_a_restore():
+    s = load(db={"dbSnapshotId": "redcap-prod-before", "previousCluster": {"deletionProtection": True}})
+    assert s.db.previous_cluster.db_snapshot_id is None and s.previous_cluster_protected is True
+    lowered = load(db={"dbSnapshotId": "redcap-prod-before", "previousCluster": {"deletionProtection": False}})
+    assert lowered.previous_cluster_protected is False and lowered.protect_data is True
+    assert load(db={"dbSnapshotId": "s2", "previousCluster": {}}, removalPolicy="destroy").previous_cluster_protected is False
+    text = problems_of(db={"previousCluster": {"deletionProtection": True}})
+    assert ('redcap:db.previousCluster = {"deletionProtection": true}: allowed: a previous cluster only during a '
+            "restore in place, together with db.dbSnapshotId (the snapshot the new cluster is restored from); "
+            "example: dbSnapshotId: redcap-prod-a1b2c3d4-before-upgrade, previousCluster: {deletionProtection: true}") in text
+    text = problems_of(db={"dbSnapshotId": "s1", "previousCluster": {"dbSnapshotId": "s1"}})
+    assert ("redcap:db.previousCluster.dbSnapshotId = 's1': allowed: the snapshot the cluster being replaced was "
+            "restored from (omit it for the stage's first cluster), which is not db.dbSnapshotId; to restore the "
+            "same snapshot again, copy it first (aws rds copy-db-cluster-snapshot) and restore the copy; "
+            "example: previousCluster: {dbSnapshotId: redcap-prod-a1b2c3d4-before-upgrade}") in text
+    assert "an Aurora cluster snapshot identifier or ARN" in problems_of(
+        db={"dbSnapshotId": "s1", "previousCluster": {"dbSnapshotId": "1 bad"}})
+    assert "redcap:db.previousCluster.keep = true: unknown key; allowed: dbSnapshotId, deletionProtection" in \
+        problems_of(db={"dbSnapshotId": "s1", "previousCluster": {"keep": True}})
+
+
+def test_db_salt_is_a_secret_checked_without_showing_it():
+    assert load(dbSalt="Old-salt-of-32-characters-abcdef").has_db_salt is True
+    assert load().has_db_salt is False
+    for bad in ("short", " padded-salt-of-enough-length ", "line-one-of-salt\nline-two"):
+        text = problems_of(dbSalt=bad)
+        assert ("redcap:dbSalt = '[secret]': allowed: 16 to 1024 characters without leading or trailing white "
+                "space (the old stage's salt, exactly as its secret holds it); example: "
+                'pulumi config set --secret redcap:dbSalt "$OLD_SALT"') in text
+        assert bad.strip() not in text
+
+
 def test_unknown_nested_key_lists_the_known_ones():
     text = problems_of(db={"readers": 2})
     assert "redcap:db.readers = 2: unknown key; allowed: backtrackHours, backupRetentionDays, dbReaders" in text

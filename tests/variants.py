@@ -55,6 +55,8 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
                                       "bounceNotificationEmail": None, **NO_NEW_ZONE}),
     ("prod-retain-readers", "prod", {"removalPolicy": "retain", "db": {"dbReaders": 3}}),
     ("prod-restore", "prod", {"db": {"dbSnapshotId": "redcap-prod-a1b2c3d4-final"}}),
+    ("prod-restore-in-place", "prod", {"db": {"dbSnapshotId": "redcap-prod-a1b2c3d4-final",
+                                              "previousCluster": {"deletionProtection": True}}}),
     ("dev-tunnel", "dev", {"ec2ServerStack": {"durationHours": 4}}),
     ("dev-password-auth-allowlists", "dev", {"dbAuth": "password", "allowedIps": ["203.0.113.0/24", "2001:db8::/32"],
                                              "allowedCountries": ["US", "CA"], "wafSqliRulesToCount": ["SQLi_BODY"]}),
