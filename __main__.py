@@ -7,7 +7,7 @@ from components.backup import Backup, BackupArgs, VaultLockArgs
 from components.context import AwsContext
 from components.database import Database, DatabaseArgs, PreviousClusterArgs
 from components.delegation import NsDelegation, NsDelegationArgs
-from components.dns import Domain, DomainArgs, SiteRecord, SiteRecordArgs
+from components.dns import AliasTarget, Domain, DomainArgs, SiteRecord, SiteRecordArgs
 from components.email import Email, EmailArgs
 from components.firewall import Firewall, FirewallArgs
 from components.network import Network, NetworkArgs
@@ -120,6 +120,7 @@ def application_stack() -> None:
         domain=config.domain,
         subdomain=config.subdomain,
         host_in_route53=config.host_in_route53,
+        zone_delegated=bool(config.zone_delegated),
         certificate_region=certificate_region(),
         stack_region=config.region,
     )) if config.domain else None
@@ -214,6 +215,13 @@ def application_stack() -> None:
         lb_idle_timeout_seconds=lb_idle_timeout_seconds,
     ))
     subscriptions = list(email.email_subscriptions) + rotation.email_subscriptions
+    # The domain whose name the stack serves now: its zone is live (docs/domains.md, two phases).
+    site_domain = domain if domain is not None and domain.ready and domain.zone_id is not None else None
+    site_alias: AliasTarget | None = None
+    service_url: pulumi.Output[str] | None = None
+    custom_url: str | None = None
+    cron_host: pulumi.Output[str] | None = None
+    runtime_kind = ""
     if config.express is not None:
         express = config.express
         service = ExpressService("redcap", ExpressArgs(
@@ -232,13 +240,13 @@ def application_stack() -> None:
             web_acl_arn=firewall.web_acl_arn,
             kms_key_arn=storage.kms_key_arn,
             log_retention_days=config.log_retention(731),
-            fqdn=domain.fqdn if domain is not None else None,
+            # The custom name only once the zone is live (docs/domains.md); until then the
+            # distribution's own name serves the site.
+            fqdn=domain.fqdn if domain is not None and domain.ready else None,
             certificate_arn=express.certificate_arn or (domain.certificate_arn if domain is not None else None),
         ))
         service_url, custom_url = service.distribution_url, service.custom_url
-        if custom_url and domain is not None and domain.zone_id is not None:
-            SiteRecord("redcap-site", SiteRecordArgs(zone_id=domain.zone_id, fqdn=domain.fqdn,
-                                                     target=service.site_alias))
+        site_alias = service.site_alias if custom_url else None
         # The distribution's own name answers before the custom domain's DNS does.
         cron_host, runtime_kind = service.distribution_url, "express"
         pulumi.export("cloudFrontUrl", service.distribution_url)
@@ -251,37 +259,42 @@ def application_stack() -> None:
     elif config.ecs is not None:
         ecs = config.ecs
         assert domain is not None  # settings require redcap:domain with an ecs block
-        fargate = FargateService("redcap", FargateArgs(
-            context=context,
-            image_uri=image.image_uri,
-            repository_arn=image.repository_arn,
-            runtime=runtime,
-            vpc_id=network.vpc_id,
-            public_subnet_ids=network.public_subnet_ids,
-            private_subnet_ids=network.private_subnet_ids,
-            cpu=ecs.cpu,
-            memory=ecs.memory,
-            min_containers=ecs.scaling.min_containers,
-            max_containers=ecs.scaling.max_containers,
-            requests_per_container=ecs.scaling.requests_per_container,
-            cpu_utilization=ecs.scaling.cpu_utilization,
-            memory_utilization=ecs.scaling.memory_utilization,
-            certificate_arn=ecs.certificate_arn or domain.certificate_arn,
-            web_acl_arn=firewall.web_acl_arn,
-            log_bucket_name=storage.log_bucket_name,
-            kms_key_arn=storage.kms_key_arn,
-            log_retention_days=config.log_retention(731),
-            deletion_protection=config.protect_data,
-            fqdn=domain.fqdn,
-            zone_id=domain.zone_id,
-        ))
-        service_url, custom_url = fargate.load_balancer_url, fargate.custom_url
-        # The certificate is for the FQDN only, so cron calls the custom domain.
-        cron_host, runtime_kind = pulumi.Output.from_input(domain.fqdn), "ecs"
-        pulumi.export("loadBalancerUrl", service_url)
-        pulumi.export("ecsClusterName", fargate.cluster_name)
-        pulumi.export("ecsServiceName", fargate.service_name)
+        # The ALB serves HTTPS only: before the zone is delegated there is no certificate, so
+        # phase one runs no ECS service at all (no plaintext path to REDCap, nothing waiting).
+        certificate_arn = ecs.certificate_arn or domain.certificate_arn
+        if domain.ready and certificate_arn is not None:
+            fargate = FargateService("redcap", FargateArgs(
+                context=context,
+                image_uri=image.image_uri,
+                repository_arn=image.repository_arn,
+                runtime=runtime,
+                vpc_id=network.vpc_id,
+                public_subnet_ids=network.public_subnet_ids,
+                private_subnet_ids=network.private_subnet_ids,
+                cpu=ecs.cpu,
+                memory=ecs.memory,
+                min_containers=ecs.scaling.min_containers,
+                max_containers=ecs.scaling.max_containers,
+                requests_per_container=ecs.scaling.requests_per_container,
+                cpu_utilization=ecs.scaling.cpu_utilization,
+                memory_utilization=ecs.scaling.memory_utilization,
+                certificate_arn=certificate_arn,
+                web_acl_arn=firewall.web_acl_arn,
+                log_bucket_name=storage.log_bucket_name,
+                kms_key_arn=storage.kms_key_arn,
+                log_retention_days=config.log_retention(731),
+                deletion_protection=config.protect_data,
+                fqdn=domain.fqdn,
+            ))
+            service_url, custom_url, site_alias = fargate.load_balancer_url, fargate.custom_url, fargate.site_alias
+            # The certificate is for the FQDN only, so cron calls the custom domain.
+            cron_host, runtime_kind = pulumi.Output.from_input(domain.fqdn), "ecs"
+            pulumi.export("loadBalancerUrl", service_url)
+            pulumi.export("ecsClusterName", fargate.cluster_name)
+            pulumi.export("ecsServiceName", fargate.service_name)
     else:
+        # The custom domain waits for the zone like the certificate does: App Runner would
+        # validate it against a zone nobody can resolve yet.
         apprunner = AppRunnerService("redcap", AppRunnerArgs(
             context=context,
             image_uri=image.image_uri,
@@ -295,19 +308,24 @@ def application_stack() -> None:
             max_size=config.app_runner_max_size,
             web_acl_arn=firewall.web_acl_arn,
             kms_key_arn=storage.kms_key_arn,
-            fqdn=domain.fqdn if domain is not None and domain.zone_id is not None else None,
-            zone_id=domain.zone_id if domain is not None else None,
-            zone_name=domain.zone_name if domain is not None else None,
+            fqdn=site_domain.fqdn if site_domain is not None else None,
+            zone_id=site_domain.zone_id if site_domain is not None else None,
+            domain_dependencies=site_domain.dns_dependencies if site_domain is not None else (),
             notification_email=config.email,
             subscribe_notification_email=config.email_subscriptions,
         ))
-        service_url, custom_url = apprunner.service_url, apprunner.custom_url
+        service_url, custom_url, site_alias = apprunner.service_url, apprunner.custom_url, apprunner.site_alias
         subscriptions += apprunner.email_subscriptions
         # The default URL works before the custom domain's certificate is validated.
         cron_host, runtime_kind = apprunner.service_url, "apprunner"
         pulumi.export("appRunnerServiceUrl", service_url)
-    Cron("redcap-cron", CronArgs(context=context, host=cron_host, search_string=firewall.cron_search_string,
-                            minutes=config.cron_minutes, runtime_kind=runtime_kind, kms_key_arn=storage.kms_key_arn))
+    if site_domain is not None and site_domain.zone_id is not None and site_alias is not None:
+        # One record for the site whatever the runtime (components/dns.py).
+        SiteRecord("redcap", SiteRecordArgs(zone_id=site_domain.zone_id, fqdn=site_domain.fqdn, target=site_alias))
+    if cron_host is not None:
+        Cron("redcap-cron", CronArgs(context=context, host=cron_host, search_string=firewall.cron_search_string,
+                                     minutes=config.cron_minutes, runtime_kind=runtime_kind,
+                                     kms_key_arn=storage.kms_key_arn))
     if config.ec2_server_stack is not None:
         tunnel = TunnelHost("redcap-tunnel", TunnelArgs(
             context=context,
@@ -321,11 +339,12 @@ def application_stack() -> None:
         ))
         pulumi.export("tunnelInstanceId", tunnel.instance_id)
         pulumi.export("ssmPortForward", tunnel.port_forward_command)
-    site_url = pulumi.Output.from_input(custom_url or service_url)
-    pulumi.export("siteUrl", site_url)
+    if custom_url or service_url is not None:
+        site_url = pulumi.Output.from_input(custom_url or service_url)
+        pulumi.export("siteUrl", site_url)
+        pulumi.export("upgradeUrl", site_url.apply(lambda url: f"{url}/upgrade.php"))
     if custom_url:
         pulumi.export("customServiceUrl", custom_url)
-    pulumi.export("upgradeUrl", site_url.apply(lambda url: f"{url}/upgrade.php"))
     pulumi.export("imageUri", image.image_uri)
     pulumi.export("imageTag", image.tag)
     pulumi.export("ecrRepositoryUrl", image.repository_url)
