@@ -7,7 +7,7 @@ from components.backup import Backup, BackupArgs, VaultLockArgs
 from components.context import AwsContext
 from components.database import Database, DatabaseArgs, PreviousClusterArgs
 from components.delegation import NsDelegation, NsDelegationArgs
-from components.dns import Domain, DomainArgs, SiteRecord, SiteRecordArgs
+from components.dns import AliasTarget, Domain, DomainArgs, SiteRecord, SiteRecordArgs
 from components.email import Email, EmailArgs
 from components.firewall import Firewall, FirewallArgs
 from components.network import Network, NetworkArgs
@@ -121,6 +121,7 @@ def application_stack() -> None:
         domain=config.domain,
         subdomain=config.subdomain,
         host_in_route53=config.host_in_route53,
+        zone_delegated=bool(config.zone_delegated),
         certificate_region=certificate_region(),
         stack_region=config.region,
     )) if config.domain else None
@@ -215,6 +216,13 @@ def application_stack() -> None:
         lb_idle_timeout_seconds=lb_idle_timeout_seconds,
     ))
     subscriptions = list(email.email_subscriptions) + rotation.email_subscriptions
+    # The domain whose name the stack serves now: its zone is live (docs/domains.md, two phases).
+    site_domain = domain if domain is not None and domain.ready and domain.zone_id is not None else None
+    site_alias: AliasTarget | None = None
+    service_url: pulumi.Output[str] | None = None
+    custom_url: str | None = None
+    cron_host: pulumi.Output[str] | None = None
+    runtime_kind = ""
     if config.express is not None:
         express = config.express
         service = ExpressService("redcap", ExpressArgs(
@@ -233,14 +241,14 @@ def application_stack() -> None:
             web_acl_arn=firewall.web_acl_arn,
             kms_key_arn=storage.kms_key_arn,
             log_retention_days=config.log_retention(731),
-            fqdn=domain.fqdn if domain is not None else None,
+            # The custom name only once the zone is live (docs/domains.md); until then the
+            # distribution's own name serves the site.
+            fqdn=domain.fqdn if domain is not None and domain.ready else None,
             certificate_arn=express.certificate_arn or (domain.certificate_arn if domain is not None else None),
             capacity_scheduled=config.operations.idle_schedule is not None,
         ))
         service_url, custom_url = service.distribution_url, service.custom_url
-        if custom_url and domain is not None and domain.zone_id is not None:
-            SiteRecord("redcap-site", SiteRecordArgs(zone_id=domain.zone_id, fqdn=domain.fqdn,
-                                                     target=service.site_alias))
+        site_alias = service.site_alias if custom_url else None
         # The distribution's own name answers before the custom domain's DNS does.
         cron_host, runtime_kind = service.distribution_url, "express"
         pulumi.export("cloudFrontUrl", service.distribution_url)
@@ -253,38 +261,43 @@ def application_stack() -> None:
     elif config.ecs is not None:
         ecs = config.ecs
         assert domain is not None  # settings require redcap:domain with an ecs block
-        fargate = FargateService("redcap", FargateArgs(
-            context=context,
-            image_uri=image.image_uri,
-            repository_arn=image.repository_arn,
-            runtime=runtime,
-            vpc_id=network.vpc_id,
-            public_subnet_ids=network.public_subnet_ids,
-            private_subnet_ids=network.private_subnet_ids,
-            cpu=ecs.cpu,
-            memory=ecs.memory,
-            min_containers=ecs.scaling.min_containers,
-            max_containers=ecs.scaling.max_containers,
-            requests_per_container=ecs.scaling.requests_per_container,
-            cpu_utilization=ecs.scaling.cpu_utilization,
-            memory_utilization=ecs.scaling.memory_utilization,
-            certificate_arn=ecs.certificate_arn or domain.certificate_arn,
-            web_acl_arn=firewall.web_acl_arn,
-            log_bucket_name=storage.log_bucket_name,
-            kms_key_arn=storage.kms_key_arn,
-            log_retention_days=config.log_retention(731),
-            deletion_protection=config.protect_data,
-            fqdn=domain.fqdn,
-            zone_id=domain.zone_id,
-            capacity_scheduled=config.operations.idle_schedule is not None,
-        ))
-        service_url, custom_url = fargate.load_balancer_url, fargate.custom_url
-        # The certificate is for the FQDN only, so cron calls the custom domain.
-        cron_host, runtime_kind = pulumi.Output.from_input(domain.fqdn), "ecs"
-        pulumi.export("loadBalancerUrl", service_url)
-        pulumi.export("ecsClusterName", fargate.cluster_name)
-        pulumi.export("ecsServiceName", fargate.service_name)
+        # The ALB serves HTTPS only: before the zone is delegated there is no certificate, so
+        # phase one runs no ECS service at all (no plaintext path to REDCap, nothing waiting).
+        certificate_arn = ecs.certificate_arn or domain.certificate_arn
+        if domain.ready and certificate_arn is not None:
+            fargate = FargateService("redcap", FargateArgs(
+                context=context,
+                image_uri=image.image_uri,
+                repository_arn=image.repository_arn,
+                runtime=runtime,
+                vpc_id=network.vpc_id,
+                public_subnet_ids=network.public_subnet_ids,
+                private_subnet_ids=network.private_subnet_ids,
+                cpu=ecs.cpu,
+                memory=ecs.memory,
+                min_containers=ecs.scaling.min_containers,
+                max_containers=ecs.scaling.max_containers,
+                requests_per_container=ecs.scaling.requests_per_container,
+                cpu_utilization=ecs.scaling.cpu_utilization,
+                memory_utilization=ecs.scaling.memory_utilization,
+                certificate_arn=certificate_arn,
+                web_acl_arn=firewall.web_acl_arn,
+                log_bucket_name=storage.log_bucket_name,
+                kms_key_arn=storage.kms_key_arn,
+                log_retention_days=config.log_retention(731),
+                deletion_protection=config.protect_data,
+                fqdn=domain.fqdn,
+                capacity_scheduled=config.operations.idle_schedule is not None,
+            ))
+            service_url, custom_url, site_alias = fargate.load_balancer_url, fargate.custom_url, fargate.site_alias
+            # The certificate is for the FQDN only, so cron calls the custom domain.
+            cron_host, runtime_kind = pulumi.Output.from_input(domain.fqdn), "ecs"
+            pulumi.export("loadBalancerUrl", service_url)
+            pulumi.export("ecsClusterName", fargate.cluster_name)
+            pulumi.export("ecsServiceName", fargate.service_name)
     else:
+        # The custom domain waits for the zone like the certificate does: App Runner would
+        # validate it against a zone nobody can resolve yet.
         apprunner = AppRunnerService("redcap", AppRunnerArgs(
             context=context,
             image_uri=image.image_uri,
@@ -298,19 +311,25 @@ def application_stack() -> None:
             max_size=config.app_runner_max_size,
             web_acl_arn=firewall.web_acl_arn,
             kms_key_arn=storage.kms_key_arn,
-            fqdn=domain.fqdn if domain is not None and domain.zone_id is not None else None,
-            zone_id=domain.zone_id if domain is not None else None,
-            zone_name=domain.zone_name if domain is not None else None,
+            fqdn=site_domain.fqdn if site_domain is not None else None,
+            zone_id=site_domain.zone_id if site_domain is not None else None,
+            domain_dependencies=site_domain.dns_dependencies if site_domain is not None else (),
             notification_email=config.email,
             subscribe_notification_email=config.email_subscriptions,
         ))
-        service_url, custom_url = apprunner.service_url, apprunner.custom_url
+        service_url, custom_url, site_alias = apprunner.service_url, apprunner.custom_url, apprunner.site_alias
         subscriptions += apprunner.email_subscriptions
         # The default URL works before the custom domain's certificate is validated.
         cron_host, runtime_kind = apprunner.service_url, "apprunner"
         pulumi.export("appRunnerServiceUrl", service_url)
-    cron = Cron("redcap-cron", CronArgs(context=context, host=cron_host, search_string=firewall.cron_search_string,
-                            minutes=config.cron_minutes, runtime_kind=runtime_kind, kms_key_arn=storage.kms_key_arn))
+    if site_domain is not None and site_domain.zone_id is not None and site_alias is not None:
+        # One record for the site whatever the runtime (components/dns.py).
+        SiteRecord("redcap", SiteRecordArgs(zone_id=site_domain.zone_id, fqdn=site_domain.fqdn, target=site_alias))
+    cron: Cron | None = None
+    if cron_host is not None:
+        cron = Cron("redcap-cron", CronArgs(context=context, host=cron_host, search_string=firewall.cron_search_string,
+                                     minutes=config.cron_minutes, runtime_kind=runtime_kind,
+                                     kms_key_arn=storage.kms_key_arn))
     if config.ec2_server_stack is not None:
         tunnel = TunnelHost("redcap-tunnel", TunnelArgs(
             context=context,
@@ -324,55 +343,39 @@ def application_stack() -> None:
         ))
         pulumi.export("tunnelInstanceId", tunnel.instance_id)
         pulumi.export("ssmPortForward", tunnel.port_forward_command)
-    site_url = pulumi.Output.from_input(custom_url or service_url)
-    pulumi.export("siteUrl", site_url)
+    if custom_url or service_url is not None:
+        site_url = pulumi.Output.from_input(custom_url or service_url)
+        pulumi.export("siteUrl", site_url)
+        pulumi.export("upgradeUrl", site_url.apply(lambda url: f"{url}/upgrade.php"))
     if custom_url:
         pulumi.export("customServiceUrl", custom_url)
-    pulumi.export("upgradeUrl", site_url.apply(lambda url: f"{url}/upgrade.php"))
     pulumi.export("imageUri", image.image_uri)
     pulumi.export("imageTag", image.tag)
     pulumi.export("ecrRepositoryUrl", image.repository_url)
 
     # Operations: alarms, dashboard, site checks, idle schedule, budget (docs/operations.md).
-    tier: Tier
+    tier: Tier | None = None  # none yet: an ECS stage before its new zone is delegated
     if config.express is not None:
-        tier = ExpressTier(
-            cluster_name=service.cluster_name, service_name=service.service_name,
-            distribution_id=service.distribution_id, distribution_url=service.distribution_url,
-            load_balancer_arn=service.load_balancer_arn, log_group_name=service.log_group_name,
-            min_tasks=config.express.scaling.min_containers, max_tasks=config.express.scaling.max_containers)
-        entry, entry_arn, sizes = service, service.distribution_arn, {"express": config.express.model_dump(by_alias=True)}
-    elif config.ecs is not None:
-        tier = FargateTier(
-            cluster_name=fargate.cluster_name, service_name=fargate.service_name,
-            load_balancer_arn=fargate.load_balancer_arn, load_balancer_dns_name=fargate.load_balancer_dns_name,
-            target_group_arn=fargate.target_group_arn, log_group_name=fargate.log_group_name,
-            scaling_resource_id=fargate.scaling_resource_id, min_tasks=config.ecs.scaling.min_containers,
-            max_tasks=config.ecs.scaling.max_containers)
-        entry, entry_arn, sizes = fargate, fargate.load_balancer_arn, {"ecs": config.ecs.model_dump(by_alias=True)}
-    else:
-        tier = AppRunnerTier(service_arn=apprunner.service_arn, service_url=apprunner.service_url,
-                             min_instances=config.app_runner_min_size, max_instances=config.app_runner_max_size)
-        # Not the whole component: its custom domain's records are still being written (the
-        # check reaches the service at its own URL, a dependency through the input already).
-        entry, entry_arn, sizes = apprunner.waf_association, apprunner.service_arn, {
-            "cpu": config.cpu, "memory": config.memory, "concurrency": config.app_runner_concurrency}
+        tier = ExpressTier.of(service, config.express)
+    elif config.ecs is not None and service_url is not None:
+        tier = FargateTier.of(fargate, config.ecs)
+    elif config.ecs is None:
+        tier = AppRunnerTier.of(apprunner, cpu=config.cpu, memory=config.memory, concurrency=config.app_runner_concurrency,
+                                min_size=config.app_runner_min_size, max_size=config.app_runner_max_size)
     operations = Operations("redcap", OperationsArgs(
-        context=context, settings=config.operations, tier=tier, site_url=site_url,
-        entry_arn=entry_arn,
+        context=context, settings=config.operations, tier=tier, site_url=custom_url or service_url,
         kms_key_arn=storage.kms_key_arn, log_retention_days=config.log_retention(365),
         cron_header=firewall.cron_header, cron_search_string=firewall.cron_search_string,
         db_cluster_identifier=database.cluster_identifier, db_max_acu=config.db.scaling.max_capacity_acu,
-        db_readers=config.db.db_readers, image_uri=image.image_uri,
-        runtime_settings={"environment": runtime.environment, **sizes},
+        db_readers=config.db.db_readers, image_uri=image.image_uri, runtime_environment=runtime.environment,
         alarm_email=config.alarm_email, subscribe_alarm_email=config.email_subscriptions,
-        cron_rule_name=cron.rule_name, cron_minutes=config.cron_minutes, web_acl_arn=firewall.web_acl_arn,
-        web_acl_global=config.uses_express,
+        cron_rule_name=cron.rule_name if cron is not None else None, cron_minutes=config.cron_minutes,
+        web_acl_arn=firewall.web_acl_arn, web_acl_global=config.uses_express,
         waf_log_group_name=firewall.log_group_name, build_project_name=image.build_project_name,
         build_trigger_function_name=image.build_trigger_function_name,
         certificate_arns=tuple(c for c in (config.ecs and config.ecs.certificate_arn,
                                            config.express and config.express.certificate_arn) if c),
-        budget_tag=stage.budget_tag(), smoke_after=[entry, firewall],
+        budget_tag=stage.budget_tag(), smoke_after=[firewall],
     ))
     subscriptions += operations.email_subscriptions
     pulumi.export("alarmTopicArn", operations.alarm_topic_arn)

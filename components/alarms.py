@@ -96,7 +96,7 @@ class StageMetrics:
 
     stack: str
     region: str
-    runtime: AppRunnerMetrics | FargateMetrics | ExpressMetrics
+    runtime: Optional[AppRunnerMetrics | FargateMetrics | ExpressMetrics]   # None: no app tier yet
     db_cluster: pulumi.Input[str]
     db_max_acu: float
     db_readers: int
@@ -169,7 +169,9 @@ def alarm_specs(stage: StageMetrics, settings: OperationsSettings) -> list[Alarm
             app_tier=app_tier and stage.idle_schedule, unit=kind.unit)
 
     # --- the site --------------------------------------------------------------------------
-    if behind_load_balancer:
+    if rt is None:
+        pass  # no public entry yet (an ECS stage before its new zone is delegated)
+    elif behind_load_balancer:
         assert isinstance(rt, (FargateMetrics, ExpressMetrics))
         # ECS: the stage's load balancer; Express: the one Express Mode manages behind CloudFront.
         lb = {"LoadBalancer": rt.load_balancer}
@@ -195,7 +197,7 @@ def alarm_specs(stage: StageMetrics, settings: OperationsSettings) -> list[Alarm
             [MetricRef("running", "ECS/ContainerInsights", "RunningTaskCount",
                        {"ClusterName": rt.cluster_name, "ServiceName": rt.service_name}, "Minimum", 60)],
             _fill("running", 0), "LessThanThreshold", rt.min_tasks, app_tier=True)
-    else:
+    elif isinstance(rt, AppRunnerMetrics):
         service = {"ServiceName": rt.service_name, "ServiceID": rt.service_id}
         requests = MetricRef("requests", "AWS/AppRunner", "Requests", service, "Sum", 300)
         errors = MetricRef("errors5xx", "AWS/AppRunner", "5xxStatusResponses", service, "Sum", 300)

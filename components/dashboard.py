@@ -19,7 +19,7 @@ WIDTH, HEIGHT = 12, 6
 class DashboardFacts:
     stack: str
     region: str
-    runtime: str                      # "apprunner", "ecs" or "express"
+    runtime: str                      # "apprunner", "ecs", "express", or "" (no app tier yet)
     namespace: str
     db_cluster: str
     db_readers: int
@@ -94,6 +94,8 @@ def _express_widgets(f: DashboardFacts) -> list[dict[str, Any]]:
 
 
 def _site_widgets(f: DashboardFacts) -> list[dict[str, Any]]:
+    if not f.runtime:
+        return []
     if f.runtime == "express":
         return _express_widgets(f)
     if f.runtime == "ecs":
@@ -231,8 +233,8 @@ class SavedQuery:
     query: str
 
 
-def saved_queries(*, waf_logs: bool) -> list[SavedQuery]:
-    queries = [
+def saved_queries(*, waf_logs: bool, app_logs: bool = True) -> list[SavedQuery]:
+    queries = [] if not app_logs else [
         SavedQuery("5xx-by-path", "5xx by path", "app",
                    f"{ACCESS_LOG_PARSE}\n| filter status >= 500\n| stats count(*) as errors by path, status\n"
                    "| sort errors desc\n| limit 50"),

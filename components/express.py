@@ -109,6 +109,11 @@ def cloudfront_name(stack: str, region: str, suffix: str) -> str:
     return f"{base[:CLOUDFRONT_NAME_LIMIT - len(suffix) - 1].strip('-')}-{suffix}"
 
 
+def service_name_prefix(stack: str) -> str:
+    """What every Express service name of the stage starts with (service_name without its suffix)."""
+    return service_name(stack, "")
+
+
 def service_name(stack: str, suffix: str) -> str:
     """`redcap-<stack>-<suffix>`. The suffix changes with every new service: the provider refuses
     to create a service whose name its cluster still lists, and ECS lists a deleted service

@@ -53,6 +53,21 @@ class AppRunnerTier:
     service_url: pulumi.Input[str]        # https://<default domain>: reachable before any custom domain
     min_instances: int
     max_instances: int
+    sizes: Mapping[str, Any]              # what the smoke check follows besides the environment
+    # In place before the check runs (not the whole component: its custom domain's records may
+    # still be written; the service itself is a dependency through the check's input).
+    ready: Sequence[pulumi.Resource] = ()
+
+    @staticmethod
+    def of(service: Any, *, cpu: str, memory: str, concurrency: int, min_size: int, max_size: int) -> "AppRunnerTier":
+        return AppRunnerTier(service_arn=service.service_arn, service_url=service.service_url, min_instances=min_size,
+                             max_instances=max_size, ready=(service.waf_association,),
+                             sizes={"cpu": cpu, "memory": memory, "concurrency": concurrency,
+                                    "minSize": min_size, "maxSize": max_size})
+
+    @property
+    def entry_arn(self) -> pulumi.Input[str]:
+        return self.service_arn
 
 
 @dataclass(frozen=True)
@@ -66,18 +81,53 @@ class FargateTier:
     scaling_resource_id: pulumi.Input[str]  # service/<cluster>/<service>
     min_tasks: int
     max_tasks: int
+    sizes: Mapping[str, Any]
+    ready: Sequence[pulumi.Resource] = ()
+
+    @staticmethod
+    def of(service: Any, settings: Any) -> "FargateTier":
+        """From a FargateService and its `ecs` settings block."""
+        return FargateTier(
+            cluster_name=service.cluster_name, service_name=service.service_name,
+            load_balancer_arn=service.load_balancer_arn, load_balancer_dns_name=service.load_balancer_dns_name,
+            target_group_arn=service.target_group_arn, log_group_name=service.log_group_name,
+            scaling_resource_id=service.scaling_resource_id, min_tasks=settings.scaling.min_containers,
+            max_tasks=settings.scaling.max_containers, sizes={"ecs": settings.model_dump(by_alias=True)},
+            ready=(service,))
+
+    @property
+    def entry_arn(self) -> pulumi.Input[str]:
+        return self.load_balancer_arn
 
 
 @dataclass(frozen=True)
 class ExpressTier:
     cluster_name: pulumi.Input[str]
     service_name: pulumi.Input[str]
+    distribution_arn: pulumi.Input[str]
     distribution_id: pulumi.Input[str]
     distribution_url: pulumi.Input[str]   # https://<id>.cloudfront.net: reachable before any custom domain
     load_balancer_arn: pulumi.Input[str]  # the internal load balancer Express Mode manages
     log_group_name: pulumi.Input[str]
     min_tasks: int
     max_tasks: int
+    sizes: Mapping[str, Any]
+    ready: Sequence[pulumi.Resource] = ()
+
+    @staticmethod
+    def of(service: Any, settings: Any) -> "ExpressTier":
+        """From an ExpressService and its `express` settings block."""
+        return ExpressTier(
+            cluster_name=service.cluster_name, service_name=service.service_name,
+            distribution_arn=service.distribution_arn, distribution_id=service.distribution_id,
+            distribution_url=service.distribution_url, load_balancer_arn=service.load_balancer_arn,
+            log_group_name=service.log_group_name, min_tasks=settings.scaling.min_containers,
+            max_tasks=settings.scaling.max_containers, sizes={"express": settings.model_dump(by_alias=True)},
+            ready=(service,))
+
+    @property
+    def entry_arn(self) -> pulumi.Input[str]:
+        return self.distribution_arn
 
     @property
     def scaling_resource_id(self) -> pulumi.Output[str]:
@@ -92,9 +142,9 @@ Tier = AppRunnerTier | FargateTier | ExpressTier
 class OperationsArgs:
     context: AwsContext
     settings: OperationsSettings
-    tier: Tier
-    site_url: pulumi.Input[str]            # what users open
-    entry_arn: pulumi.Input[str]           # the public entry (App Runner service, load balancer, distribution)
+    # None while the stage has no public entry (an ECS stage before its new zone is delegated).
+    tier: Optional[Tier]
+    site_url: Optional[pulumi.Input[str]]  # what users open
     kms_key_arn: pulumi.Input[str]         # the stack key: alarm topic, log groups, the check secret
     log_retention_days: int
     cron_header: str
@@ -103,8 +153,8 @@ class OperationsArgs:
     db_max_acu: float
     db_readers: int
     image_uri: pulumi.Input[str]
-    # The runtime settings a smoke check follows (environment, sizes, scaling): any change re-runs it.
-    runtime_settings: Mapping[str, Any] = field(default_factory=dict)
+    # The container environment a smoke check follows (with the tier's sizes): any change re-runs it.
+    runtime_environment: Optional[pulumi.Input[Mapping[str, str]]] = None
     alarm_email: Optional[str] = None
     subscribe_alarm_email: bool = True
     cron_rule_name: Optional[pulumi.Input[str]] = None
@@ -117,7 +167,7 @@ class OperationsArgs:
     certificate_arns: tuple[str, ...] = ()
     # Cost allocation tag (key, value) the budget counts; None: the whole account.
     budget_tag: Optional[tuple[str, str]] = None
-    # What must be in place before the smoke check runs (the runtime, its WAF association, the record).
+    # What else must be in place before the smoke check runs (the web ACL).
     smoke_after: Sequence[pulumi.Resource] = ()
 
 
@@ -216,7 +266,7 @@ class Operations(pulumi.ComponentResource):
     alarm_topic_arn: pulumi.Output[str]
     alarm_names: list[str]
     dashboard_url: Optional[pulumi.Output[str]]
-    uptime_function_name: pulumi.Output[str]
+    uptime_function_name: Optional[pulumi.Output[str]]
     smoke_check: Optional[pulumi.Output[Any]]
     budget_name: Optional[pulumi.Output[str]]
     email_subscriptions: list[EmailSubscription]
@@ -235,17 +285,21 @@ class Operations(pulumi.ComponentResource):
                 f"{name}-alarms-email", topic=topic, address=args.alarm_email, purpose="CloudWatch alarms",
                 subscribe=args.subscribe_alarm_email, parent=self))
 
-        # Every public entry has an uptime check (the policy pack requires it).
-        check_secret = encrypted_secret(
-            f"{name}-check-header", kms_key_arn=args.kms_key_arn,
-            description="REDCap site checks: the cron header's value (lets the checks through the WAF)",
-            value=args.cron_search_string, opts=child)
-        checker = self._checker(name, args, check_secret, namespace)
-        self.uptime_function_name = checker.name
-        self._uptime_schedule(name, args, checker)
-
         tier = args.tier
-        runtime_metrics: AppRunnerMetrics | FargateMetrics | ExpressMetrics
+        checker: Optional[aws.lambda_.Function] = None
+        self.uptime_function_name = None
+        if tier is not None:
+            # Every public entry has an uptime check (the policy pack requires it).
+            check_secret = encrypted_secret(
+                f"{name}-check-header", kms_key_arn=args.kms_key_arn,
+                description="REDCap site checks: the cron header's value (lets the checks through the WAF)",
+                value=args.cron_search_string, opts=child)
+            checker = self._checker(name, args, tier, check_secret, namespace)
+            self.uptime_function_name = checker.name
+            self._uptime_schedule(name, args, checker)
+
+        runtime_metrics: Optional[AppRunnerMetrics | FargateMetrics | ExpressMetrics] = None
+        app_log_groups: list[pulumi.Output[str]] = []
         if isinstance(tier, FargateTier):
             lb_suffix = pulumi.Output.from_input(tier.load_balancer_arn).apply(load_balancer_suffix)
             tg_suffix = pulumi.Output.from_input(tier.target_group_arn).apply(target_group_suffix)
@@ -259,7 +313,7 @@ class Operations(pulumi.ComponentResource):
                 load_balancer=pulumi.Output.from_input(tier.load_balancer_arn).apply(load_balancer_suffix),
                 min_tasks=tier.min_tasks)
             app_log_groups = [pulumi.Output.from_input(tier.log_group_name)]
-        else:
+        elif isinstance(tier, AppRunnerTier):
             ids = pulumi.Output.from_input(tier.service_arn).apply(apprunner_ids)
             runtime_metrics = AppRunnerMetrics(service_name=ids[0], service_id=ids[1])
             # App Runner writes the container's output to a log group it creates and names.
@@ -267,7 +321,7 @@ class Operations(pulumi.ComponentResource):
         acl_name = (pulumi.Output.from_input(args.web_acl_arn).apply(web_acl_name)
                     if args.web_acl_arn is not None else None)
 
-        if not isinstance(tier, AppRunnerTier) and args.cron_rule_name is not None and args.cron_minutes > 0:
+        if isinstance(tier, (FargateTier, ExpressTier)) and args.cron_rule_name is not None and args.cron_minutes > 0:
             aws.cloudwatch.LogMetricFilter(
                 f"{name}-cron-errors", name=f"redcap-{ctx.stack}-cron-errors", log_group_name=tier.log_group_name,
                 pattern=CRON_ERRORS_FILTER,
@@ -301,12 +355,12 @@ class Operations(pulumi.ComponentResource):
             self.dashboard_url = self._dashboard(name, args, stage, alarms, namespace)
         self._saved_queries(name, args, app_log_groups)
 
-        if ops.idle_schedule is not None:
-            self._idle_schedule(name, args)
+        if ops.idle_schedule is not None and tier is not None:
+            self._idle_schedule(name, args, tier)
 
         self.smoke_check = None
-        if ops.smoke_check:
-            self.smoke_check = self._smoke_check(name, args, checker)
+        if ops.smoke_check and tier is not None and checker is not None:
+            self.smoke_check = self._smoke_check(name, args, tier, checker)
 
         self.budget_name = None
         if ops.monthly_budget_usd is not None and args.alarm_email:
@@ -336,7 +390,7 @@ class Operations(pulumi.ComponentResource):
 
     # -- site checks ------------------------------------------------------------------------
 
-    def _checker(self, name: str, args: OperationsArgs, secret: aws.secretsmanager.Secret,
+    def _checker(self, name: str, args: OperationsArgs, tier: Tier, secret: aws.secretsmanager.Secret,
                  namespace: str) -> aws.lambda_.Function:
         ctx = args.context
         function_name = f"redcap-{ctx.stack}-site-check"
@@ -368,7 +422,7 @@ class Operations(pulumi.ComponentResource):
             environment={"variables": variables},
             logging_config={"log_format": "Text", "log_group": group.name},
             description="REDCap uptime and post-deploy checks through the public entry",
-            tags={"UptimeCheckOf": args.entry_arn},
+            tags={"UptimeCheckOf": tier.entry_arn},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[group, grants]))
 
     def _uptime_schedule(self, name: str, args: OperationsArgs, checker: aws.lambda_.Function) -> None:
@@ -390,8 +444,8 @@ class Operations(pulumi.ComponentResource):
                     "retry_policy": {"maximum_event_age_in_seconds": 60 * minutes, "maximum_retry_attempts": 0}},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[invoke]))
 
-    def _smoke_check(self, name: str, args: OperationsArgs, checker: aws.lambda_.Function) -> pulumi.Output[Any]:
-        tier = args.tier
+    def _smoke_check(self, name: str, args: OperationsArgs, tier: Tier,
+                     checker: aws.lambda_.Function) -> pulumi.Output[Any]:
         if isinstance(tier, FargateTier):
             # The site's name over the load balancer's own address: independent of DNS changes in this update.
             site, connect = args.site_url, tier.load_balancer_dns_name
@@ -402,12 +456,13 @@ class Operations(pulumi.ComponentResource):
         event = pulumi.Output.all(site, connect).apply(
             lambda a: json.dumps({"mode": "smoke", "siteUrl": a[0], **({"connectHost": a[1]} if a[1] else {})},
                                  sort_keys=True))
-        runtime = pulumi.Output.from_input(dict(args.runtime_settings)).apply(settings_fingerprint)
+        runtime = pulumi.Output.from_input({"environment": args.runtime_environment, **tier.sizes}).apply(
+            settings_fingerprint)
         invocation = aws.lambda_.Invocation(
             f"{name}-smoke-check", function_name=checker.name, input=event,
             # Exactly the image and the runtime settings: a change of either runs the check, nothing else does.
             triggers={"image": args.image_uri, "runtimeSettings": runtime},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[checker, *args.smoke_after]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[checker, *tier.ready, *args.smoke_after]))
         return invocation.result.apply(lambda text: json.loads(text) if text else None)
 
     # -- dashboard and queries --------------------------------------------------------------
@@ -418,14 +473,15 @@ class Operations(pulumi.ComponentResource):
         rt = stage.runtime
         names: dict[str, pulumi.Input[Any]] = {"db": stage.db_cluster, "acl": stage.web_acl_name,
                                                "cron": stage.cron_rule, "build": stage.build_project}
-        runtime = {FargateMetrics: "ecs", ExpressMetrics: "express", AppRunnerMetrics: "apprunner"}[type(rt)]
+        runtime = {FargateMetrics: "ecs", ExpressMetrics: "express", AppRunnerMetrics: "apprunner",
+                   type(None): ""}[type(rt)]
         if isinstance(rt, FargateMetrics):
             names.update(service=rt.service_name, cluster=rt.cluster_name, lb=rt.load_balancer, tg=rt.target_group)
         elif isinstance(rt, ExpressMetrics):
             assert isinstance(args.tier, ExpressTier)
             names.update(service=rt.service_name, cluster=rt.cluster_name, lb=rt.load_balancer,
                          distribution=args.tier.distribution_id)
-        else:
+        elif isinstance(rt, AppRunnerMetrics):
             names.update(service=rt.service_name, service_id=rt.service_id)
         alarm_arns = pulumi.Output.all(*[a.arn for a in alarms])
 
@@ -433,7 +489,7 @@ class Operations(pulumi.ComponentResource):
             return dashboard_body(DashboardFacts(
                 stack=ctx.stack, region=ctx.region, runtime=runtime,
                 namespace=namespace, db_cluster=values["db"], db_readers=stage.db_readers,
-                service_name=values["service"], service_id=values.get("service_id") or "",
+                service_name=values.get("service") or "", service_id=values.get("service_id") or "",
                 cluster_name=values.get("cluster") or "", load_balancer=values.get("lb") or "",
                 target_group=values.get("tg") or "", distribution_id=values.get("distribution") or "",
                 web_acl_name=values["acl"], web_acl_global=args.web_acl_global, cron_rule=values["cron"],
@@ -450,17 +506,17 @@ class Operations(pulumi.ComponentResource):
         ctx = args.context
         groups = {"app": app_log_groups,
                   "waf": [pulumi.Output.from_input(args.waf_log_group_name)] if args.waf_log_group_name else []}
-        for query in saved_queries(waf_logs=args.waf_log_group_name is not None):
+        for query in saved_queries(waf_logs=args.waf_log_group_name is not None, app_logs=bool(app_log_groups)):
             aws.cloudwatch.QueryDefinition(
                 f"{name}-query-{query.slug}", name=query_name(ctx.stack, query.title), query_string=query.query,
                 log_group_names=groups[query.source], opts=pulumi.ResourceOptions(parent=self))
 
     # -- idle schedule ----------------------------------------------------------------------
 
-    def _idle_schedule(self, name: str, args: OperationsArgs) -> None:
+    def _idle_schedule(self, name: str, args: OperationsArgs, tier: Tier) -> None:
         schedule = args.settings.idle_schedule
         assert schedule is not None
-        ctx, tier = args.context, args.tier
+        ctx = args.context
         wake, sleep = schedule_cron(schedule.start, schedule.workdays), schedule_cron(schedule.end, schedule.workdays)
         if isinstance(tier, (FargateTier, ExpressTier)):
             for action, cron, low, high in (("wake", wake, tier.min_tasks, tier.max_tasks), ("sleep", sleep, 0, 0)):

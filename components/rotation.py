@@ -58,6 +58,9 @@ class RolloutTarget:
     kind: Literal["ecs", "apprunner", "none"]
     cluster: Optional[str] = None
     service: Optional[str] = None
+    # Instead of `service`: the one ACTIVE service of `cluster` whose name starts with this (an
+    # Express service's name ends in a random suffix the rotation cannot know before it exists).
+    service_prefix: Optional[str] = None
 
     @staticmethod
     def ecs(stack: str) -> "RolloutTarget":
@@ -68,9 +71,9 @@ class RolloutTarget:
     @staticmethod
     def express(stack: str) -> "RolloutTarget":
         # ExpressService's cluster and service: an Express Mode service is an ECS service.
-        from components.express import express_name, service_name
+        from components.express import express_name, service_name_prefix
 
-        return RolloutTarget("ecs", cluster=express_name(stack), service=service_name(stack))
+        return RolloutTarget("ecs", cluster=express_name(stack), service_prefix=service_name_prefix(stack))
 
     @staticmethod
     def apprunner(stack: str) -> "RolloutTarget":
@@ -89,6 +92,8 @@ class RolloutTarget:
             body["cluster"] = self.cluster
         if self.service:
             body["service"] = self.service
+        if self.service_prefix:
+            body["servicePrefix"] = self.service_prefix
         return json.dumps(body, sort_keys=True)
 
 
@@ -126,7 +131,8 @@ def targets_json(entries: Sequence[tuple[str, str, str, str, Optional[str]]]) ->
 
 def rollout_resources(rollout: RolloutTarget, *, partition: str, region: str, account_id: str) -> list[str]:
     if rollout.kind == "ecs":
-        return [f"arn:{partition}:ecs:{region}:{account_id}:service/{rollout.cluster}/{rollout.service}"]
+        service = rollout.service if rollout.service else f"{rollout.service_prefix}*"
+        return [f"arn:{partition}:ecs:{region}:{account_id}:service/{rollout.cluster}/{service}"]
     if rollout.kind == "apprunner":
         # App Runner appends a generated id to the service's ARN.
         return [f"arn:{partition}:apprunner:{region}:{account_id}:service/{rollout.service}/*"]
@@ -154,6 +160,11 @@ def rotation_policy(*, log_group_arn: str, secret_arns: Sequence[str], user_arns
     resources = rollout_resources(rollout, partition=partition, region=region, account_id=account_id)
     if rollout.kind == "ecs":
         statements.append(policies.allow(["ecs:DescribeServices", "ecs:UpdateService"], resources, sid="RedeployEcs"))
+        if rollout.service_prefix:
+            # ListServices has no resource type; the condition keeps it to the stage's cluster.
+            cluster_arn = f"arn:{partition}:ecs:{region}:{account_id}:cluster/{rollout.cluster}"
+            statements.append(policies.allow(["ecs:ListServices"], ["*"], sid="FindEcsService",
+                                             Condition={"ArnEquals": {"ecs:cluster": cluster_arn}}))
     elif rollout.kind == "apprunner":
         # The service's ARN holds an id App Runner generates: the function looks it up by name.
         statements.append(policies.allow(["apprunner:ListServices"], ["*"], sid="FindAppRunnerService"))

@@ -109,6 +109,7 @@ class Rollout:
     kind: str  # "ecs", "apprunner" or "none"
     cluster: Optional[str] = None
     service: Optional[str] = None
+    service_prefix: Optional[str] = None  # ecs without `service`: the ACTIVE service named so
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ class Config:
         # SES SMTP of this region, which is what the containers' msmtp uses. SMTP_ENDPOINT
         # (host:port) points the test of a new SMTP key elsewhere.
         host, _, port = (env.get("SMTP_ENDPOINT") or f"email-smtp.{region}.amazonaws.com:{SMTP_PORT}").rpartition(":")
-        return Config(targets=targets, rollout=Rollout(rollout["kind"], rollout.get("cluster"), rollout.get("service")),
+        return Config(targets=targets, rollout=Rollout(rollout["kind"], rollout.get("cluster"), rollout.get("service"),
+                                                        rollout.get("servicePrefix")),
                       region=region, smtp_host=host, smtp_port=int(port))
 
     def target(self, secret_id: str) -> Target:
@@ -359,15 +361,33 @@ def _apprunner_arn(c: Clients, name: str) -> Optional[str]:
             return None
 
 
+def _ecs_service_names(c: Clients, rollout: Rollout) -> list[str]:
+    """The service to redeploy: the named one, or every service of the cluster whose name starts
+    with the prefix (DescribeServices then tells which one is ACTIVE)."""
+    if rollout.service:
+        return [rollout.service]
+    names, token = [], None
+    while True:
+        page = c.ecs.list_services(cluster=rollout.cluster, **({"nextToken": token} if token else {}))
+        names += [arn.rsplit("/", 1)[-1] for arn in page.get("serviceArns") or []]
+        token = page.get("nextToken")
+        if not token:
+            return sorted(n for n in names if rollout.service_prefix and n.startswith(rollout.service_prefix))
+
+
 def _ecs_service(c: Clients, rollout: Rollout) -> Optional[dict[str, Any]]:
     try:
-        found = c.ecs.describe_services(cluster=rollout.cluster, services=[rollout.service])
+        names = _ecs_service_names(c, rollout)
+        found = c.ecs.describe_services(cluster=rollout.cluster, services=names) if names else {}
     except ClientError as err:
         if _error_code(err) == "ClusterNotFoundException":
             return None
         raise
     services = found.get("services") or []
-    return services[0] if services else None
+    if rollout.service:
+        return services[0] if services else None
+    active = [s for s in services if s.get("status") == "ACTIVE"]
+    return active[0] if active else None
 
 
 def rollout_state(c: Clients, rollout: Rollout, since: float) -> str:
@@ -387,13 +407,16 @@ def start_rollout(c: Clients, rollout: Rollout) -> bool:
     """Start a deployment that restarts every container; False when the runtime is busy (the
     next check starts it) or absent."""
     if rollout.kind == "ecs":
+        service = _ecs_service(c, rollout)
+        if service is None:
+            return False
         try:
-            c.ecs.update_service(cluster=rollout.cluster, service=rollout.service, forceNewDeployment=True)
+            c.ecs.update_service(cluster=rollout.cluster, service=service["serviceName"], forceNewDeployment=True)
         except ClientError as err:
             if _error_code(err) in ("ServiceNotFoundException", "ServiceNotActiveException", "ClusterNotFoundException"):
                 return False
             raise
-        LOG.info("started a deployment of ECS service %s/%s", rollout.cluster, rollout.service)
+        LOG.info("started a deployment of ECS service %s/%s", rollout.cluster, service["serviceName"])
         return True
     if rollout.kind == "apprunner":
         arn = _apprunner_arn(c, str(rollout.service))

@@ -125,6 +125,7 @@ POLICY_ATTACHMENT_TYPES = (
 WILDCARD_RESOURCE_ACTIONS: Mapping[str, str] = {
     "ecr:getauthorizationtoken": "registry login token is account-wide; ECR defines no resource for it",
     "sts:getcalleridentity": "returns the caller's own identity; STS defines no resource for it",
+    "ecs:listservices": "lists a cluster's services; ECS defines no resource for it (the ecs:cluster condition scopes it)",
     "ssmmessages:createcontrolchannel": "Session Manager channel on the tunnel host; no resource type",
     "ssmmessages:createdatachannel": "Session Manager channel on the tunnel host; no resource type",
     "ssmmessages:opencontrolchannel": "Session Manager channel on the tunnel host; no resource type",

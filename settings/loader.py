@@ -137,6 +137,7 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "appRunnerMinSize": {"appRunnerMinSize", "appRunnerMaxSize"},
     "subdomain": {"subdomain", "domain"},
     "hostInRoute53": {"hostInRoute53", "domain"},
+    "zoneDelegated": {"zoneDelegated", "hostInRoute53", "domain"},
     "ecs": {"ecs", "domain", "hostInRoute53"},
     "ecs.certificateArn": {"ecs", "domain"},
     "ecs/express": {"ecs", "express"},

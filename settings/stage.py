@@ -39,6 +39,7 @@ class StageSettings(_Model):
     domain: Optional[str] = None
     subdomain: Optional[str] = None
     host_in_route53: bool | str = Field(True, alias="hostInRoute53")
+    zone_delegated: Optional[bool] = Field(None, alias="zoneDelegated")
     email: Optional[str] = None
     sender_email: Optional[str] = Field(None, alias="senderEmail")
     bounce_notification_email: Optional[str] = Field(None, alias="bounceNotificationEmail")
@@ -229,7 +230,7 @@ class StageSettings(_Model):
         return v
 
     _bools = field_validator("deletion_protection", "guard_duty", "email_subscriptions", "has_cron_secret", "has_db_salt",
-                             "app_bucket_versioning", mode="before")(
+                             "app_bucket_versioning", "zone_delegated", mode="before")(
         lambda v: None if v is None else parse_bool(v))
 
     _configuration_sql = field_validator("configuration_sql", mode="before")(
@@ -295,6 +296,7 @@ class StageSettings(_Model):
             problems.append(("hostInRoute53", self.host_in_route53,
                              Problem(f"an existing zone that contains domain {self.domain}",
                                      f"hostInRoute53: {self.domain}")))
+        problems.extend(self._zone_delegated_problems())
         if self.ecs is not None and not self.has_zone and self.ecs.certificate_arn is None:
             problems.append(("ecs", "no Route53 zone and no ecs.certificateArn",
                              Problem("ECS serves HTTPS only, so it needs redcap:domain with hostInRoute53 "
@@ -361,6 +363,25 @@ class StageSettings(_Model):
                                      "redcap:deletionProtection false for a test stage that keeps data",
                                      "deletionProtection: false")))
         return problems
+
+    def _zone_delegated_problems(self) -> list[tuple[str, Any, Problem]]:
+        """A zone this stack creates is unreachable until somebody delegates it, so the stage
+        says which side of that it is on. No default: a stage that already serves its site from
+        such a zone must not lose its certificate and site record by upgrading the program."""
+        new_zone = bool(self.domain) and self.host_in_route53 is True
+        if new_zone and self.zone_delegated is None:
+            return [("zoneDelegated", None, Problem(
+                "required with hostInRoute53: true - false for the first `pulumi up` of a new zone (it creates "
+                "the zone and exports nameServers; delegate the FQDN to them), true once that delegation is in "
+                "place and for a stage that already serves its site (docs/domains.md)",
+                "pulumi config set redcap:zoneDelegated false"))]
+        if not new_zone and self.zone_delegated is not None:
+            return [("zoneDelegated", self.zone_delegated, Problem(
+                "only together with redcap:domain and hostInRoute53: true (a zone this stack creates and "
+                "somebody else delegates); an existing zone is live already, a child zone is delegated by the "
+                "stack itself, and false has no zone",
+                "pulumi config rm redcap:zoneDelegated"))]
+        return []
 
     def _shared_identity_problems(self) -> list[tuple[str, Any, Problem]]:
         """The address identity is shared by the stages (docs/email.md): it carries no configuration

@@ -274,8 +274,10 @@ def mock_random_id(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 # Compute (issue 4): what the provider computes for the image pipeline, App Runner, ECS and EC2.
 MOCK_APPRUNNER_VALIDATION_RECORDS = (
-    # Deliberately unsorted and with a repeat: the program sorts and de-duplicates them.
-    {"name": "_b2.redcap.example.org.", "type": "CNAME", "value": "_v2.acm-validations.aws.", "status": "PENDING"},
+    # One for the domain and one for the name App Runner adds to its certificate; deliberately
+    # unsorted and with a repeat: the program sorts and de-duplicates them.
+    {"name": "_b2.2a57j78h.redcap.example.org.", "type": "CNAME", "value": "_v2.acm-validations.aws.",
+     "status": "PENDING"},
     {"name": "_a1.redcap.example.org.", "type": "CNAME", "value": "_v1.acm-validations.aws.", "status": "PENDING"},
     {"name": "_a1.redcap.example.org.", "type": "CNAME", "value": "_v1.acm-validations.aws.", "status": "PENDING"},
 )

@@ -80,7 +80,7 @@ PAIRS = [
     ("dev-express-zone", (DISTRIBUTION, "redcap-distribution"),
      [("aws:acm/certificateValidation:CertificateValidation", "redcap-certificate-validation")],
      "CloudFront accepts an alias only with an issued us-east-1 certificate that covers it"),
-    ("dev-express-zone", ("aws:route53/record:Record", "redcap-site-alias"), [(DISTRIBUTION, "redcap-distribution")],
+    ("dev-express-zone", ("aws:route53/record:Record", "redcap-site"), [(DISTRIBUTION, "redcap-distribution")],
      "Route 53 checks that an alias record's CloudFront target exists"),
     ("dev-express-zone", ("aws:cloudwatch/eventTarget:EventTarget", "redcap-cron-target"),
      [(ROLE_POLICY, "redcap-cron-invoke")], "the first cron call is made with the role"),
@@ -90,10 +90,11 @@ PAIRS = [
      "the container reads its secrets and the SSM agent registers at boot"),
 ]
 
+# prod once its zone is delegated: the load balancer, ECS service and cron exist (docs/domains.md);
 # "dev" is the committed dev stage: ECS Express Mode without a domain.
-OVERRIDES = {"prod": ("prod", {}), "dev": ("dev", {}), "dev-apprunner": ("dev", {"express": None}),
+OVERRIDES = {"prod": ("prod", {"zoneDelegated": True}), "dev": ("dev", {}), "dev-apprunner": ("dev", {"express": None}),
              "dev-express-zone": ("dev", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True,
-                                          "cronMinutes": 3}),
+                                          "cronMinutes": 3, "zoneDelegated": True}),
              "dev-tunnel": ("dev", {"ec2ServerStack": {"durationHours": 4}})}
 
 

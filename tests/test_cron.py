@@ -93,7 +93,7 @@ def test_the_first_call_waits_for_the_role_grant():
 
 
 def test_a_configured_cron_secret_gives_its_hmac():
-    run = run_program("prod", {"cronSecret": Secret("s3cr3t-from-config")})
+    run = run_program("prod", {"cronSecret": Secret("s3cr3t-from-config"), "zoneDelegated": True})
     auth = unwrap_secrets(run.one("aws:cloudwatch/eventConnection:EventConnection").inputs["authParameters"])
     assert auth["apiKey"]["value"] == cron_search_string("s3cr3t-from-config")
 

@@ -213,7 +213,7 @@ def test_an_upgrade_during_a_restore_leaves_the_replaced_cluster_alone():
 # --- IAM authentication of a restored cluster --------------------------------------------------
 
 @pytest.mark.parametrize("stack, runtime, runtime_type", [
-    ("prod", {}, "aws:ecs/taskDefinition:TaskDefinition"),
+    ("prod", {"zoneDelegated": True}, "aws:ecs/taskDefinition:TaskDefinition"),
     ("dev", {}, "aws:ecs/expressGatewayService:ExpressGatewayService"),
     ("dev", APP_RUNNER, "aws:apprunner/service:Service"),
 ], ids=["ecs", "express", "apprunner"])

@@ -16,6 +16,8 @@ SERVICE = "aws:ecs/expressGatewayService:ExpressGatewayService"
 DISTRIBUTION = "aws:cloudfront/distribution:Distribution"
 VPC_ORIGIN = "aws:cloudfront/vpcOrigin:VpcOrigin"
 RECORD = "aws:route53/record:Record"
+# prod as committed is phase one of its new zone: no runtime serves the domain yet (docs/domains.md).
+DELEGATED = {"zoneDelegated": True}
 
 
 def service(run: harness.StackRun) -> harness.Recorded:
@@ -215,17 +217,18 @@ def test_a_zone_gives_a_us_east_1_certificate_the_alias_and_the_site_record():
     assert inputs["aliases"] == ["redcap.example.org"]
     assert inputs["viewerCertificate"] == {"acmCertificateArn": validation.outputs["certificateArn"],
                                            "sslSupportMethod": "sni-only", "minimumProtocolVersion": "TLSv1.2_2021"}
-    site = run.named("redcap-site-alias")
+    site = run.named("redcap-site")
+    assert site.parent == run.one("redcap:dns:SiteRecord").urn
     assert (site.inputs["name"], site.inputs["type"]) == ("redcap.example.org", "A")
     assert site.inputs["zoneId"] == run.one("aws:route53/zone:Zone").outputs["zoneId"]
     assert site.inputs["aliases"] == [{"name": "d111111abcdef8.cloudfront.net", "zoneId": harness.CLOUDFRONT_ZONE_ID,
                                        "evaluateTargetHealth": False}]
-    assert "allowOverwrite" not in site.inputs
+    assert site.inputs["allowOverwrite"] is False
     assert run.outputs["siteUrl"] == run.outputs["customServiceUrl"] == "https://redcap.example.org"
 
 
 def test_a_stage_elsewhere_validates_its_certificate_in_us_east_1():
-    run = harness.run_program("prod", {"aws:region": "eu-west-1", "ecs": None, "express": {}})
+    run = harness.run_program("prod", {"aws:region": "eu-west-1", "ecs": None, "express": {}, "zoneDelegated": True})
     for type_ in ("aws:acm/certificate:Certificate", "aws:acm/certificateValidation:CertificateValidation"):
         assert run.one(type_).inputs["region"] == "us-east-1", type_
     assert next(r for r in run.resources if r.type == "pulumi:providers:aws-native").inputs["region"] == "eu-west-1"
@@ -263,7 +266,7 @@ def test_physical_names_differ_from_the_ecs_runtimes():
         return {(r.type, r.inputs["name"]) for r in run.children_of(component) if r.inputs.get("name")}
 
     ecs_names = named_children(run_variant("prod"), "redcap:ecs:FargateService")
-    express_names = named_children(harness.run_program("prod", {"ecs": None, "express": {}}),
+    express_names = named_children(harness.run_program("prod", {"ecs": None, "express": {}, "zoneDelegated": True}),
                                    "redcap:express:ExpressService")
     assert ("aws:ecs/cluster:Cluster", "redcap-prod") in ecs_names
     assert ("aws:ecs/cluster:Cluster", "redcap-prod-express") in express_names
@@ -309,32 +312,27 @@ def physical_names(run: harness.StackRun, urns: set[str]) -> set[tuple[str, str]
 @pytest.mark.parametrize("before, after", [
     (("dev", {"express": None}), ("dev", {})),                       # App Runner -> Express
     (("dev", {}), ("dev", {"express": None})),                       # Express -> App Runner
-    (("dev", {}), ("dev", {"domain": "redcap-dev.example.org"})),    # Express without -> with a domain
-    (("prod", {}), ("prod", {"ecs": None, "express": {}})),          # ECS -> Express
-    (("prod", {"ecs": None, "express": {}}), ("prod", {})),          # Express -> ECS
+    (("dev", {}), ("dev", {"domain": "redcap-dev.example.org", "zoneDelegated": True})),  # without -> with a domain
+    (("prod", DELEGATED), ("prod", {"ecs": None, "express": {}, **DELEGATED})),          # ECS -> Express
+    (("prod", {"ecs": None, "express": {}, **DELEGATED}), ("prod", DELEGATED)),          # Express -> ECS
 ], ids=["apprunner-to-express", "express-to-apprunner", "express-adds-domain", "ecs-to-express", "express-to-ecs"])
 def test_a_switch_creates_nothing_under_a_name_the_old_runtime_still_holds(before, after):
     a, b = harness.cached_run(*before), harness.cached_run(*after)
     a_urns, b_urns = {r.urn for r in a.resources}, {r.urn for r in b.resources}
-    # App Runner and ECS still write their own site record (under their component); the single
-    # owner of that record whatever the runtime is docs/domains.md's SiteRecord. Until every
-    # runtime hands it a target, their own records are left out here.
-    own_records = {r.urn for r in a.resources + b.resources if r.type == RECORD and any(
-        p.type in ("redcap:apprunner:AppRunnerService", "redcap:ecs:FargateService")
-        for p in (a.resources + b.resources) if p.urn == r.parent)}
-    created = physical_names(b, b_urns - a_urns - own_records)
-    deleted = physical_names(a, a_urns - b_urns - own_records)
+    created = physical_names(b, b_urns - a_urns)
+    deleted = physical_names(a, a_urns - b_urns)
     assert created & deleted == set()
     assert created & physical_names(a, a_urns & b_urns) == set()
 
 
-# Switches with a domain between ECS and Express wait for the site record's single owner (ECS
-# still writes its own record; docs/domains.md): the physical-name check above covers them.
+# With a domain the one SiteRecord (components/dns.py) follows the runtime: an in-place update.
 @pytest.mark.parametrize("stack, before, after, leaves_express", [
     ("dev", {"express": None}, {}, False),                       # App Runner -> Express
     ("dev", {}, {"express": None}, True),                        # Express -> App Runner
-    ("dev", {}, {"domain": "redcap-dev.example.org"}, False),    # Express without -> with a domain
-], ids=["apprunner-to-express", "express-to-apprunner", "express-adds-domain"])
+    ("dev", {}, {"domain": "redcap-dev.example.org", "zoneDelegated": True}, False),  # Express without -> with a domain
+    ("prod", DELEGATED, {"ecs": None, "express": {}, **DELEGATED}, False),            # ECS -> Express
+    ("prod", {"ecs": None, "express": {}, **DELEGATED}, DELEGATED, True),             # Express -> ECS
+], ids=["apprunner-to-express", "express-to-apprunner", "express-adds-domain", "ecs-to-express", "express-to-ecs"])
 def test_switches_are_safe_as_the_engine_would_run_them(stack, before, after, leaves_express):
     """What `pulumi up` does (tests/transitions.py): no collision, nothing protected deleted, no
     live record deleted; leaving Express deletes its service before the Sleep, and the roles it

@@ -17,7 +17,7 @@ from variants import VARIANTS
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = {"redcap:redCapS3Path": "my-redcap-releases/redcap15.0.9.zip", "redcap:email": "redcap-admin@example.org"}
-ECS = {"redcap:ecs": "{}", "redcap:domain": "redcap.example.org"}
+ECS = {"redcap:ecs": "{}", "redcap:domain": "redcap.example.org", "redcap:zoneDelegated": "true"}
 
 
 def variant(variant_id: str) -> harness.StackRun:
@@ -167,7 +167,7 @@ def test_the_program_asks_the_provider_no_elb_service_account():
 
 def test_app_runner_apex_alias_uses_the_table_zone_of_the_region():
     # eu-west-3 was missing from the old fixed map: an apex domain there failed the program.
-    run = harness.run_program("prod", {"ecs": None, "aws:region": "eu-west-3"})
+    run = harness.run_program("prod", {"ecs": None, "aws:region": "eu-west-3", "zoneDelegated": True})
     aliases = [a for r in run.of_type("aws:route53/record:Record") for a in r.inputs.get("aliases") or []]
     assert [a["zoneId"] for a in aliases] == ["Z087117439MBKHYM69QS6"]
 

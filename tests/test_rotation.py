@@ -14,6 +14,9 @@ APP_RUNNER = {"express": None}  # dev runs on Express; without its block, on App
 FUNCTION = "aws:lambda/function:Function"
 INVOCATION = "aws:lambda/invocation:Invocation"
 
+# prod once its zone is delegated: ECS runs (the committed file is phase one, docs/domains.md).
+DELEGATED = {"zoneDelegated": True}
+
 
 def function(run: StackRun):
     return run.named("redcap-rotation-function", FUNCTION)
@@ -57,7 +60,7 @@ def test_both_secrets_rotate_on_the_configured_schedule_with_the_function(prod_r
 
 
 def test_the_function_knows_each_user_its_secret_and_the_runtime_to_redeploy(prod_run):
-    run = prod_run
+    run = cached_run("prod", DELEGATED)  # phase two: the ECS service exists
     targets = json.loads(env(run)["ROTATION_TARGETS"])
     s3_user, smtp_user = run.named("redcap-s3-user"), run.named("redcap-smtp-user")
     assert targets == {
@@ -74,8 +77,10 @@ def test_the_function_knows_each_user_its_secret_and_the_runtime_to_redeploy(pro
     # An Express Mode service is an ECS service in the Express cluster.
     dev = cached_run("dev")
     express = dev.one("aws:ecs/expressGatewayService:ExpressGatewayService")
-    assert json.loads(env(dev)["ROLLOUT"]) == {"kind": "ecs", "cluster": express.inputs["cluster"],
-                                               "service": express.inputs["serviceName"]}
+    # Its name ends in a random suffix, so the function finds it by the stage's prefix.
+    rollout = json.loads(env(dev)["ROLLOUT"])
+    assert rollout == {"kind": "ecs", "cluster": express.inputs["cluster"], "servicePrefix": "redcap-dev-"}
+    assert express.inputs["serviceName"].startswith(rollout["servicePrefix"])
     apprunner = cached_run("dev", APP_RUNNER)
     assert json.loads(env(apprunner)["ROLLOUT"]) == {
         "kind": "apprunner", "service": apprunner.one("aws:apprunner/service:Service").inputs["serviceName"]}
@@ -105,7 +110,11 @@ def test_the_role_grants_exactly_what_the_rotation_does(prod_run):
         f"arn:aws:apprunner:us-east-1:{ACCOUNT_ID}:service/redcap-dev/*"]
     express = {s["Sid"]: s for s in role_policy(cached_run("dev"))["Statement"]}
     assert express["RedeployEcs"]["Resource"] == [
-        f"arn:aws:ecs:us-east-1:{ACCOUNT_ID}:service/redcap-dev-express/redcap-dev"]
+        f"arn:aws:ecs:us-east-1:{ACCOUNT_ID}:service/redcap-dev-express/redcap-dev-*"]
+    # ListServices has no resource type: the condition keeps it to the stage's Express cluster.
+    assert express["FindEcsService"] == {
+        "Effect": "Allow", "Action": ["ecs:ListServices"], "Resource": ["*"], "Sid": "FindEcsService",
+        "Condition": {"ArnEquals": {"ecs:cluster": f"arn:aws:ecs:us-east-1:{ACCOUNT_ID}:cluster/redcap-dev-express"}}}
     assert "FindAppRunnerService" not in express
 
 
@@ -122,7 +131,7 @@ def test_the_function_logs_to_an_encrypted_group_and_runs_long_enough_to_wait(pr
 
 
 @pytest.mark.parametrize("stack, overrides, runtime_type", [
-    ("prod", {}, "aws:ecs/taskDefinition:TaskDefinition"),
+    ("prod", DELEGATED, "aws:ecs/taskDefinition:TaskDefinition"),
     ("dev", {}, "aws:ecs/expressGatewayService:ExpressGatewayService"),
     ("dev", {"express": None}, "aws:apprunner/service:Service"),
 ], ids=["ecs", "express", "apprunner"])

@@ -160,7 +160,7 @@ def test_configuration_sql_setting_reaches_the_runtimes():
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(VARIANTS, "dev-apply", ("dev", {"configurationSql": "apply", "express": None}))
         mp.setitem(VARIANTS, "express-apply", ("dev", {"configurationSql": "apply"}))
-        mp.setitem(VARIANTS, "prod-apply", ("prod", {"configurationSql": "apply"}))
+        mp.setitem(VARIANTS, "prod-apply", ("prod", {"configurationSql": "apply", "zoneDelegated": True}))
         assert apprunner_env(run_variant_uncached("dev-apply"))["REDCAP_CONFIG_SQL_MODE"] == "apply"
         assert ecs_env(run_variant_uncached("prod-apply"))["REDCAP_CONFIG_SQL_MODE"] == "apply"
         express = run_variant_uncached("express-apply").one("aws:ecs/expressGatewayService:ExpressGatewayService")

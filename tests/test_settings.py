@@ -311,7 +311,7 @@ def test_app_runner_scaling():
     assert "appRunnerMinSize <= appRunnerMaxSize" in problems_of(appRunnerMinSize=3, appRunnerMaxSize=2)
 
 
-ZONE = {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True}
+ZONE = {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True, "zoneDelegated": True}
 
 
 @pytest.mark.parametrize("cpu, memory, units, mib", [("2 vCPU", "4 GB", 2048, 4096), ("0.25 vCPU", "512", 256, 512),
@@ -349,7 +349,7 @@ def test_ecs_requires_a_zone_or_a_certificate():
 def test_ses_identity_must_exist():
     text = problems_of(email=None)
     assert "redcap:email = null: allowed: an SES identity: redcap:email, or redcap:domain with a Route53 zone" in text
-    assert load(email=None, domain="example.org").has_zone
+    assert load(email=None, domain="example.org", zoneDelegated=False).has_zone
     assert "an SES identity" in problems_of(email=None, domain="example.org", hostInRoute53=False)
 
 
@@ -357,8 +357,8 @@ def test_ses_identity_must_exist():
                                          ("no-at.example.org", False), ("a@b", False), ("a@-b.org", False)])
 def test_email_syntax(address, ok):
     if ok:
-        assert load(email=address, bounceNotificationEmail=address,
-                    domain="example.org").bounce_notification_email == address
+        assert load(email=address, bounceNotificationEmail=address, domain="example.org",
+                    zoneDelegated=False).bounce_notification_email == address
     else:
         assert "allowed: an e-mail address" in problems_of(email=address)
 
@@ -459,11 +459,11 @@ def test_bounce_notifications_need_a_domain_identity():
             "stage's own domain identity, so redcap:domain with a Route53 zone" in text)
     assert "bounces@example.org" in problems_of(bounceNotificationEmail="bounces@example.org", domain="example.org",
                                                 hostInRoute53=False)
-    assert load(bounceNotificationEmail="bounces@example.org", domain="example.org").has_zone
+    assert load(bounceNotificationEmail="bounces@example.org", domain="example.org", zoneDelegated=False).has_zone
 
 
 def test_domains():
-    s = load(domain="Example.ORG.", subdomain="redcap")
+    s = load(domain="Example.ORG.", subdomain="redcap", zoneDelegated=True)
     assert (s.domain, s.fqdn, s.has_zone) == ("example.org", "redcap.example.org", True)
     assert "a DNS name of two or more labels" in problems_of(domain="localhost")
     assert "a subdomain only together with redcap:domain" in problems_of(subdomain="redcap")

@@ -36,29 +36,42 @@ OPERATIONS_QUIET = {"dashboard": False, "smokeCheck": False,
 IDLE_BERLIN = {"timezone": "Europe/Berlin", "workdays": ["mon", "tue", "wed", "thu", "fri"], "start": "07:30",
                "end": "18:00"}
 
+# Stack files whose zone this stack creates carry zoneDelegated; the other domain modes take none.
+NO_NEW_ZONE = {"zoneDelegated": None}
+
 # dev runs on Express (its stack file's express block); `"express": None` gives App Runner.
 VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("dev", "dev", {}),
+    # prod as committed: phase one of a new zone (zone and nameServers only, no ECS service yet).
     ("prod", "prod", {}),
+    ("prod-delegated", "prod", {"zoneDelegated": True}),
+    ("dev-apprunner-new-zone", "dev", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True,
+                                       "zoneDelegated": False, "express": None}),
     ("dev-apprunner-domain", "dev", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True,
-                                     "cronMinutes": 5, "express": None}),
-    ("dev-ecs-zone", "dev", {"domain": "redcap-dev.example.org", "hostInRoute53": True, "ecs": {}, "express": None}),
-    ("dev-express-zone", "dev", {"domain": "redcap-dev.example.org", "hostInRoute53": True, "cronMinutes": 5}),
+                                     "zoneDelegated": True, "cronMinutes": 5, "express": None}),
+    ("dev-ecs-zone", "dev", {"domain": "redcap-dev.example.org", "hostInRoute53": True, "zoneDelegated": True,
+                             "ecs": {}, "express": None}),
+    ("dev-express-new-zone", "dev", {"domain": "redcap-dev.example.org", "hostInRoute53": True, "zoneDelegated": False}),
+    ("dev-express-zone", "dev", {"domain": "redcap-dev.example.org", "hostInRoute53": True, "zoneDelegated": True,
+                                 "cronMinutes": 5}),
     ("dev-express-existing-zone", "dev", {"domain": "redcap.example.org", "hostInRoute53": "example.org"}),
     ("dev-express-child-zone", "dev", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": "example.org"}),
     ("dev-express-no-route53-cert", "dev", {"domain": "redcap.example.org", "hostInRoute53": False,
                                             "express": {"certificateArn": CERT}}),
     ("dev-express-surveys-only", "dev", {**ALLOW_LISTS, "allowListScope": "allButSurveys", "cronMinutes": 1}),
     ("dev-express-external-acl", "dev", {"externalResources": {"wafWebAcl": EXTERNAL_CLOUDFRONT_ACL}}),
-    ("prod-express-eu", "prod", {"aws:region": "eu-west-1", "ecs": None, "express": {
+    ("prod-express-eu", "prod", {"aws:region": "eu-west-1", "ecs": None, "zoneDelegated": True, "express": {
         "cpu": "2 vCPU", "memory": "4 GB", "scaling": {"minContainers": 2, "maxContainers": 6, "metric": "requests",
                                                        "target": 200}}}),
-    ("prod-ecs-surveys-only", "prod", {"allowedIps": ["198.51.100.0/24"], "allowListScope": "allButSurveys"}),
+    ("prod-ecs-surveys-only", "prod", {"allowedIps": ["198.51.100.0/24"], "allowListScope": "allButSurveys",
+                                       "zoneDelegated": True}),
     ("dev-apprunner-surveys-only", "dev", {**ALLOW_LISTS, "allowListScope": "allButSurveys", "express": None}),
-    ("prod-existing-zone", "prod", {"domain": "example.org", "subdomain": None, "hostInRoute53": "example.org"}),
-    ("prod-child-zone", "prod", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": "example.org"}),
+    ("prod-existing-zone", "prod", {"domain": "example.org", "subdomain": None, "hostInRoute53": "example.org",
+                                    **NO_NEW_ZONE}),
+    ("prod-child-zone", "prod", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": "example.org",
+                                 **NO_NEW_ZONE}),
     ("prod-no-route53-cert", "prod", {"hostInRoute53": False, "ecs": {"certificateArn": CERT},
-                                      "bounceNotificationEmail": None}),
+                                      "bounceNotificationEmail": None, **NO_NEW_ZONE}),
     ("prod-retain-readers", "prod", {"removalPolicy": "retain", "db": {"dbReaders": 3}}),
     ("prod-restore", "prod", {"db": {"dbSnapshotId": "redcap-prod-a1b2c3d4-final"}}),
     ("prod-restore-in-place", "prod", {"db": {"dbSnapshotId": "redcap-prod-a1b2c3d4-final",
@@ -70,7 +83,7 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
                                            "express": None}),
     # Regions without Aurora backtrack and without App Runner (ECS there): one opened after
     # August 2022 (ALB logs by the log-delivery principal), one older (a regional ELB account).
-    ("prod-eu-south-2", "prod", {"aws:region": "eu-south-2", "db": PROD_DB_NO_BACKTRACK}),
+    ("prod-eu-south-2", "prod", {"aws:region": "eu-south-2", "db": PROD_DB_NO_BACKTRACK, "zoneDelegated": True}),
     # Express where App Runner is not offered: the runtime is Express, not App Runner, there.
     ("dev-express-eu-south-2", "dev", {"aws:region": "eu-south-2", "db": DEV_DB_NO_BACKTRACK}),
     ("dev-ecs-sa-east-1", "dev", {"aws:region": "sa-east-1", "db": DEV_DB_NO_BACKTRACK, "express": None,
