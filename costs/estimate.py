@@ -188,9 +188,13 @@ def estimate(resources: list[Registered], *, stack: str, region: str) -> Estimat
             runs = hours * 60 / minutes
             lines.append(Line(schedule.name, f"{runs:,.0f} site check runs", runs * (
                 p.lambda_request + CHECK_SECONDS * CHECK_GB * p.lambda_gb_second)))
+    # Scheduled rules that call an API destination (cron.php) pay per call; the others invoke
+    # functions whose runs are usage.
+    destinations = {getattr(d, "outputs", {}).get("arn") for d in of("aws:cloudwatch/eventApiDestination:EventApiDestination")}
+    calling = {t.inputs.get("rule") for t in of("aws:cloudwatch/eventTarget:EventTarget") if t.inputs.get("arn") in destinations}
     for rule in of("aws:cloudwatch/eventRule:EventRule"):
         minutes = _rate_minutes(rule.inputs.get("scheduleExpression"))
-        if minutes:
+        if minutes and rule.inputs.get("name") in calling:
             calls = hours * 60 / minutes
             lines.append(Line(rule.name, f"{calls:,.0f} cron.php calls", calls * p.eventbridge_api_destination_call))
 

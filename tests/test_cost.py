@@ -15,6 +15,8 @@ from variants import IDLE_BERLIN
 ROOT = Path(__file__).resolve().parent.parent
 H = 730
 APP_RUNNER = {"express": None}
+# The committed prod stage creates its zone; its ECS service runs once the zone is delegated.
+DELEGATED = {"zoneDelegated": True}
 
 
 def lines_of(stack: str, overrides: dict | None = None) -> dict[str, float]:
@@ -40,13 +42,13 @@ def test_dev_at_idle() -> None:
         "redcap-service": round((1 * 0.04048 + 2 * 0.004445) * H, 2),    # 36.04: one task
         "redcap-service (load balancer)": round(0.0225 * H, 2),          # 16.43: internal, no public IPv4
         "redcap-web-acl": round(5 + 6 * 1.0, 2),                         # cron, rate, 4 managed groups
-        "alarms": round(13 * 0.10, 2),                                   # 11 alarms; the error rate reads 3
+        "alarms": round(14 * 0.10, 2),                                   # 11 + key rotation's; error rate reads 3
         "redcap-dashboard": 3.00,
         "custom metrics": round(2 * 0.30, 2),                            # UptimeCheckFailed, UptimeLatency
         "redcap-uptime": round(8760 * (0.0000002 + 0.125 * 0.0000166667), 2),  # every 5 minutes
     }
     assert lines_of("dev") == expected
-    assert round(total_of("dev"), 2) == 122.89
+    assert round(total_of("dev"), 2) == 122.99
 
 
 def test_dev_on_app_runner_at_idle() -> None:
@@ -54,12 +56,13 @@ def test_dev_on_app_runner_at_idle() -> None:
     lines = lines_of("dev", APP_RUNNER)
     assert lines["redcap-service"] == round(4 * 0.007 * H, 2)         # 20.44
     assert "redcap-service (load balancer)" not in lines
-    assert lines["alarms"] == round(11 * 0.10, 2)                      # no task alarm; the error rate reads 2
-    assert round(total_of("dev", APP_RUNNER), 2) == 90.66
+    assert lines["alarms"] == round(12 * 0.10, 2)                      # no task alarm; the error rate reads 2
+    assert round(total_of("dev", APP_RUNNER), 2) == 90.76
 
 
 def test_prod_at_idle() -> None:
-    # NAT per AZ, a reader, 0.5 ACU minimum, two 2 vCPU / 4 GB tasks, ALB, US-only WAF, a zone, cron every minute.
+    # Once its zone is delegated: NAT per AZ, a reader, 0.5 ACU minimum, two 2 vCPU / 4 GB tasks,
+    # ALB, US-only WAF, a zone, cron every minute.
     task_hour = 2 * 0.04048 + 4 * 0.004445 + 1 * 0.000111             # + 1 GB ephemeral storage above 20
     expected = {
         "redcap-vpc": round(2 * (0.045 + 0.005) * H, 2),                 # 73.00
@@ -72,18 +75,23 @@ def test_prod_at_idle() -> None:
         "redcap-alb": round((0.0225 + 2 * 0.005) * H, 2),                # 23.73: hour + a public IPv4 per AZ
         "redcap-web-acl": round(5 + 8 * 1.0, 2),                         # + site-check and country-list
         "redcap-zone": 0.50,
-        "alarms": round(18 * 0.10, 2),                                   # 16 alarms; the error rate reads 3
+        "alarms": round(19 * 0.10, 2),                                   # 16 + key rotation's; error rate reads 3
         "redcap-dashboard": 3.00,
         "custom metrics": round(3 * 0.30, 2),                            # + CronErrors
         "redcap-uptime": 0.02,
         "redcap-cron-schedule": round(43800 * 0.0000002, 2),             # 0.01
     }
-    assert lines_of("prod") == expected
-    assert round(total_of("prod"), 2) == 366.28
+    assert lines_of("prod", DELEGATED) == expected
+    assert round(total_of("prod", DELEGATED), 2) == 366.38
+    # Before the delegation (the first `pulumi up` of a new zone) there is no ECS service, no
+    # load balancer, no cron, no site check yet.
+    first = lines_of("prod")
+    assert not {"redcap-service", "redcap-alb", "redcap-cron-schedule", "redcap-uptime"} & set(first)
+    assert round(total_of("prod"), 2) == 195.60
 
 
 def test_above_the_minimum() -> None:
-    prod = estimate(cached_run("prod").resources, stack="prod", region="us-east-1")
+    prod = estimate(cached_run("prod", DELEGATED).resources, stack="prod", region="us-east-1")
     assert [(w, round(a, 2)) for w, a in prod.extras] == [
         ("each task above the minimum (2 vCPU / 4 GB), per month", 72.16),
         ("each Aurora ACU above the minimum, per instance, per month", 87.60)]
@@ -95,12 +103,14 @@ def test_above_the_minimum() -> None:
 
 def test_what_each_setting_costs() -> None:
     """The figures docs/cost.md quotes."""
-    prod = total_of("prod")
-    assert round(prod - total_of("prod", {"natGateways": "single"}), 2) == 36.50
-    assert round(prod - total_of("prod", {"db": {"dbReaders": 0, "scaling": {"minCapacityAcu": 0.5, "maxCapacityAcu": 8}}}), 2) \
+    prod = total_of("prod", DELEGATED)
+    assert round(prod - total_of("prod", {**DELEGATED, "natGateways": "single"}), 2) == 36.50
+    no_reader = {"dbReaders": 0, "scaling": {"minCapacityAcu": 0.5, "maxCapacityAcu": 8}}
+    assert round(prod - total_of("prod", {**DELEGATED, "db": no_reader}), 2) \
         == 43.80 + 0.10  # the reader, and the replica-lag alarm's metric
-    assert round(total_of("prod", {"db": {"scaling": {"minCapacityAcu": 1, "maxCapacityAcu": 8}}}) - prod, 2) == 87.60
-    one_task = {"ecs": {"scaling": {"minContainers": 1, "maxContainers": 6}}}
+    one_acu = {"scaling": {"minCapacityAcu": 1, "maxCapacityAcu": 8}}
+    assert round(total_of("prod", {**DELEGATED, "db": one_acu}) - prod, 2) == 87.60
+    one_task = {**DELEGATED, "ecs": {"scaling": {"minContainers": 1, "maxContainers": 6}}}
     assert round(prod - total_of("prod", one_task), 2) == 72.16
     idle = estimate(cached_run("dev", {"operations": {"idleSchedule": IDLE_BERLIN}}).resources, stack="dev",
                     region="us-east-1")
@@ -124,16 +134,16 @@ def test_regions_outside_the_table_are_refused() -> None:
 def test_rendered_report_states_date_hours_and_exclusions() -> None:
     text = render(estimate(cached_run("dev").resources, stack="dev", region="us-east-1"))
     assert text.startswith("Monthly cost estimate of stack dev in us-east-1 (USD, on-demand list prices of ")
-    assert "730 hours a month" in text and "total at idle" in text and "122.89" in text
+    assert "730 hours a month" in text and "total at idle" in text and "122.99" in text
     assert "Not included (grows with use): data transfer out" in text
 
 
 def test_the_script_prints_the_estimate_of_a_stack_file() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "estimate-cost"), "prod"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "estimate-cost"), "prod", "--set",
+                             "zoneDelegated=true"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "Monthly cost estimate of stack prod in us-east-1" in result.stdout
-    assert [line.split()[-1] for line in result.stdout.splitlines() if "total at idle" in line] == ["366.28"]
+    assert [line.split()[-1] for line in result.stdout.splitlines() if "total at idle" in line] == ["366.38"]
     bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "estimate-cost"), "nosuchstack"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "no Pulumi.nosuchstack.yaml" in bad.stderr

@@ -29,14 +29,19 @@ TOPIC = "aws:sns/topic:Topic"
 FUNCTION = "aws:lambda/function:Function"
 SCHEDULE = "aws:scheduler/schedule:Schedule"
 INVOCATION = "aws:lambda/invocation:Invocation"
-ECS_DEV = {"domain": "redcap-dev.example.org", "hostInRoute53": True, "ecs": {}, "cronMinutes": 5}
+ECS_DEV = {"domain": "redcap-dev.example.org", "hostInRoute53": True, "zoneDelegated": True, "ecs": {},
+           "cronMinutes": 5}
+# The committed prod stage creates its zone: its ECS service exists once the zone is delegated
+# (docs/domains.md); "prod" below is that second phase.
+DELEGATED = {"zoneDelegated": True}
 
 
 def run_of(variant: str) -> StackRun:
     overrides = {
-        "dev": ("dev", {"express": None}), "express": ("dev", {}), "prod": ("prod", {}),
+        "dev": ("dev", {"express": None}), "express": ("dev", {}), "prod": ("prod", DELEGATED),
         "tuned": ("dev", {"operations": OPERATIONS_TUNED}),
-        "quiet": ("prod", {"operations": OPERATIONS_QUIET}),
+        "quiet": ("prod", {**DELEGATED, "operations": OPERATIONS_QUIET}),
+        "prod-phase-one": ("prod", {}),
         "idle-apprunner": ("dev", {"express": None, "operations": {"idleSchedule": IDLE_BERLIN,
                                                                    "monthlyBudgetUsd": 150}}),
         "idle-ecs": ("dev", {"express": None, **ECS_DEV,
@@ -47,7 +52,8 @@ def run_of(variant: str) -> StackRun:
 
 
 def alarms_of(run: StackRun) -> dict[str, Any]:
-    return {r.inputs["name"].split("-", 2)[2]: r for r in run.of_type(ALARM)}
+    """The Operations component's alarms by id (other components may have alarms of their own)."""
+    return {r.inputs["name"].split("-", 2)[2]: r for r in run.of_type(ALARM) if "redcap:operations:Operations" in r.urn}
 
 
 def metrics_of(alarm: Any) -> dict[str, dict[str, Any]]:
@@ -82,10 +88,26 @@ def alarms_in_catalogue_order(run: StackRun) -> list[str]:
     return sorted(alarms_of(run), key=ALARM_IDS.index)
 
 
+def test_before_its_zone_is_delegated_an_ecs_stage_watches_what_exists() -> None:
+    """Phase one of a new zone (docs/domains.md): no ECS service, no public entry, so no site
+    alarms, no uptime or smoke check; the database, e-mail, WAF and pipeline are watched."""
+    run = run_of("prod-phase-one")
+    assert run.of_type("aws:ecs/service:Service") == []
+    assert set(alarms_of(run)) == {"dbCapacityAtMax", "dbConnections", "dbReplicaLag", "wafBlockedSpike",
+                                   "sesBounceRate", "sesComplaintRate", "imageBuildFailed", "buildTriggerErrors"}
+    assert run.of_type(FUNCTION) and not [f for f in run.of_type(FUNCTION) if f.name == "redcap-site-check"]
+    assert "smokeCheck" not in run.outputs and [s.name for s in run.of_type(SCHEDULE)] == []
+    titles = [w["properties"].get("title") for w in json.loads(run.one("aws:cloudwatch/dashboard:Dashboard").inputs[
+        "dashboardBody"])["widgets"]]
+    assert "Aurora capacity (ACUs) and utilisation" in titles and not any("Requests" in t for t in titles if t)
+    queries = {q.inputs["name"] for q in run.of_type("aws:cloudwatch/queryDefinition:QueryDefinition")}
+    assert queries == {"redcap-prod/WAF blocks by rule and client"}
+
+
 def test_every_alarm_notifies_the_alarm_topic_on_alarm_and_ok() -> None:
     for variant in ("dev", "express", "prod", "idle-ecs"):
         run = run_of(variant)
-        topic = run.one(TOPIC, "alarms").outputs["arn"]
+        topic = run.named("redcap-alarms", TOPIC).outputs["arn"]
         for alarm_id, alarm in alarms_of(run).items():
             assert alarm.inputs["alarmActions"] == [topic] and alarm.inputs["okActions"] == [topic], alarm_id
             assert f"docs/operations.md#{alarm_id.lower()}" in alarm.inputs["alarmDescription"]
@@ -169,9 +191,9 @@ def test_aurora_max_connections_estimate() -> None:
 def test_alarm_topic_is_encrypted_tls_only_and_for_this_stages_alarms() -> None:
     run = run_of("prod")
     key = run.one("aws:kms/key:Key")
-    topic = run.one(TOPIC, "alarms")
+    topic = run.named("redcap-alarms", TOPIC)
     assert topic.inputs["kmsMasterKeyId"] == key.outputs["arn"]
-    policy = json.loads(run.one("aws:sns/topicPolicy:TopicPolicy", "alarms").inputs["policy"])
+    policy = json.loads(run.named("redcap-alarms-policy", "aws:sns/topicPolicy:TopicPolicy").inputs["policy"])
     allow, deny = policy["Statement"]
     assert allow["Principal"] == {"Service": "cloudwatch.amazonaws.com"} and allow["Action"] == "sns:Publish"
     assert allow["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT_ID}, "ArnLike": {
@@ -179,7 +201,7 @@ def test_alarm_topic_is_encrypted_tls_only_and_for_this_stages_alarms() -> None:
     assert (deny["Effect"], deny["Principal"], deny["Condition"]) == (
         "Deny", "*", {"Bool": {"aws:SecureTransport": "false"}})
     # Every alarm name matches the pattern the policy admits.
-    assert all(re.fullmatch(r"redcap-prod-\w+", a.inputs["name"]) for a in run.of_type(ALARM))
+    assert all(re.fullmatch(r"redcap-prod-\w+", a.inputs["name"]) for a in alarms_of(run).values())
     # The stack key lets CloudWatch encrypt for the topic (only for this account).
     publishers = next(s for s in json.loads(key.inputs["policy"])["Statement"]
                       if s["Sid"] == "PublishersToEncryptedTopics")
@@ -188,11 +210,11 @@ def test_alarm_topic_is_encrypted_tls_only_and_for_this_stages_alarms() -> None:
 
 def test_alarm_address_is_subscribed_or_left_to_the_operator() -> None:
     run = run_of("prod")
-    subscription = run.one("aws:sns/topicSubscription:TopicSubscription", "alarms")
+    subscription = run.named("redcap-alarms-email", "aws:sns/topicSubscription:TopicSubscription")
     assert (subscription.inputs["protocol"], subscription.inputs["endpoint"]) == ("email", "redcap-admin@example.org")
     rows = [r for r in run.outputs["emailSubscriptions"] if r["purpose"] == "CloudWatch alarms"]
     assert rows == [{"purpose": "CloudWatch alarms", "address": "redcap-admin@example.org",
-                     "topicArn": run.one(TOPIC, "alarms").outputs["arn"],
+                     "topicArn": run.named("redcap-alarms", TOPIC).outputs["arn"],
                      "confirm": "click the link in the mail 'AWS Notification - Subscription Confirmation' within "
                                 "3 days (docs/email.md)"}]
     # dev leaves subscriptions to the operator (redcap:emailSubscriptions false): the output says how.
@@ -201,7 +223,7 @@ def test_alarm_address_is_subscribed_or_left_to_the_operator() -> None:
     row = next(r for r in by_hand.outputs["emailSubscriptions"] if r["purpose"] == "CloudWatch alarms")
     assert row["address"] == "redcap-ops@example.org"  # operations.alarmEmail instead of redcap:email
     assert row["subscribe"] == (f"aws sns subscribe --region us-east-1 --topic-arn "
-                                f"{by_hand.one(TOPIC, 'alarms').outputs['arn']} --protocol email "
+                                f"{by_hand.named('redcap-alarms', TOPIC).outputs['arn']} --protocol email "
                                 "--notification-endpoint redcap-ops@example.org")
 
 
@@ -229,7 +251,7 @@ def test_dashboard_is_valid_and_names_only_the_stacks_resources(variant: str) ->
                                            f"us-east-1#dashboards/dashboard/redcap-{run.stack}")
     assert all(w["x"] + w["width"] <= 24 and w["type"] in ("metric", "alarm") for w in widgets)
     alarm_widget = next(w for w in widgets if w["type"] == "alarm")
-    assert alarm_widget["properties"]["alarms"] == sorted(a.outputs["arn"] for a in run.of_type(ALARM))
+    assert alarm_widget["properties"]["alarms"] == sorted(a.outputs["arn"] for a in alarms_of(run).values())
     known = {run.one("aws:rds/cluster:Cluster").inputs["clusterIdentifier"], "WRITER", "ALL", "us-east-1",
              web_acl_name(run.one("aws:wafv2/webAcl:WebAcl").outputs["arn"]),
              run.one("aws:codebuild/project:Project").inputs["name"]}
@@ -342,7 +364,7 @@ def test_smoke_check_targets_the_entry_and_follows_image_and_runtime_settings() 
     dev = run_of("dev").one(INVOCATION, "smoke")
     assert json.loads(dev.inputs["input"]) == {"mode": "smoke", "siteUrl": run_of("dev").outputs["appRunnerServiceUrl"]}
     assert run_of("tuned").of_type(INVOCATION) != [] and "smokeCheck" not in run_of("tuned").outputs
-    assert [i.name for i in run_of("tuned").of_type(INVOCATION)] == ["redcap-build-invocation"]
+    assert "redcap-smoke-check" not in [i.name for i in run_of("tuned").of_type(INVOCATION)]
 
 
 def triggers(stack: str, overrides: dict[str, Any]) -> dict[str, str]:

@@ -17,22 +17,24 @@ CHECK = ("aws:lambda/function:Function", "redcap-site-check")
 DASHBOARD = ("aws:cloudwatch/dashboard:Dashboard", "redcap-dashboard")
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 APP_RUNNER = {"express": None}
-ECS = {"express": None, "domain": "redcap-dev.example.org", "hostInRoute53": True, "ecs": {}, "cronMinutes": 5}
+ECS = {"express": None, "domain": "redcap-dev.example.org", "hostInRoute53": True, "zoneDelegated": True, "ecs": {},
+       "cronMinutes": 5}
+PROD = {"zoneDelegated": True}  # prod's second phase: its ECS service exists
 
 
 def alarms(*ids: str) -> set[tuple[str, str]]:
     return {(ALARM, f"redcap-{i}") for i in ids}
 
 
-@pytest.mark.parametrize("stack, overrides", [("dev", {}), ("dev", APP_RUNNER), ("prod", {})],
-                         ids=["express", "apprunner", "ecs"])
+@pytest.mark.parametrize("stack, overrides", [("dev", {}), ("dev", APP_RUNNER), ("prod", PROD), ("prod", {})],
+                         ids=["express", "apprunner", "ecs", "ecs-phase-one"])
 def test_an_unchanged_update_changes_nothing_and_runs_no_smoke_check(stack: str, overrides: dict[str, Any]) -> None:
     t = transition(cached_run(stack, overrides), run_program(stack, overrides))
     assert t.steps == [], t.describe()
 
 
 def test_a_new_image_runs_the_smoke_check_again() -> None:
-    t = run_transition("prod", {}, {"deployTag": "15.0.9-hotfix1"})
+    t = run_transition("prod", PROD, {**PROD, "deployTag": "15.0.9-hotfix1"})
     t.assert_safe()
     assert SMOKE in t.replaces
     # The new invocation runs after everything it checks is in place; the old one's delete does nothing.
@@ -75,7 +77,7 @@ def test_smoke_check_off_and_on() -> None:
 
 
 def test_one_alarm_off_and_on() -> None:
-    t = both_ways("prod", {"operations": {"alarms": {"wafBlockedSpike": {"enabled": False}}}}, {})
+    t = both_ways("prod", {**PROD, "operations": {"alarms": {"wafBlockedSpike": {"enabled": False}}}}, PROD)
     # The dashboard's alarm widget lists the alarm's ARN too.
     assert t.creates == alarms("wafBlockedSpike") and t.updates == {DASHBOARD}
 
@@ -101,8 +103,19 @@ def test_scheduled_scaling_idle_schedule_on_and_off(runtime: dict[str, Any], gat
     assert t.updates == {CHECK} | alarms(*gated)
 
 
+def test_the_delegation_of_a_new_zone_adds_the_site_checks() -> None:
+    """docs/domains.md phase one -> phase two: the runtime appears, and with it its alarms, the
+    site checks and the dashboard's site widgets; nothing of operations is deleted or replaced."""
+    t = run_transition("prod", {}, PROD)
+    t.assert_safe()
+    assert {CHECK, SMOKE, ("aws:scheduler/schedule:Schedule", "redcap-uptime")} <= t.creates
+    assert alarms("siteErrorRate", "uptime", "tasksBelowMinimum", "cronFailures") <= t.creates
+    touched = t.urns("delete") | t.urns("create-replacement")
+    assert not {u for u in touched if "redcap:operations:Operations" in u}, t.describe()
+
+
 def test_another_alarm_address_resubscribes_only_the_alarm_topic() -> None:
-    t = run_transition("prod", {}, {"operations": {"alarmEmail": "redcap-ops@example.org"}})
+    t = run_transition("prod", PROD, {**PROD, "operations": {"alarmEmail": "redcap-ops@example.org"}})
     t.assert_safe()
     assert t.replaces == {("aws:sns/topicSubscription:TopicSubscription", "redcap-alarms-email")}
     assert t.creates == set() and t.deletes == set()

@@ -97,7 +97,7 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
         "vaultLock": {"mode": "governance", "minRetentionDays": 1, "maxRetentionDays": 400}}}),
     ("dev-backup-on", "dev", {"backup": {"enabled": True, "retentionDays": 7}, "appBucketVersioning": True}),
     ("dev-operations-tuned", "dev", {"operations": OPERATIONS_TUNED}),
-    ("prod-operations-quiet", "prod", {"operations": OPERATIONS_QUIET}),
+    ("prod-operations-quiet", "prod", {"zoneDelegated": True, "operations": OPERATIONS_QUIET}),
     ("dev-express-idle", "dev", {"operations": {"idleSchedule": IDLE_BERLIN}}),
     ("dev-apprunner-idle-budget", "dev", {"express": None, "operations": {"idleSchedule": IDLE_BERLIN,
                                                                           "monthlyBudgetUsd": 150}}),
