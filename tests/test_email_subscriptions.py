@@ -43,8 +43,10 @@ def test_app_runner_notifications_too() -> None:
     assert set(rows) == {"App Runner operation results", "CloudWatch alarms", "SES bounces and complaints",
                          "access key rotation failures"}
     assert rows["App Runner operation results"]["address"] == "redcap-admin@example.org"
+    # App Runner's notifications, the alarms and the key rotation's failures go to redcap:email.
     assert sorted(s.inputs["endpoint"] for s in run.of_type(SUBSCRIPTION)) == [
-        "redcap-admin@example.org", "redcap-admin@example.org", "redcap-bounces@example.org"]
+        "redcap-admin@example.org", "redcap-admin@example.org", "redcap-admin@example.org",
+        "redcap-bounces@example.org"]
 
 
 def test_without_stack_subscriptions_the_topics_stay_and_the_output_says_how_to_subscribe() -> None:

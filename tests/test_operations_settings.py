@@ -20,7 +20,7 @@ def test_alarm_address_defaults_to_redcap_email_and_can_be_its_own():
     assert load().alarm_email == "redcap-admin@example.org"
     assert load(operations={"alarmEmail": "ops@example.org"}).alarm_email == "ops@example.org"
     # A stage with a zone and no address at all: alarms exist, nobody is subscribed (docs say how).
-    assert load(email=None, domain="example.org").alarm_email is None
+    assert load(email=None, domain="example.org", zoneDelegated=True).alarm_email is None
 
 
 def test_alarm_tuning_is_read_per_alarm():
@@ -78,7 +78,7 @@ def test_operations_key_errors(key, value, message):
 
 
 def test_budget_needs_an_address():
-    text = problems_of(email=None, domain="example.org", operations={"monthlyBudgetUsd": 100})
+    text = problems_of(email=None, domain="example.org", zoneDelegated=True, operations={"monthlyBudgetUsd": 100})
     assert ("redcap:operations.alarmEmail = null: allowed: an address for the budget's alerts: "
             "redcap:operations.alarmEmail, or redcap:email (the default); example: operations: "
             "{alarmEmail: redcap-ops@example.org}") in text

@@ -101,7 +101,8 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("dev-express-idle", "dev", {"operations": {"idleSchedule": IDLE_BERLIN}}),
     ("dev-apprunner-idle-budget", "dev", {"express": None, "operations": {"idleSchedule": IDLE_BERLIN,
                                                                           "monthlyBudgetUsd": 150}}),
-    ("dev-ecs-idle-cron", "dev", {"express": None, "domain": "redcap-dev.example.org", "hostInRoute53": True, "ecs": {},
+    ("dev-ecs-idle-cron", "dev", {"express": None, "domain": "redcap-dev.example.org", "hostInRoute53": True,
+                                  "zoneDelegated": True, "ecs": {},
                                   "cronMinutes": 5, "operations": {"idleSchedule": {"timezone": "America/New_York"}}}),
     ("delegation", "dev", {"nsDelegation": {"domain": "example.org", "records": [
         {"name": "redcap", "fromStack": "acme/redcap/prod"},
