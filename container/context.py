@@ -83,8 +83,14 @@ def _module_files(modules_dir: Path | None) -> Iterator[tuple[str, Path]]:
         if not MODULE_DIR_NAME.match(module.name):
             raise ValueError(f"modules/{module.name}: an external module directory must be named "
                              "<prefix>_v<version> in lower case, e.g. modules/vizr_v1.2.3 (REDCap finds no other)")
-        for rel, src in _container_files(module):
-            yield f"modules/{module.name}/{rel}", src
+        # The whole module (its own tests/ and languages/ too), without VCS and cache clutter.
+        for root, dirs, files in os.walk(module):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))
+            rel_root = Path(root).relative_to(modules_dir)
+            for name in sorted(files):
+                if name in _EXCLUDED_NAMES or name.endswith(_EXCLUDED_SUFFIXES):
+                    continue
+                yield f"modules/{(rel_root / name).as_posix()}", Path(root) / name
 
 
 def _require_file(path: Path, what: str) -> Path:

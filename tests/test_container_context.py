@@ -145,6 +145,11 @@ def _modules(root: Path) -> Path:
     module = root / "modules" / "vizr_v1.2.3"
     (module / "lang").mkdir(parents=True)
     (module / "config.json").write_text('{"name": "Vizr"}\n')
+    # Names that are build inputs or excluded at the top of container/ belong to the module here.
+    (module / "languages").mkdir()
+    (module / "languages" / "Deutsch.ini").write_text("y = 2\n")
+    (module / "tests").mkdir()
+    (module / "tests" / "ModuleTest.php").write_text("<?php\n")
     (module / "lang" / "English.ini").write_text("x = 1\n")
     (module / "__pycache__").mkdir()
     (module / "__pycache__" / "x.pyc").write_bytes(b"\0")
@@ -157,7 +162,8 @@ def test_module_directories_enter_the_context_whole(tmp_path: Path, inputs: dict
     modules = _modules(tmp_path / "project")
     ctx = assemble_context(tmp_path / "ctx", **inputs, modules_dir=modules)
     assert sorted(p.relative_to(ctx).as_posix() for p in (ctx / "modules").rglob("*") if p.is_file()) == [
-        "modules/vizr_v1.2.3/config.json", "modules/vizr_v1.2.3/lang/English.ini"]
+        "modules/vizr_v1.2.3/config.json", "modules/vizr_v1.2.3/lang/English.ini",
+        "modules/vizr_v1.2.3/languages/Deutsch.ini", "modules/vizr_v1.2.3/tests/ModuleTest.php"]
     assert (ctx / "modules/vizr_v1.2.3/config.json").read_bytes() == (modules / "vizr_v1.2.3/config.json").read_bytes()
     # Without a modules/ folder the context still has the (empty) directory the Dockerfile copies.
     assert list((assemble_context(tmp_path / "ctx2", **inputs) / "modules").iterdir()) == []
