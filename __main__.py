@@ -132,6 +132,7 @@ def application_stack() -> None:
         zone_id=domain.zone_id,
         fqdn=domain.fqdn,
         parent_zone_id=domain.parent_zone_id,
+        dns_dependencies=domain.dns_dependencies,
         dnssec=config.dnssec_mode,
         query_logging=config.dns_query_logging,
         kms_key_arn=storage.kms_key_arn,

@@ -245,6 +245,9 @@ class ZoneSecurityArgs:
     fqdn: str
     # The parent zone when this stack writes the delegation: the DS record goes there too.
     parent_zone_id: Optional[pulumi.Output[str]]
+    # The NS delegation this stack writes (Domain.dns_dependencies): Route53 refuses to start
+    # signing a zone whose parent lists other name servers (HostedZonePartiallyDelegated).
+    dns_dependencies: Sequence[pulumi.Resource]
     # off; signing (and the DS published where the stack owns the delegation); dsWithdrawn
     # (still signing, DS removed: the first step of turning DNSSEC off).
     dnssec: DnssecMode
@@ -287,7 +290,7 @@ class ZoneSecurity(pulumi.ComponentResource):
                 name=KSK_NAME, status="ACTIVE", opts=child)
             signing = aws.route53.HostedZoneDnsSec(
                 f"{name}-dnssec", hosted_zone_id=ksk.hosted_zone_id, signing_status="SIGNING",
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[ksk]))
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[ksk, *args.dns_dependencies]))
             self.ds_record = ksk.ds_record
             if args.parent_zone_id is not None and args.dnssec == "signing":
                 # Published only once the zone signs: a DS without signatures breaks resolution.

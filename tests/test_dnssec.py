@@ -105,7 +105,10 @@ def test_a_child_zone_gets_its_ds_record_in_the_parent_after_signing_starts() ->
     ds = run.named("redcap-ds", RECORD)
     assert ds.inputs == {"zoneId": "ZPARENT", "name": "redcap.example.org", "type": "DS", "ttl": 3600,
                          "records": [DS]}
-    assert run.named("redcap-dnssec", SIGNING).urn in ds.dependencies
+    signing = run.named("redcap-dnssec", SIGNING)
+    assert signing.urn in ds.dependencies
+    # Signing starts once the parent lists exactly the zone's name servers.
+    assert run.named("redcap-delegation", RECORD).urn in signing.dependencies
     assert names_in_zone(run, "ZPARENT") == {("redcap.example.org", "NS"), ("redcap.example.org", "DS")}
 
 
