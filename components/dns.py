@@ -230,7 +230,8 @@ def query_log_policy(log_group_arn: str, account_id: str, partition: str, zone_i
         "Effect": "Allow",
         "Principal": {"Service": "route53.amazonaws.com"},
         "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-        "Resource": f"{log_group_arn}:*",
+        # The group (CreateLogStream) and its streams (PutLogEvents).
+        "Resource": [log_group_arn, f"{log_group_arn}:*"],
         "Condition": {
             "StringEquals": {"aws:SourceAccount": account_id},
             "ArnLike": {"aws:SourceArn": f"arn:{partition}:route53:::hostedzone/{zone_id}"},

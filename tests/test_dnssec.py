@@ -84,7 +84,8 @@ def test_the_signing_key_policy_lets_route53_sign_for_this_zone_only() -> None:
     assert query == [{"Sid": "Route53QueryLogsOfTheZone", "Effect": "Allow",
                       "Principal": {"Service": "route53.amazonaws.com"},
                       "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                      "Resource": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/route53/x:*",
+                      "Resource": ["arn:aws:logs:us-east-1:123456789012:log-group:/aws/route53/x",
+                                   "arn:aws:logs:us-east-1:123456789012:log-group:/aws/route53/x:*"],
                       "Condition": deputy}]
 
 
