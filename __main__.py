@@ -133,7 +133,9 @@ def application_stack() -> None:
         fqdn=domain.fqdn,
         parent_zone_id=domain.parent_zone_id,
         dns_dependencies=domain.dns_dependencies,
-        dnssec=config.dnssec_mode,
+        # Route53 refuses to sign a zone whose parent does not delegate to it yet
+        # (HostedZonePartiallyDelegated): a new zone is signed from phase two on.
+        dnssec=config.dnssec_mode if domain.ready else "off",
         query_logging=config.dns_query_logging,
         kms_key_arn=storage.kms_key_arn,
         log_retention_days=config.log_retention(365),

@@ -133,8 +133,9 @@ def new_zone_id(run: harness.StackRun) -> str:
 def check_new_zone(operator: Operator) -> None:
     first, second = prod_runs(operator)
     assert not waits_for_dns(first) and not first.of_type(SITE_RECORD) and first.outputs["nameServers"]
-    # Signed from phase one; the DS is the parent operator's to publish.
-    assert first.one(KSK) and first.outputs["dsRecord"] and not ds_records(first)
+    # Signed from phase two (Route53 signs only a delegated zone); the DS is the parent operator's to publish.
+    assert not first.of_type(KSK) and "dsRecord" not in first.outputs
+    assert second.one(KSK) and second.outputs["dsRecord"] and not ds_records(second)
     assert serves_the_fqdn(second, new_zone_id(second))
 
 
