@@ -7,7 +7,8 @@ from components.backup import Backup, BackupArgs, VaultLockArgs
 from components.context import AwsContext
 from components.database import Database, DatabaseArgs, PreviousClusterArgs
 from components.delegation import NsDelegation, NsDelegationArgs
-from components.dns import AliasTarget, Domain, DomainArgs, SiteRecord, SiteRecordArgs
+from components.dns import (AliasTarget, Domain, DomainArgs, SiteRecord, SiteRecordArgs, ZoneSecurity,
+                            ZoneSecurityArgs)
 from components.email import Email, EmailArgs
 from components.firewall import Firewall, FirewallArgs
 from components.network import Network, NetworkArgs
@@ -126,6 +127,22 @@ def application_stack() -> None:
         stack_region=config.region,
     )) if config.domain else None
 
+    # DNSSEC and query logging of the zone this stack creates (settings allow nothing else).
+    zone_security = ZoneSecurity("redcap", ZoneSecurityArgs(
+        context=context,
+        zone_id=domain.zone_id,
+        fqdn=domain.fqdn,
+        parent_zone_id=domain.parent_zone_id,
+        dns_dependencies=domain.dns_dependencies,
+        # Route53 refuses to sign a zone whose parent does not delegate to it yet
+        # (HostedZonePartiallyDelegated): a new zone is signed from phase two on.
+        dnssec=config.dnssec_mode if domain.ready else "off",
+        query_logging=config.dns_query_logging,
+        kms_key_arn=storage.kms_key_arn,
+        log_retention_days=config.log_retention(365),
+    )) if domain is not None and domain.zone_id is not None and (
+        config.dnssec_mode != "off" or config.dns_query_logging) else None
+
     email = Email("redcap", EmailArgs(
         context=context,
         kms_key_arn=storage.kms_key_arn,
@@ -158,6 +175,7 @@ def application_stack() -> None:
 
     # Compute (issue 4): image, runtime contract, App Runner or ECS, cron, tunnel host.
     languages_dir = paths.PROJECT_DIR / "languages"
+    modules_dir = paths.PROJECT_DIR / "modules"
     image = Image("redcap", ImageArgs(
         context=context,
         build=config.image_build,
@@ -169,6 +187,7 @@ def application_stack() -> None:
         redcap_zip=paths.RELEASES_DIR / f"{config.red_cap_local_version}.zip" if config.red_cap_local_version else None,
         redcap_s3_uri=config.red_cap_s3_path,
         languages_dir=languages_dir if languages_dir.is_dir() else None,
+        modules_dir=modules_dir if modules_dir.is_dir() else None,
         vpc_id=network.vpc_id,
         private_subnet_ids=network.private_subnet_ids,
         log_bucket_name=storage.log_bucket_name,
@@ -409,6 +428,12 @@ def application_stack() -> None:
         if domain.name_servers is not None:
             # Delegate to these (docs/domains.md); a delegation stack reads them by this name.
             pulumi.export("nameServers", domain.name_servers)
+    if zone_security is not None:
+        if zone_security.ds_record is not None:
+            # For the parent zone's operator when the stack does not write the delegation itself.
+            pulumi.export("dsRecord", zone_security.ds_record)
+        if zone_security.query_log_group_name is not None:
+            pulumi.export("dnsQueryLogGroup", zone_security.query_log_group_name)
     pulumi.export("sesIdentityArn", email.identity_arn)
     pulumi.export("senderAddress", email.sender_address)
     pulumi.export("smtpCredentialsSecretArn", email.smtp_credentials_secret_arn)
