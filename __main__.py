@@ -74,6 +74,9 @@ def application_stack() -> None:
         subnet_ids=network.isolated_subnet_ids,
         security_group_id=network.database_security_group_id,
         engine_upgrade_to=config.db.engine_upgrade_to,
+        monitoring_interval=config.enhanced_monitoring_seconds,
+        performance_insights_retention_days=config.db.monitoring.performance_insights_retention_days,
+        database_insights_mode=config.db.monitoring.database_insights,
         previous=PreviousClusterArgs(
             snapshot_id=config.db.previous_cluster.db_snapshot_id,
             protect=config.previous_cluster_protected,

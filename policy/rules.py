@@ -143,6 +143,9 @@ ALLOWED_MANAGED_POLICIES: Mapping[str, str] = {
     "service-role/AmazonECSInfrastructureRoleforExpressGatewayServices": "ECS Express Mode infrastructure "
     "role: creates the service's load balancer, target groups, security groups, certificate, alarms and "
     "autoscaling, as ECS documents (AWS keeps the list of those actions current)",
+    "service-role/AmazonRDSEnhancedMonitoringRole": "the role RDS assumes for Enhanced Monitoring, as the RDS "
+    "User Guide prescribes: it can only create and write the RDS* log groups (RDSOSMetrics) and is trusted by "
+    "monitoring.rds.amazonaws.com for this account only",
     "service-role/AWSLambdaBasicExecutionRole": "a Lambda function writing its own logs",
     "service-role/AWSLambdaVPCAccessExecutionRole": "a Lambda function in the VPC managing its network "
     "interfaces",
@@ -845,6 +848,52 @@ def express_logs_encrypted(resources: Sequence[Resource]) -> list[Violation]:
     return found
 
 
+def _keeps_data(cluster: Resource) -> bool:
+    """A cluster whose destroy leaves a final snapshot (or the cluster): the stage keeps data."""
+    skip = cluster.props.get("skipFinalSnapshot")
+    return not is_unknown(skip) and not is_true(skip)
+
+
+def rds_monitoring(resources: Sequence[Resource]) -> list[Violation]:
+    """Every Aurora instance has Performance Insights under a customer key; those of a cluster that
+    keeps data have Enhanced Monitoring with a role; the instances of one cluster are monitored
+    alike (Database Insights refuses a cluster whose instances differ)."""
+    found = []
+    clusters = _of_types(resources, (RDS_CLUSTER_TYPE,))
+    for instance in _of_types(resources, (RDS_CLUSTER_INSTANCE_TYPE,)):
+        props = instance.props
+        if not true_or_unknown(props.get("performanceInsightsEnabled")):
+            found.append(Violation.of("rds-monitoring", instance,
+                                      "Performance Insights is off; set performanceInsightsEnabled = true"))
+        elif not is_set(props.get("performanceInsightsKmsKeyId")):
+            found.append(Violation.of("rds-monitoring", instance,
+                                      "Performance Insights data (SQL text) is under AWS's default key; set "
+                                      "performanceInsightsKmsKeyId to the stack's KMS key"))
+        interval = props.get("monitoringInterval")
+        if is_unknown(interval):
+            continue
+        if interval and not is_set(props.get("monitoringRoleArn")):
+            found.append(Violation.of("rds-monitoring", instance,
+                                      f"monitoringInterval = {interval!r} without monitoringRoleArn (RDS refuses it)"))
+        owners = [c for c in clusters if refers_to(instance, "clusterIdentifier", c)]
+        if not interval and any(_keeps_data(c) for c in owners):
+            found.append(Violation.of("rds-monitoring", instance,
+                                      "Enhanced Monitoring is off on a cluster that keeps data (skipFinalSnapshot is "
+                                      "false); set monitoringInterval (60) and monitoringRoleArn"))
+    for cluster in clusters:
+        members = [i for i in _of_types(resources, (RDS_CLUSTER_INSTANCE_TYPE,))
+                   if refers_to(i, "clusterIdentifier", cluster)]
+        settings_seen = {(normalize(i.props.get("monitoringInterval")), normalize(i.props.get("performanceInsightsRetentionPeriod")))
+                         for i in members}
+        if any(is_unknown(v) for pair in settings_seen for v in pair):
+            continue
+        if len(settings_seen) > 1:
+            found.append(Violation.of("rds-monitoring", cluster,
+                                      f"its instances differ in (monitoringInterval, performanceInsightsRetentionPeriod): "
+                                      f"{sorted(settings_seen, key=repr)}; Database Insights needs them alike"))
+    return found
+
+
 # --------------------------------------------------------------------------------------------
 # Registry, waivers, and the entry points
 # --------------------------------------------------------------------------------------------
@@ -883,6 +932,7 @@ STACK_RULES: tuple[Rule, ...] = (
     Rule("waf-association", "Every App Runner service, application load balancer and CloudFront distribution has a WAF web ACL; every Express service is reached only through such a distribution.", waf_association, stack=True),
     Rule("express-tasks-private", "Express services run in the stack's private subnets (no public IPs, internal load balancer).", express_tasks_private, stack=True),
     Rule("express-logs-encrypted", "Express containers log to a KMS-encrypted log group of the stack.", express_logs_encrypted, stack=True),
+    Rule("rds-monitoring", "Aurora instances have Performance Insights under a customer KMS key, Enhanced Monitoring with a role when the cluster keeps data, and the same settings on every instance of a cluster (RDS11).", rds_monitoring, stack=True),
 )
 
 RULES: tuple[Rule, ...] = RESOURCE_RULES + STACK_RULES

@@ -10,7 +10,7 @@ from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossPr
                              _LABELS_RE, _LOCAL_VERSION_RE, _Model, _as_list, _is_int, _normalise_size, parse_bool,
                              parse_cidr, parse_country, parse_dns_name, parse_email, parse_log_retention,
                              parse_s3_path, parse_timezone, version_from_zip_name)
-from settings.application import ConfigurationSqlMode, parse_configuration_sql
+from settings.application import ConfigurationSqlMode, UpgradeSettings, parse_configuration_sql
 from settings.compute import EcsSettings, ExpressSettings, TunnelSettings, express_available
 from settings.database import DbSettings
 from settings.dns import NsDelegation
@@ -65,6 +65,7 @@ class StageSettings(_Model):
     app_bucket_versioning: bool = Field(True, alias="appBucketVersioning")
     waf_sqli_rules_to_count: tuple[str, ...] = Field((), alias="wafSqliRulesToCount")
     configuration_sql: ConfigurationSqlMode = Field("onInstall", alias="configurationSql")
+    upgrade: UpgradeSettings = UpgradeSettings()
 
     # --- single-value rules ------------------------------------------------------------------
 
@@ -399,6 +400,28 @@ class StageSettings(_Model):
         if self.red_cap_s3_path:
             return version_from_zip_name(self.red_cap_s3_path)
         return None
+
+    @property
+    def release(self) -> str:
+        """The REDCap release the stage runs, as the upgrade snapshot and database upgrade see it:
+        the version from the zip's name, else deployTag (the settings require one of them)."""
+        return str(self.redcap_version or self.deploy_tag)
+
+    @property
+    def upgrade_snapshot(self) -> bool:
+        """A snapshot before each new REDCap version: its own setting, else whether the stage keeps
+        its data (a destroy stage would otherwise leave snapshots behind)."""
+        if self.upgrade.snapshot is not None:
+            return self.upgrade.snapshot
+        return self.keep_data_on_destroy
+
+    @property
+    def enhanced_monitoring_seconds(self) -> int:
+        """db.monitoring.enhancedMonitoringSeconds, else 60 for stages that keep data, 0 otherwise."""
+        seconds = self.db.monitoring.enhanced_monitoring_seconds
+        if seconds is not None:
+            return seconds
+        return 60 if self.keep_data_on_destroy else 0
 
     @property
     def image_tag_prefix(self) -> str:
