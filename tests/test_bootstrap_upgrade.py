@@ -9,6 +9,7 @@ A database installed at 14.0.0 by a container of the old image; then the task of
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -104,6 +105,44 @@ def test_a_failing_statement_fails_the_task_and_says_where(installed: Case):
     tables = {row[0] for row in case.query("SHOW TABLES")}
     assert "redcap_fixture_half" in tables and "redcap_fixture_never" not in tables
     assert version(case) == OLD
+
+
+def dump(case: Case) -> bytes:
+    """The database as a snapshot would keep it (mariadb-dump of the whole schema and data)."""
+    return subprocess.run(["mariadb-dump", "-h", "127.0.0.1", "-P", str(case.mariadb.port), "-u", "root",
+                           "--skip-dump-date", case.db_name], check=True, capture_output=True).stdout
+
+
+def restore(case: Case, data: bytes) -> None:
+    case.mariadb.fresh_database(case.db_name)
+    subprocess.run(["mariadb", "-h", "127.0.0.1", "-P", str(case.mariadb.port), "-u", "root", case.db_name],
+                   input=data, check=True, capture_output=True)
+
+
+def test_a_partial_upgrade_is_never_run_over_and_going_back_clears_the_way(installed: Case):
+    case = installed
+    before = dump(case)  # what the snapshot taken before the rollout holds
+    broken = {NEW: "INSERT INTO `redcap_config` (field_name, value) VALUES ('fixture_counter', '1');\n"
+                   "ALTER TABLE `redcap_no_such_table` ADD `x` INT NULL;\n"}
+    new_image(case, NEW, broken)
+    assert case.run(up.MODE).returncode == 7
+    assert case.config()["fixture_counter"] == "1"
+    # A second task (a retry of `pulumi up`, or a fixed image) must not run anything over it.
+    new_image(case, NEW)
+    again = case.run(up.MODE)
+    error = result_of(again.stdout)["error"]
+    assert again.returncode == 7
+    assert error.startswith(f"an earlier upgrade from {OLD} to {NEW}, started at ")
+    assert "did not complete (failed: the upgrade SQL failed at statement 4" in error
+    assert "nothing was run. Go back first: backtrack the cluster to before that time or restore the snapshot" in error
+    assert case.config()["fixture_counter"] == "1" and version(case) == OLD
+    # The way back (here: the snapshot's content) rewinds the record too; then the upgrade runs.
+    restore(case, before)
+    assert "fixture_counter" not in case.config()
+    out = succeeded(case.run(up.MODE))
+    assert result_of(out)["status"] == "upgraded" and version(case) == NEW
+    assert case.query("SELECT source, decision FROM redcap_pulumi_state WHERE name = 'redcap_upgrade'") == (
+        (f"{OLD} -> {NEW}", "done"),)
 
 
 def test_redcaps_refusal_is_reported_and_nothing_runs(installed: Case):

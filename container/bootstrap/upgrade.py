@@ -25,12 +25,20 @@ lock, so no starting container configures a half-upgraded schema. Table changes 
 one in MySQL: a failure leaves the database partly upgraded, and the documented way back is
 Aurora backtrack or the snapshot taken before the new image rolled out.
 
+Never twice over a partial upgrade. REDCap's upgrade statements are not all repeatable (some
+transform data), so the attempt is recorded in the marker table (`redcap_pulumi_state`, row
+`redcap_upgrade`: both versions, the script's sha256, running / failed / done) before the script
+runs. A later task that finds an attempt from the database's current version that did not finish
+refuses to run anything. Backtrack and the snapshot rewind that row with everything else, so
+either way back also clears it.
+
 Outcome. One line `upgrade result: {json}` (status upgraded, current or failed, both versions,
 statements run) for the Lambda that started the task, and the exit code: 0, the bootstrap's own
 codes when the start failed, or 7 (UpgradeFailed).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -44,6 +52,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 import pymysql
 from pymysql.constants import CLIENT
 
+from .config_sql import MARKER_TABLE, ensure_marker_table
 from .database import bootstrap_lock, connect_kwargs, open_master, table_exists
 from .errors import BootstrapError, UpgradeFailed, redact
 from .install import installed_version_expected, stored_version
@@ -63,6 +72,50 @@ HEADER_RE = re.compile(r"^-- --- SQL to upgrade REDCap to version (?P<to>\S+) fr
 SECTION_RE = re.compile(r"^-- SQL for Version (\S+) --$")
 
 UPGRADED, CURRENT, FAILED = "upgraded", "current", "failed"
+# The attempt's row in the marker table, and its states.
+ATTEMPT_NAME = "redcap_upgrade"
+RUNNING, DONE = "running", "done"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    from_version: str
+    to_version: str
+    state: str  # RUNNING, FAILED or DONE
+    reason: str
+    recorded_at: Any
+
+
+def read_attempt(conn: Any) -> Optional[Attempt]:
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT source, decision, reason, applied_at FROM {MARKER_TABLE} WHERE name = %s",
+                    (ATTEMPT_NAME,))
+        row = cur.fetchone()
+    if row is None or " -> " not in row[0]:
+        return None
+    old, new = row[0].split(" -> ", 1)
+    return Attempt(old, new, row[1], row[2], row[3])
+
+
+def record_attempt(conn: Any, script: str, found: str, image: str, state: str, reason: str = "") -> None:
+    sha = hashlib.sha256(script.encode()).hexdigest()
+    with conn.cursor() as cur:
+        cur.execute(f"REPLACE INTO {MARKER_TABLE} (name, sha256, source, applied_at, decision, reason) "
+                    "VALUES (%s, %s, %s, UTC_TIMESTAMP(), %s, %s)",
+                    (ATTEMPT_NAME, sha, f"{found} -> {image}", state, reason[:255]))
+
+
+def refuse_unfinished(attempt: Optional[Attempt], found: str) -> None:
+    """An attempt from the database's version that did not finish: nothing may run again."""
+    if attempt is None or attempt.state == DONE or attempt.from_version != found:
+        return
+    detail = f": {attempt.reason}" if attempt.reason else ""
+    raise UpgradeFailed(
+        f"an earlier upgrade from {attempt.from_version} to {attempt.to_version}, started at {attempt.recorded_at} "
+        f"UTC, did not complete ({attempt.state}{detail}); the database may be partly upgraded and REDCap's upgrade "
+        "statements are not all safe to run twice, so nothing was run. Go back first: backtrack the cluster to "
+        "before that time or restore the snapshot taken before the rollout (docs/upgrade.md, \"If the upgrade step "
+        "fails\"); both also remove this record")
 
 
 @dataclass(frozen=True)
@@ -210,18 +263,25 @@ def upgrade(settings: Settings, secrets: Secrets, hide: list[str],
                 log.info("the database is at REDCap %s, the image's version: nothing to upgrade", image)
                 return Outcome(CURRENT, found, image, seconds=round(clock() - started, 1))
             assert found is not None and image is not None
+            ensure_marker_table(conn)
+            refuse_unfinished(read_attempt(conn), found)
             script = upgrade_script(settings.redcap_root, found, image, hide)
             log.info("running REDCap's upgrade SQL %s -> %s (%d statements, %d bytes)", found, image,
                      len(statements(script)), len(script))
+            record_attempt(conn, script, found, image, RUNNING)
             batch = open_batch(settings, secrets)
             try:
                 ran = run_script(batch, script)
+                now = stored_version(conn)
+                if now != image:
+                    raise UpgradeFailed(f"the upgrade SQL ran ({ran} statements) but redcap_config.redcap_version "
+                                        f"is {now!r}, not {image!r}")
+            except UpgradeFailed as exc:
+                record_attempt(conn, script, found, image, FAILED, str(exc))
+                raise
             finally:
                 batch.close()
-            now = stored_version(conn)
-            if now != image:
-                raise UpgradeFailed(f"the upgrade SQL ran ({ran} statements) but redcap_config.redcap_version is "
-                                    f"{now!r}, not {image!r}")
+            record_attempt(conn, script, found, image, DONE)
             log.info("REDCap's database upgraded from %s to %s (%d statements)", found, image, ran)
             return Outcome(UPGRADED, found, image, statements=ran, seconds=round(clock() - started, 1))
     except UpgradeFailed as exc:
