@@ -20,6 +20,7 @@ from components.express import ExpressArgs, ExpressService
 from components.image import Image, ImageArgs, config_sql_path
 from components.runtime import DatabaseAppLogin, RuntimeArgs, runtime_contract
 from components.tunnel import TunnelArgs, TunnelHost
+from components.upgrade import DatabaseUpgrade, DatabaseUpgradeArgs, UpgradeSnapshot, UpgradeSnapshotArgs
 
 config, secrets = stage.from_pulumi()
 
@@ -140,6 +141,17 @@ def application_stack() -> None:
         artifacts_force_destroy=not config.keep_data_on_destroy,
         ca_bundle=paths.RELEASES_DIR / "rds-ca-bundle.pem" if (paths.RELEASES_DIR / "rds-ca-bundle.pem").is_file() else None,
     ))
+    # A new REDCap release: the cluster's snapshot first (after the build), then the rollout.
+    upgrade_snapshot = UpgradeSnapshot("redcap-upgrade-snapshot", UpgradeSnapshotArgs(
+        context=context,
+        release=config.release,
+        cluster_identifier=database.cluster_identifier,
+        cluster_arn=database.cluster_arn,
+        kms_key_arn=storage.kms_key_arn,
+        log_retention_days=config.log_retention(365),
+        after=[image],
+    )) if config.upgrade_snapshot else None
+    image_uri = upgrade_snapshot.gate(image.image_uri) if upgrade_snapshot is not None else image.image_uri
     app_login = DatabaseAppLogin("redcap-db-app", username=database.app_user, kms_key_arn=storage.kms_key_arn) \
         if config.db_auth == "password" else None
     runtime = runtime_contract(RuntimeArgs(
@@ -170,7 +182,7 @@ def application_stack() -> None:
         express = config.express
         service = ExpressService("redcap", ExpressArgs(
             context=context,
-            image_uri=image.image_uri,
+            image_uri=image_uri,
             repository_arn=image.repository_arn,
             runtime=runtime,
             vpc_id=network.vpc_id,
@@ -193,6 +205,7 @@ def application_stack() -> None:
                                                      target=service.site_alias))
         # The distribution's own name answers before the custom domain's DNS does.
         cron_host, runtime_kind = service.distribution_url, "express"
+        rollout, service_arn, service_cluster = service, service.service_arn, service.cluster_name
         pulumi.export("cloudFrontUrl", service.distribution_url)
         pulumi.export("expressServiceUrl", service.service_url)
         pulumi.export("expressClusterName", service.cluster_name)
@@ -205,7 +218,7 @@ def application_stack() -> None:
         assert domain is not None  # settings require redcap:domain with an ecs block
         fargate = FargateService("redcap", FargateArgs(
             context=context,
-            image_uri=image.image_uri,
+            image_uri=image_uri,
             repository_arn=image.repository_arn,
             runtime=runtime,
             vpc_id=network.vpc_id,
@@ -230,13 +243,14 @@ def application_stack() -> None:
         service_url, custom_url = fargate.load_balancer_url, fargate.custom_url
         # The certificate is for the FQDN only, so cron calls the custom domain.
         cron_host, runtime_kind = pulumi.Output.from_input(domain.fqdn), "ecs"
+        rollout, service_arn, service_cluster = fargate, fargate.service_arn, fargate.cluster_name
         pulumi.export("loadBalancerUrl", service_url)
         pulumi.export("ecsClusterName", fargate.cluster_name)
         pulumi.export("ecsServiceName", fargate.service_name)
     else:
         apprunner = AppRunnerService("redcap", AppRunnerArgs(
             context=context,
-            image_uri=image.image_uri,
+            image_uri=image_uri,
             repository_arn=image.repository_arn,
             runtime=runtime,
             private_subnet_ids=network.private_subnet_ids,
@@ -257,16 +271,37 @@ def application_stack() -> None:
         subscriptions += apprunner.email_subscriptions
         # The default URL works before the custom domain's certificate is validated.
         cron_host, runtime_kind = apprunner.service_url, "apprunner"
+        rollout, service_arn, service_cluster = apprunner, apprunner.service_arn, None
         pulumi.export("appRunnerServiceUrl", service_url)
     Cron("redcap-cron", CronArgs(context=context, host=cron_host, search_string=firewall.cron_search_string,
                             minutes=config.cron_minutes, runtime_kind=runtime_kind, kms_key_arn=storage.kms_key_arn))
+    if config.upgrade.database:
+        db_upgrade = DatabaseUpgrade("redcap-db-upgrade", DatabaseUpgradeArgs(
+            context=context,
+            release=config.release,
+            image_uri=image_uri,
+            repository_arn=image.repository_arn,
+            runtime=runtime,
+            private_subnet_ids=network.private_subnet_ids,
+            kms_key_arn=storage.kms_key_arn,
+            log_retention_days=config.log_retention(365),
+            runtime_kind=runtime_kind,
+            service_arn=service_arn,
+            service_cluster=service_cluster,
+            db_cluster_identifier=database.cluster_identifier,
+            backtrack=config.db.backtrack_hours > 0,
+            snapshot_identifier=upgrade_snapshot.snapshot_identifier if upgrade_snapshot is not None else "",
+            rollout=[rollout],
+        ))
+        pulumi.export("redcapDatabaseUpgrade", db_upgrade.result)
+        pulumi.export("redcapUpgradeLogGroup", db_upgrade.log_group_name)
     if config.ec2_server_stack is not None:
         tunnel = TunnelHost("redcap-tunnel", TunnelArgs(
             context=context,
             instance_type=config.ec2_server_stack.instance_type,
             duration_hours=config.ec2_server_stack.duration_hours,
             subnet_ids=network.private_subnet_ids,
-            image_uri=image.image_uri,
+            image_uri=image_uri,
             repository_arn=image.repository_arn,
             runtime=runtime,
             kms_key_arn=storage.kms_key_arn,
@@ -290,6 +325,9 @@ def application_stack() -> None:
     pulumi.export("dbEndpoint", database.endpoint)
     pulumi.export("dbReaderEndpoint", database.reader_endpoint)
     pulumi.export("dbMasterSecretArn", database.master_secret_arn)
+    if upgrade_snapshot is not None:
+        # Before the last release change; "" until the stage's release first changes.
+        pulumi.export("dbUpgradeSnapshotIdentifier", upgrade_snapshot.snapshot_identifier)
     if database.final_snapshot_identifier is not None:
         pulumi.export("dbFinalSnapshotIdentifier", database.final_snapshot_identifier)
     if database.previous_cluster_identifier is not None:

@@ -118,6 +118,7 @@ class FargateService(pulumi.ComponentResource):
     custom_url: Optional[str]
     cluster_name: pulumi.Output[str]
     service_name: pulumi.Output[str]
+    service_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: FargateArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("redcap:ecs:FargateService", name, None, opts)
@@ -205,6 +206,7 @@ class FargateService(pulumi.ComponentResource):
         self.load_balancer_url = alb.dns_name.apply(lambda d: f"https://{d}")
         self.cluster_name = cluster.name
         self.service_name = service.name
+        self.service_arn = service.arn
         self.register_outputs({"loadBalancerUrl": self.load_balancer_url, "customUrl": self.custom_url,
                                "clusterName": self.cluster_name, "serviceName": self.service_name})
 

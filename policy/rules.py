@@ -128,6 +128,10 @@ WILDCARD_RESOURCE_ACTIONS: Mapping[str, str] = {
     "ec2:describedhcpoptions": "EC2 Describe* actions support no resource-level permissions",
     "ec2:describeinstances": "EC2 Describe* actions support no resource-level permissions",
     "route53:listhostedzones": "account-wide listing; Route 53 defines no resource for it",
+    "ecs:describetaskdefinition": "ECS defines no resource type for DescribeTaskDefinition (the database "
+    "upgrade reads which image a rollout ended on)",
+    "ecs:listtasks": "listing a Fargate cluster's tasks is authorized on \"*\" (no container instance); the "
+    "database-upgrade function narrows it with the ecs:cluster condition",
 }
 
 # AWS-managed policies (arn:aws:iam::aws:policy/<suffix>) that may be attached (cdk-nag IAM4).

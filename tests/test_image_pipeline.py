@@ -194,13 +194,13 @@ def test_context_goes_to_a_private_kms_encrypted_tls_only_logged_artifacts_bucke
 
 def test_trigger_lambda_is_invoked_once_per_tag_and_waits_for_the_build():
     run = run_variant("prod")
-    function = run.one("aws:lambda/function:Function")
+    function = run.one("aws:lambda/function:Function", "redcap-trigger")
     assert function.inputs["handler"] == "build_trigger.handler" and function.inputs["runtime"] == "python3.12"
     assert function.inputs["timeout"] == 900.0
     group = run.one("aws:cloudwatch/logGroup:LogGroup", "trigger-logs")
     assert function.inputs["loggingConfig"]["logGroup"] == group.outputs["name"] == "/aws/lambda/redcap-prod-image-build"
     assert group.inputs["kmsKeyId"] == run.outputs["kmsKeyArn"]
-    invocation = run.one("aws:lambda/invocation:Invocation")
+    invocation = run.one("aws:lambda/invocation:Invocation", "build")
     event = json.loads(invocation.inputs["input"])
     assert event["imageTag"] == run.outputs["imageTag"] and event["projectName"] == "redcap-prod-image"
     assert event["repositoryName"] == "redcap-prod"
@@ -210,7 +210,7 @@ def test_trigger_lambda_is_invoked_once_per_tag_and_waits_for_the_build():
     # The services wait for the build: the image URI is derived from the invocation's result.
     assert invocation.urn in run.one("aws:ecs/taskDefinition:TaskDefinition").dependencies
     dev = run_variant("dev")
-    assert dev.one("aws:lambda/invocation:Invocation").urn in dev.one("aws:apprunner/service:Service").dependencies
+    assert dev.one("aws:lambda/invocation:Invocation", "build").urn in dev.one("aws:apprunner/service:Service").dependencies
 
 
 def test_build_and_trigger_policies_are_least_privilege():
@@ -242,7 +242,8 @@ def test_no_iam_policy_of_any_variant_uses_wildcard_actions():
 
 def test_local_build_uses_pulumi_docker_for_linux_amd64_and_pushes_the_same_tag_scheme():
     run = run_variant("ecs-local")
-    assert run.of_type("aws:codebuild/project:Project") == [] and run.of_type("aws:lambda/invocation:Invocation") == []
+    assert run.of_type("aws:codebuild/project:Project") == []
+    assert [r.name for r in run.of_type("aws:lambda/invocation:Invocation") if "build" in r.name] == []
     docker_image = run.one("docker:index/image:Image")
     tag = run.outputs["imageTag"]
     assert tag.startswith("15.0.9-") and docker_image.inputs["imageName"] == f"{run.outputs['ecrRepositoryUrl']}:{tag}"
