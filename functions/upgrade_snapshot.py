@@ -89,6 +89,13 @@ def snapshot_name(prefix: str, old: str, new: str, attempt: str) -> str:
     return f"{body}{tail}".lower()
 
 
+def planned_snapshot(request: Request) -> Optional[str]:
+    """The snapshot this invocation takes: a name on an update that changes the release, else None."""
+    if request.action != "update" or not request.previous_release or request.previous_release == request.release:
+        return None
+    return snapshot_name(request.name_prefix, request.previous_release, request.release, request.attempt)
+
+
 def describe_snapshot(rds: Any, identifier: str) -> Optional[dict[str, Any]]:
     try:
         found = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=identifier)["DBClusterSnapshots"]
@@ -103,12 +110,11 @@ def take_snapshot(rds: Any, request: Request, remaining_ms: Callable[[], int],
                   sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
     """Steps 1-3 of the module docstring; returns what the stack exports."""
     base = {"release": request.release, "previousRelease": request.previous_release, "action": request.action}
-    if request.action != "update" or not request.previous_release:
-        LOG.info("%s of release %s: no earlier release of this stage to protect", request.action, request.release)
+    name = planned_snapshot(request)
+    if name is None:
+        LOG.info("%s of release %s after %s: nothing to protect", request.action, request.release,
+                 request.previous_release)
         return {**base, "snapshotIdentifier": "", "status": "no-snapshot"}
-    if request.previous_release == request.release:
-        return {**base, "snapshotIdentifier": "", "status": "same-release"}
-    name = snapshot_name(request.name_prefix, request.previous_release, request.release, request.attempt)
 
     def wait(what: str) -> None:
         if remaining_ms() - request.poll_seconds * 1000 < DEADLINE_MARGIN_MS:
