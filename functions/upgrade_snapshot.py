@@ -42,7 +42,7 @@ AVAILABLE = "available"
 # Stop polling this long before the Lambda's own deadline, so the function can still report.
 DEADLINE_MARGIN_MS = 30_000
 MAX_IDENTIFIER = 255
-PURPOSE_TAG = "redcap:purpose"
+PURPOSE_TAG = "redcap/purpose"
 
 
 class SnapshotNotReady(RuntimeError):
@@ -130,8 +130,8 @@ def take_snapshot(rds: Any, request: Request, remaining_ms: Callable[[], int],
                 rds.create_db_cluster_snapshot(
                     DBClusterIdentifier=request.cluster_identifier, DBClusterSnapshotIdentifier=name,
                     Tags=[{"Key": PURPOSE_TAG, "Value": "before-upgrade"},
-                          {"Key": "redcap:from", "Value": request.previous_release},
-                          {"Key": "redcap:to", "Value": request.release}])
+                          {"Key": "redcap/from", "Value": request.previous_release},
+                          {"Key": "redcap/to", "Value": request.release}])
             except ClientError as err:
                 code = err.response["Error"]["Code"]
                 if code == "DBClusterNotFoundFault":

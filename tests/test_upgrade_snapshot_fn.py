@@ -100,7 +100,7 @@ def test_a_release_change_snapshots_the_cluster_and_waits_until_it_is_available(
     (snapshot,) = manual_snapshots(rds)
     assert snapshot["Status"] == "available" and snapshot["DBClusterIdentifier"] == CLUSTER
     tags = {t["Key"]: t["Value"] for t in rds.list_tags_for_resource(ResourceName=snapshot["DBClusterSnapshotArn"])["TagList"]}
-    assert tags == {"redcap:purpose": "before-upgrade", "redcap:from": "15.0.9", "redcap:to": "15.1.0"}
+    assert tags == {"redcap/purpose": "before-upgrade", "redcap/from": "15.0.9", "redcap/to": "15.1.0"}
 
 
 @pytest.mark.parametrize("e", [event("create", previous=None), event("delete"), event("update", previous="15.1.0")],
