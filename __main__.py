@@ -239,6 +239,7 @@ def application_stack() -> None:
             deletion_protection=config.protect_data,
             fqdn=domain.fqdn,
             zone_id=domain.zone_id,
+            wait_for_rollout=config.upgrade.database,
         ))
         service_url, custom_url = fargate.load_balancer_url, fargate.custom_url
         # The certificate is for the FQDN only, so cron calls the custom domain.

@@ -63,6 +63,8 @@ class FargateArgs:
     deletion_protection: bool
     fqdn: Optional[str] = None
     zone_id: Optional[pulumi.Input[str]] = None
+    # `pulumi up` waits until the new tasks run (the database upgrade starts only then).
+    wait_for_rollout: bool = False
 
 
 def resource_name(stack: str, limit: int) -> str:
@@ -187,6 +189,7 @@ class FargateService(pulumi.ComponentResource):
             deployment_minimum_healthy_percent=100, deployment_maximum_percent=200,
             health_check_grace_period_seconds=HEALTH_CHECK_GRACE_SECONDS,
             propagate_tags="SERVICE", enable_ecs_managed_tags=True,
+            wait_for_steady_state=args.wait_for_rollout or None,
             # Autoscaling owns the running count: a diff on it would undo scaling at every `pulumi up`.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCount"],
                                         depends_on=[https, execution, runtime_grants]))
