@@ -21,6 +21,7 @@ from moto.ecs.models import EC2ContainerServiceBackend
 from moto.moto_api import state_manager
 
 from functions import db_upgrade as fn
+from lambda_clock import Clock
 
 REGION = "us-east-1"
 IMAGE_OLD = "123456789012.dkr.ecr.us-east-1.amazonaws.com/redcap-prod:15.0.9-0a1b2c3d4e5f"
@@ -31,19 +32,6 @@ UPGRADED_LINE = ('upgrade result: {"from": "15.0.9", "seconds": 41.2, "statement
 FAILED_LINE = ('upgrade result: {"error": "the upgrade SQL failed at statement 4 (in the SQL for version 15.1.0: '
                'ALTER TABLE x ADD y INT;): (1054, \\"Unknown column\\")", "from": "15.0.9", "status": "failed", '
                '"to": "15.1.0"}')
-
-
-class Clock:
-    def __init__(self, remaining_ms: int):
-        self.remaining = remaining_ms
-        self.sleeps = 0
-
-    def remaining_ms(self) -> int:
-        return self.remaining
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps += 1
-        self.remaining -= int(seconds * 1000)
 
 
 class TaskRunner:

@@ -13,23 +13,11 @@ from moto import mock_aws
 from moto.rds.models import RDSBackend
 
 from functions import upgrade_snapshot as fn
+from lambda_clock import Clock
 
 REGION = "us-east-1"
 CLUSTER = "redcap-prod-0a1b2c3d"
 NAME = "redcap-prod-15-0-9-to-15-1-0-9f8e7d6c"
-
-
-class Clock:
-    def __init__(self, remaining_ms: int):
-        self.remaining = remaining_ms
-        self.sleeps = 0
-
-    def remaining_ms(self) -> int:
-        return self.remaining
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps += 1
-        self.remaining -= int(seconds * 1000)
 
 
 class SlowSnapshots:
