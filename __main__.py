@@ -3,22 +3,25 @@ import pulumi
 
 import settings as stage
 from settings import paths
+from components.backup import Backup, BackupArgs, VaultLockArgs
 from components.context import AwsContext
 from components.database import Database, DatabaseArgs, PreviousClusterArgs
 from components.delegation import NsDelegation, NsDelegationArgs
-from components.dns import Domain, DomainArgs, SiteRecord, SiteRecordArgs
+from components.dns import AliasTarget, Domain, DomainArgs, SiteRecord, SiteRecordArgs
 from components.email import Email, EmailArgs
 from components.firewall import Firewall, FirewallArgs
 from components.network import Network, NetworkArgs
 from components.notifications import export_rows
+from components.rotation import CredentialRotation, CredentialRotationArgs, RolloutTarget, RotatedCredential
 from components.security import ThreatDetection
 from components.storage import Storage, StorageArgs
 from components.apprunner import AppRunnerArgs, AppRunnerService
 from components.cron import Cron, CronArgs
-from components.ecs import FargateArgs, FargateService
-from components.express import ExpressArgs, ExpressService
+from components.ecs import IDLE_TIMEOUT_SECONDS, FargateArgs, FargateService
+from components.express import ORIGIN_READ_TIMEOUT_SECONDS, ExpressArgs, ExpressService
 from components.image import Image, ImageArgs, config_sql_path
-from components.runtime import DatabaseAppLogin, RuntimeArgs, runtime_contract
+from components.runtime import (ALB_DEFAULT_IDLE_TIMEOUT_SECONDS, APP_RUNNER_REQUEST_TIMEOUT_SECONDS,
+                                DatabaseAppLogin, RuntimeArgs, app_runner_memory_mib, runtime_contract)
 from components.tunnel import TunnelArgs, TunnelHost
 from components.upgrade import DatabaseUpgrade, DatabaseUpgradeArgs, UpgradeSnapshot, UpgradeSnapshotArgs
 
@@ -47,6 +50,8 @@ def application_stack() -> None:
         alb_access_logs=config.uses_ecs,
         salt=secrets.db_salt,
         key_for_api_destinations=config.cron_minutes > 0,
+        backup_copy_accounts=(stage.vault_arn_region_and_account(config.backup.copy_to_vault_arn)[1],)
+        if config.backup_enabled and config.backup.copy_to_vault_arn else (),
     ))
 
     network = Network("redcap", NetworkArgs(
@@ -84,6 +89,22 @@ def application_stack() -> None:
         ) if config.db.previous_cluster is not None else None,
     ))
 
+    lock = config.backup.vault_lock
+    backup = Backup("redcap-backup", BackupArgs(
+        context=context,
+        kms_key_arn=storage.kms_key_arn,
+        cluster_arns=database.cluster_arns,
+        bucket_arn=storage.app_bucket_arn,
+        retention_days=config.backup.retention_days,
+        monthly_retention_days=config.backup.monthly_retention_days,
+        copy_to_region=config.backup.copy_to_region,
+        copy_to_vault_arn=config.backup.copy_to_vault_arn,
+        vault_lock=VaultLockArgs(lock.mode, lock.min_retention_days, lock.max_retention_days,
+                                 lock.changeable_for_days) if lock is not None else None,
+        keep_on_destroy=config.keep_data_on_destroy,
+        protect=config.protect_data,
+    )) if config.backup_enabled else None
+
     # Edge (issue 3): WAF, domain, e-mail, threat detection.
     firewall = Firewall("redcap", FirewallArgs(
         context=context,
@@ -103,6 +124,7 @@ def application_stack() -> None:
         domain=config.domain,
         subdomain=config.subdomain,
         host_in_route53=config.host_in_route53,
+        zone_delegated=bool(config.zone_delegated),
         certificate_region=certificate_region(),
         stack_region=config.region,
     )) if config.domain else None
@@ -121,6 +143,22 @@ def application_stack() -> None:
 
     threat_detection = ThreatDetection("redcap") if config.guard_duty else None
 
+    # The S3 and SMTP keys are made and rotated here; the runtime reads the secrets once they hold one.
+    rotation = CredentialRotation("redcap-rotation", CredentialRotationArgs(
+        context=context,
+        kms_key_arn=storage.kms_key_arn,
+        rotation_days=config.credential_rotation_days,
+        log_retention_days=config.log_retention(365),
+        credentials=(
+            RotatedCredential("s3", storage.s3_credentials_secret_arn, storage.s3_user_name, storage.s3_user_arn,
+                              bucket=storage.app_bucket_name),
+            RotatedCredential("smtp", email.smtp_credentials_secret_arn, email.smtp_user_name, email.smtp_user_arn),
+        ),
+        rollout=RolloutTarget.for_runtime(config.runtime, config.stack),
+        alarm_email=config.email,
+        subscribe_emails=config.email_subscriptions,
+    ))
+
     # Compute (issue 4): image, runtime contract, App Runner or ECS, cron, tunnel host.
     languages_dir = paths.PROJECT_DIR / "languages"
     image = Image("redcap", ImageArgs(
@@ -138,7 +176,6 @@ def application_stack() -> None:
         private_subnet_ids=network.private_subnet_ids,
         log_bucket_name=storage.log_bucket_name,
         log_retention_days=config.log_retention(365),
-        artifacts_force_destroy=not config.keep_data_on_destroy,
         ca_bundle=paths.RELEASES_DIR / "rds-ca-bundle.pem" if (paths.RELEASES_DIR / "rds-ca-bundle.pem").is_file() else None,
     ))
     # A new REDCap release: the cluster's snapshot first (after the build), then the rollout.
@@ -154,6 +191,17 @@ def application_stack() -> None:
     image_uri = upgrade_snapshot.gate(image.image_uri) if upgrade_snapshot is not None else image.image_uri
     app_login = DatabaseAppLogin("redcap-db-app", username=database.app_user, kms_key_arn=storage.kms_key_arn) \
         if config.db_auth == "password" else None
+    # The web tier sizes its PHP workers from the task's or instance's memory, and its request
+    # time and keep-alive from what is in front of it (container/README.md, "Web tier").
+    if config.express is not None:
+        web_memory_mib, request_timeout_seconds = config.express.memory, ORIGIN_READ_TIMEOUT_SECONDS
+        lb_idle_timeout_seconds: int | None = ALB_DEFAULT_IDLE_TIMEOUT_SECONDS
+    elif config.ecs is not None:
+        web_memory_mib, request_timeout_seconds = config.ecs.memory, IDLE_TIMEOUT_SECONDS
+        lb_idle_timeout_seconds = IDLE_TIMEOUT_SECONDS
+    else:
+        web_memory_mib = app_runner_memory_mib(config.memory)
+        request_timeout_seconds, lb_idle_timeout_seconds = APP_RUNNER_REQUEST_TIMEOUT_SECONDS, None
     runtime = runtime_contract(RuntimeArgs(
         context=context,
         port=config.port,
@@ -169,15 +217,30 @@ def application_stack() -> None:
         db_app_secret_arn=app_login.secret_arn if app_login is not None else None,
         salt_secret_arn=storage.salt_secret_arn,
         s3_bucket=storage.app_bucket_name,
-        s3_secret_arn=storage.s3_credentials_secret_arn,
+        s3_secret_arn=rotation.ready_secret_arns["s3"],
         kms_key_arn=storage.kms_key_arn,
         security_group_id=network.app_security_group_id,
-        ses_secret_arn=email.smtp_credentials_secret_arn,
+        ses_secret_arn=rotation.ready_secret_arns["smtp"],
         smtp_email=email.sender_address,
         admin_password_secret_arn=storage.admin_password_secret_arn,
         configuration_sql=config.configuration_sql,
+        memory_mib=web_memory_mib,
+        php_memory_limit=config.php_memory_limit,
+        request_timeout_seconds=request_timeout_seconds,
+        lb_idle_timeout_seconds=lb_idle_timeout_seconds,
     ))
-    subscriptions = list(email.email_subscriptions)
+    subscriptions = list(email.email_subscriptions) + rotation.email_subscriptions
+    # The domain whose name the stack serves now: its zone is live (docs/domains.md, two phases).
+    site_domain = domain if domain is not None and domain.ready and domain.zone_id is not None else None
+    site_alias: AliasTarget | None = None
+    service_url: pulumi.Output[str] | None = None
+    custom_url: str | None = None
+    cron_host: pulumi.Output[str] | None = None
+    # What the database upgrade waits for: the runtime and its service (none in ECS's phase one).
+    rollout: pulumi.Resource | None = None
+    service_arn: pulumi.Output[str] | None = None
+    service_cluster: pulumi.Output[str] | None = None
+    runtime_kind = ""
     if config.express is not None:
         express = config.express
         service = ExpressService("redcap", ExpressArgs(
@@ -196,13 +259,13 @@ def application_stack() -> None:
             web_acl_arn=firewall.web_acl_arn,
             kms_key_arn=storage.kms_key_arn,
             log_retention_days=config.log_retention(731),
-            fqdn=domain.fqdn if domain is not None else None,
+            # The custom name only once the zone is live (docs/domains.md); until then the
+            # distribution's own name serves the site.
+            fqdn=domain.fqdn if domain is not None and domain.ready else None,
             certificate_arn=express.certificate_arn or (domain.certificate_arn if domain is not None else None),
         ))
         service_url, custom_url = service.distribution_url, service.custom_url
-        if custom_url and domain is not None and domain.zone_id is not None:
-            SiteRecord("redcap-site", SiteRecordArgs(zone_id=domain.zone_id, fqdn=domain.fqdn,
-                                                     target=service.site_alias))
+        site_alias = service.site_alias if custom_url else None
         # The distribution's own name answers before the custom domain's DNS does.
         cron_host, runtime_kind = service.distribution_url, "express"
         rollout, service_arn, service_cluster = service, service.service_arn, service.cluster_name
@@ -216,39 +279,44 @@ def application_stack() -> None:
     elif config.ecs is not None:
         ecs = config.ecs
         assert domain is not None  # settings require redcap:domain with an ecs block
-        fargate = FargateService("redcap", FargateArgs(
-            context=context,
-            image_uri=image_uri,
-            repository_arn=image.repository_arn,
-            runtime=runtime,
-            vpc_id=network.vpc_id,
-            public_subnet_ids=network.public_subnet_ids,
-            private_subnet_ids=network.private_subnet_ids,
-            cpu=ecs.cpu,
-            memory=ecs.memory,
-            min_containers=ecs.scaling.min_containers,
-            max_containers=ecs.scaling.max_containers,
-            requests_per_container=ecs.scaling.requests_per_container,
-            cpu_utilization=ecs.scaling.cpu_utilization,
-            memory_utilization=ecs.scaling.memory_utilization,
-            certificate_arn=ecs.certificate_arn or domain.certificate_arn,
-            web_acl_arn=firewall.web_acl_arn,
-            log_bucket_name=storage.log_bucket_name,
-            kms_key_arn=storage.kms_key_arn,
-            log_retention_days=config.log_retention(731),
-            deletion_protection=config.protect_data,
-            fqdn=domain.fqdn,
-            zone_id=domain.zone_id,
-            wait_for_rollout=config.upgrade.database,
-        ))
-        service_url, custom_url = fargate.load_balancer_url, fargate.custom_url
-        # The certificate is for the FQDN only, so cron calls the custom domain.
-        cron_host, runtime_kind = pulumi.Output.from_input(domain.fqdn), "ecs"
-        rollout, service_arn, service_cluster = fargate, fargate.service_arn, fargate.cluster_name
-        pulumi.export("loadBalancerUrl", service_url)
-        pulumi.export("ecsClusterName", fargate.cluster_name)
-        pulumi.export("ecsServiceName", fargate.service_name)
+        # The ALB serves HTTPS only: before the zone is delegated there is no certificate, so
+        # phase one runs no ECS service at all (no plaintext path to REDCap, nothing waiting).
+        certificate_arn = ecs.certificate_arn or domain.certificate_arn
+        if domain.ready and certificate_arn is not None:
+            fargate = FargateService("redcap", FargateArgs(
+                context=context,
+                image_uri=image_uri,
+                repository_arn=image.repository_arn,
+                runtime=runtime,
+                vpc_id=network.vpc_id,
+                public_subnet_ids=network.public_subnet_ids,
+                private_subnet_ids=network.private_subnet_ids,
+                cpu=ecs.cpu,
+                memory=ecs.memory,
+                min_containers=ecs.scaling.min_containers,
+                max_containers=ecs.scaling.max_containers,
+                requests_per_container=ecs.scaling.requests_per_container,
+                cpu_utilization=ecs.scaling.cpu_utilization,
+                memory_utilization=ecs.scaling.memory_utilization,
+                certificate_arn=certificate_arn,
+                web_acl_arn=firewall.web_acl_arn,
+                log_bucket_name=storage.log_bucket_name,
+                kms_key_arn=storage.kms_key_arn,
+                log_retention_days=config.log_retention(731),
+                deletion_protection=config.protect_data,
+                fqdn=domain.fqdn,
+                wait_for_rollout=config.upgrade.database,
+            ))
+            service_url, custom_url, site_alias = fargate.load_balancer_url, fargate.custom_url, fargate.site_alias
+            # The certificate is for the FQDN only, so cron calls the custom domain.
+            cron_host, runtime_kind = pulumi.Output.from_input(domain.fqdn), "ecs"
+            rollout, service_arn, service_cluster = fargate, fargate.service_arn, fargate.cluster_name
+            pulumi.export("loadBalancerUrl", service_url)
+            pulumi.export("ecsClusterName", fargate.cluster_name)
+            pulumi.export("ecsServiceName", fargate.service_name)
     else:
+        # The custom domain waits for the zone like the certificate does: App Runner would
+        # validate it against a zone nobody can resolve yet.
         apprunner = AppRunnerService("redcap", AppRunnerArgs(
             context=context,
             image_uri=image_uri,
@@ -262,21 +330,26 @@ def application_stack() -> None:
             max_size=config.app_runner_max_size,
             web_acl_arn=firewall.web_acl_arn,
             kms_key_arn=storage.kms_key_arn,
-            fqdn=domain.fqdn if domain is not None and domain.zone_id is not None else None,
-            zone_id=domain.zone_id if domain is not None else None,
-            zone_name=domain.zone_name if domain is not None else None,
+            fqdn=site_domain.fqdn if site_domain is not None else None,
+            zone_id=site_domain.zone_id if site_domain is not None else None,
+            domain_dependencies=site_domain.dns_dependencies if site_domain is not None else (),
             notification_email=config.email,
             subscribe_notification_email=config.email_subscriptions,
         ))
-        service_url, custom_url = apprunner.service_url, apprunner.custom_url
+        service_url, custom_url, site_alias = apprunner.service_url, apprunner.custom_url, apprunner.site_alias
         subscriptions += apprunner.email_subscriptions
         # The default URL works before the custom domain's certificate is validated.
         cron_host, runtime_kind = apprunner.service_url, "apprunner"
-        rollout, service_arn, service_cluster = apprunner, apprunner.service_arn, None
+        rollout, service_arn = apprunner, apprunner.service_arn
         pulumi.export("appRunnerServiceUrl", service_url)
-    Cron("redcap-cron", CronArgs(context=context, host=cron_host, search_string=firewall.cron_search_string,
-                            minutes=config.cron_minutes, runtime_kind=runtime_kind, kms_key_arn=storage.kms_key_arn))
-    if config.upgrade.database:
+    if site_domain is not None and site_domain.zone_id is not None and site_alias is not None:
+        # One record for the site whatever the runtime (components/dns.py).
+        SiteRecord("redcap", SiteRecordArgs(zone_id=site_domain.zone_id, fqdn=site_domain.fqdn, target=site_alias))
+    if cron_host is not None:
+        Cron("redcap-cron", CronArgs(context=context, host=cron_host, search_string=firewall.cron_search_string,
+                                     minutes=config.cron_minutes, runtime_kind=runtime_kind,
+                                     kms_key_arn=storage.kms_key_arn))
+    if config.upgrade.database and rollout is not None and service_arn is not None:
         db_upgrade = DatabaseUpgrade("redcap-db-upgrade", DatabaseUpgradeArgs(
             context=context,
             release=config.release,
@@ -309,11 +382,12 @@ def application_stack() -> None:
         ))
         pulumi.export("tunnelInstanceId", tunnel.instance_id)
         pulumi.export("ssmPortForward", tunnel.port_forward_command)
-    site_url = pulumi.Output.from_input(custom_url or service_url)
-    pulumi.export("siteUrl", site_url)
+    if custom_url or service_url is not None:
+        site_url = pulumi.Output.from_input(custom_url or service_url)
+        pulumi.export("siteUrl", site_url)
+        pulumi.export("upgradeUrl", site_url.apply(lambda url: f"{url}/upgrade.php"))
     if custom_url:
         pulumi.export("customServiceUrl", custom_url)
-    pulumi.export("upgradeUrl", site_url.apply(lambda url: f"{url}/upgrade.php"))
     pulumi.export("imageUri", image.image_uri)
     pulumi.export("imageTag", image.tag)
     pulumi.export("ecrRepositoryUrl", image.repository_url)
@@ -346,6 +420,16 @@ def application_stack() -> None:
     pulumi.export("sesIdentityArn", email.identity_arn)
     pulumi.export("senderAddress", email.sender_address)
     pulumi.export("smtpCredentialsSecretArn", email.smtp_credentials_secret_arn)
+    pulumi.export("s3CredentialsSecretArn", storage.s3_credentials_secret_arn)
+    if backup is not None:
+        pulumi.export("backupVaultArn", backup.vault_arn)
+        pulumi.export("backupVaultName", backup.vault_name)
+        pulumi.export("backupPlanId", backup.plan_id)
+        pulumi.export("backupRoleArn", backup.role_arn)
+        if backup.copy_vault_arn is not None:
+            pulumi.export("backupCopyVaultArn", backup.copy_vault_arn)
+    pulumi.export("credentialRotationFunctionName", rotation.function_name)
+    pulumi.export("credentialRotationAlarmTopicArn", rotation.alarm_topic_arn)
     # What to confirm (or subscribe by hand) so notifications arrive: docs/email.md.
     pulumi.export("emailSubscriptions", export_rows(subscriptions, config.region))
     if threat_detection is not None:

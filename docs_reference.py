@@ -67,7 +67,7 @@ def rows(model: type[BaseModel] = settings.StageSettings, prefix: str = "") -> I
         default = _default(field)
         if key in ("cronSecret", "dbSalt"):
             annotation, default = str, "generated once"
-        if key == "deletionProtection":
+        if key in ("deletionProtection", "backup.enabled"):
             default = "true unless removalPolicy is destroy"
         if key in DISPLAY:  # values the user writes differ from the normalised ones
             annotation, default = DISPLAY[key]

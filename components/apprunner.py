@@ -22,6 +22,7 @@ import pulumi_aws as aws
 
 from components import policies
 from components.context import AwsContext
+from components.dns import AliasTarget
 from components.naming import stage_name
 from components.notifications import EmailSubscription, email_subscription
 from components.runtime import RuntimeContract
@@ -35,6 +36,11 @@ OPERATION_STATUSES = (
     "ResumeServiceCompletedSuccessfully", "ResumeServiceFailed",
     "UpdateServiceCompletedSuccessfully", "UpdateServiceFailed",
 )
+# Certificate-validation CNAMEs App Runner returns for a custom domain without www: one for the
+# domain and one for the extra name App Runner puts on its certificate
+# (`_<hash>.<label>.<domain>`); www would add a third. A fixed number, so the records are
+# created by index (known at preview) instead of inside an apply.
+VALIDATION_RECORDS = 2
 RECORD_TTL = 300
 
 
@@ -52,10 +58,11 @@ class AppRunnerArgs:
     max_size: int
     web_acl_arn: pulumi.Input[str]
     kms_key_arn: pulumi.Input[str]
-    # Custom domain: the FQDN and the zone that holds it (zone_name == fqdn: apex record).
+    # Custom domain: the FQDN, the zone that holds it, and what must exist before App Runner
+    # starts validating names in that zone (the stack's own NS delegation).
     fqdn: Optional[str] = None
     zone_id: Optional[pulumi.Input[str]] = None
-    zone_name: Optional[str] = None
+    domain_dependencies: Sequence[pulumi.Resource] = ()
     notification_email: Optional[str] = None
     # redcap:emailSubscriptions: subscribe notification_email to the topic (else topic only).
     subscribe_notification_email: bool = True
@@ -88,24 +95,35 @@ def topic_policy(topic_arn: str, rule_arn: str) -> str:
     }])
 
 
-def validation_records(records: Optional[list[Any]]) -> list[tuple[str, str, str]]:
-    """(name, type, value) of the certificate-validation records, sorted and de-duplicated."""
+def validation_records(records: Optional[list[Any]], fqdn: str,
+                       expected: int = VALIDATION_RECORDS) -> list[tuple[str, str]]:
+    """(name, value) of App Runner's certificate-validation CNAMEs, de-duplicated and sorted by
+    name (the order existing stacks already hold them in). Anything but `expected` records is an
+    error: a missing one would leave the certificate pending for ever, an extra one unwritten."""
     found = set()
     for record in records or []:
         get = record.get if isinstance(record, dict) else (lambda k, r=record: getattr(r, k, None))
         if get("name") and get("value"):
-            found.add((str(get("name")), str(get("type") or "CNAME"), str(get("value"))))
-    return sorted(found)
-
-
-def is_apex(fqdn: str, zone_name: Optional[str]) -> bool:
-    return zone_name is not None and fqdn.rstrip(".") == zone_name.rstrip(".")
+            if str(get("type") or "CNAME").upper() != "CNAME":
+                raise ValueError(f"App Runner asked for a {get('type')} record {get('name')} to validate {fqdn}; "
+                                 "only CNAME records are expected (AWS App Runner API, CertificateValidationRecord)")
+            found.add((str(get("name")), str(get("value"))))
+    ordered = sorted(found)
+    if len(ordered) != expected:
+        names = ", ".join(n for n, _ in ordered) or "none"
+        raise ValueError(
+            f"App Runner returned {len(ordered)} certificate-validation records for {fqdn} ({names}); this "
+            f"program writes exactly {expected} (the domain's and the one App Runner adds, www not enabled). "
+            "No validation record was written; please report this with the list above")
+    return ordered
 
 
 class AppRunnerService(pulumi.ComponentResource):
     service_arn: pulumi.Output[str]
     service_url: pulumi.Output[str]
     custom_url: Optional[str]
+    # Where the site record points; None without a custom domain.
+    site_alias: Optional[AliasTarget]
     email_subscriptions: list[EmailSubscription]
 
     def __init__(self, name: str, args: AppRunnerArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -113,6 +131,9 @@ class AppRunnerService(pulumi.ComponentResource):
         ctx = args.context
         child = pulumi.ResourceOptions(parent=self)
         service_name = short_name(ctx.stack, 40)
+        custom_domain = bool(args.fqdn) and args.zone_id is not None
+        # Settings allow App Runner only in regions whose endpoints have a hosted zone.
+        alias_zone = regions.require(ctx.region).app_runner_zone_id if custom_domain else None
 
         access_role = aws.iam.Role(
             f"{name}-access-role",
@@ -171,51 +192,39 @@ class AppRunnerService(pulumi.ComponentResource):
         self.service_arn = service.arn
         self.service_url = service.service_url.apply(lambda u: f"https://{u}")
         self.custom_url = None
-        pending: list[pulumi.Output[Any]] = []
-        if args.fqdn and args.zone_id is not None:
+        self.site_alias = None
+        if custom_domain:
+            assert alias_zone is not None
             self.custom_url = f"https://{args.fqdn}"
-            pending.append(self._custom_domain(name, args, service))
+            self.site_alias = self._custom_domain(name, args, service, alias_zone)
         self.email_subscriptions = []
         if args.notification_email:
             self._notifications(name, args, service_name)
 
         self.register_outputs({"serviceArn": self.service_arn, "serviceUrl": self.service_url,
-                               "customUrl": self.custom_url, "domainRecords": pulumi.Output.all(*pending)})
+                               "customUrl": self.custom_url})
 
-    def _custom_domain(self, name: str, args: AppRunnerArgs, service: aws.apprunner.Service) -> pulumi.Output[Any]:
+    def _custom_domain(self, name: str, args: AppRunnerArgs, service: aws.apprunner.Service,
+                       alias_zone: str) -> AliasTarget:
         assert args.fqdn is not None and args.zone_id is not None
+        fqdn = args.fqdn
         child = pulumi.ResourceOptions(parent=self)
         association = aws.apprunner.CustomDomainAssociation(
-            f"{name}-domain", domain_name=args.fqdn, service_arn=service.arn, enable_www_subdomain=False, opts=child)
-
-        if is_apex(args.fqdn, args.zone_name):
-            # The hosted zone of App Runner's endpoints, for an alias at a zone apex (a CNAME cannot
-            # sit there); settings allow App Runner only in regions that have one.
-            hosted_zone = regions.require(args.context.region).app_runner_zone_id
+            f"{name}-domain", domain_name=fqdn, service_arn=service.arn, enable_www_subdomain=False,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.domain_dependencies)))
+        records = association.certificate_validation_records.apply(lambda found: validation_records(found, fqdn))
+        for index in range(VALIDATION_RECORDS):
+            record = records.apply(lambda found, i=index: found[i])
             aws.route53.Record(
-                f"{name}-site", zone_id=args.zone_id, name=args.fqdn, type="A",
-                aliases=[{"name": association.dns_target, "zone_id": hosted_zone, "evaluate_target_health": False}],
-                allow_overwrite=True, opts=child)
-        else:
-            aws.route53.Record(
-                f"{name}-site", zone_id=args.zone_id, name=args.fqdn, type="CNAME", ttl=RECORD_TTL,
-                records=[association.dns_target], allow_overwrite=True, opts=child)
-
-        # App Runner tells how many validation records it wants only after the association
-        # exists, so they are written from its output. Their names are stable per index of the
-        # sorted list, so a repeated `pulumi up` changes nothing.
-        zone_id = args.zone_id
-
-        def write(records: Optional[list[Any]]) -> list[str]:
-            written = []
-            for index, (record_name, record_type, value) in enumerate(validation_records(records)):
-                aws.route53.Record(
-                    f"{name}-domain-validation-{index}", zone_id=zone_id, name=record_name, type=record_type,
-                    ttl=RECORD_TTL, records=[value], allow_overwrite=True, opts=child)
-                written.append(record_name)
-            return written
-
-        return association.certificate_validation_records.apply(write)
+                f"{name}-domain-validation-{index}", zone_id=args.zone_id, type="CNAME", ttl=RECORD_TTL,
+                name=record.apply(lambda r: r[0]), records=[record.apply(lambda r: r[1])],
+                # App Runner's own names for this association: an existing record of that name
+                # belongs to somebody else and is not taken over.
+                allow_overwrite=False, opts=child)
+        # An alias A record works at a zone apex and below it alike (a CNAME cannot sit at an
+        # apex), so the site record has one type whatever the runtime.
+        return AliasTarget(dns_name=association.dns_target,
+                           hosted_zone_id=pulumi.Output.from_input(alias_zone))
 
     def _notifications(self, name: str, args: AppRunnerArgs, service_name: str) -> None:
         child = pulumi.ResourceOptions(parent=self)

@@ -13,7 +13,9 @@ is a secret. EventBridge reads it with its API-destinations service-linked role,
 use keys tagged EventBridgeApiDestinations=true (the stack key carries the tag when cron runs).
 
 App Runner is called at its default URL (the custom domain may not resolve yet); ECS at the
-custom domain (its certificate is for that name only). cronMinutes 0: no rule at all.
+custom domain (its certificate is for that name only); Express at the distribution's
+*.cloudfront.net name (it answers before the custom domain's DNS does). cronMinutes 0: no rule
+at all.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ class CronArgs:
     host: pulumi.Input[str]
     search_string: pulumi.Input[str]
     minutes: int
-    runtime_kind: str  # "apprunner" or "ecs": names and descriptions only
+    runtime_kind: str  # "apprunner", "ecs" or "express": names and descriptions only
     # The stack key (tagged for EventBridge API destinations), for the connection's secret.
     kms_key_arn: Optional[pulumi.Input[str]] = None
 

@@ -171,6 +171,8 @@ class Database(pulumi.ComponentResource):
         keep = args.removal_policy != "destroy"
         self.cluster_identifier = cluster.cluster_identifier
         self.cluster_arn = cluster.arn
+        # Every cluster the stage holds, the one a restore retires included: it has data until removed.
+        self.cluster_arns = [c.arn for c in clusters.values()]
         self.cluster_resource_id = cluster.cluster_resource_id
         self.endpoint = after(cluster.endpoint, gate)
         self.reader_endpoint = after(cluster.reader_endpoint, gate)

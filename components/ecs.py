@@ -11,8 +11,9 @@ with an `ecs` block). Unlike App Runner (120 s request limit, closed to new AWS 
   bucket under alb/, HTTPS 443 with a TLS 1.3 policy and the ACM certificate, HTTP 80 only
   redirects. Security groups: the world reaches the ALB on 80/443 only; the ALB reaches the
   tasks on the container port only (the original hard-coded 8080).
-- Target tracking on CPU, memory and requests per target; WAF on the ALB; an alias record for
-  the FQDN when the zone is ours.
+- Target tracking on CPU, memory and requests per target; WAF on the ALB. The site record
+  is not made here: `site_alias` is what the stack's one SiteRecord (components/dns.py) points
+  at, so switching runtimes never moves the record between owners.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import pulumi_aws as aws
 
 from components import policies
 from components.context import AwsContext
+from components.dns import AliasTarget
 from components.naming import stage_name
 from components.runtime import RuntimeContract
 
@@ -61,8 +63,8 @@ class FargateArgs:
     kms_key_arn: pulumi.Input[str]
     log_retention_days: int
     deletion_protection: bool
-    fqdn: Optional[str] = None
-    zone_id: Optional[pulumi.Input[str]] = None
+    # The name the certificate is for; users reach the site there.
+    fqdn: str
     # `pulumi up` waits until the new tasks run (the database upgrade starts only then).
     wait_for_rollout: bool = False
 
@@ -117,7 +119,8 @@ def task_roles(name: str, ctx: AwsContext, repository_arn: pulumi.Input[str], lo
 class FargateService(pulumi.ComponentResource):
     load_balancer_url: pulumi.Output[str]
     load_balancer_arn: pulumi.Output[str]
-    custom_url: Optional[str]
+    custom_url: str
+    site_alias: AliasTarget
     cluster_name: pulumi.Output[str]
     service_name: pulumi.Output[str]
     service_arn: pulumi.Output[str]
@@ -196,14 +199,12 @@ class FargateService(pulumi.ComponentResource):
         self._autoscaling(name, args, cluster, service, alb, target_group)
         aws.wafv2.WebAclAssociation(f"{name}-waf", resource_arn=alb.arn, web_acl_arn=args.web_acl_arn, opts=child)
 
-        self.custom_url = None
-        if args.fqdn:
-            self.custom_url = f"https://{args.fqdn}"
-            if args.zone_id is not None:
-                aws.route53.Record(
-                    f"{name}-site", zone_id=args.zone_id, name=args.fqdn, type="A",
-                    aliases=[{"name": alb.dns_name, "zone_id": alb.zone_id, "evaluate_target_health": True}],
-                    allow_overwrite=True, opts=child)
+        self.custom_url = f"https://{args.fqdn}"
+        # The name moves to the ALB only once the service exists, not while its first tasks
+        # are still being placed.
+        self.site_alias = AliasTarget(
+            dns_name=pulumi.Output.all(alb.dns_name, service.id).apply(lambda a: a[0]),
+            hosted_zone_id=alb.zone_id, evaluate_target_health=True)
 
         self.load_balancer_arn = alb.arn
         self.load_balancer_url = alb.dns_name.apply(lambda d: f"https://{d}")

@@ -14,9 +14,9 @@ bounce/complaint notifications.
   That address is the same in every stage, so its identity is shared on purpose: kept on
   destroy, without a stage's configuration set, and a further stage names it in
   `externalResources.sesIdentity` instead of creating it (docs/email.md).
-- SMTP credentials without the original's Lambda: an IAM user allowed only ses:SendEmail /
-  ses:SendRawEmail from our identities, an access key, and the key's `ses_smtp_password_v4`,
-  stored as {"username", "password"} in a secret encrypted with the stack key.
+- SMTP credentials: an IAM user allowed only ses:SendEmail / ses:SendRawEmail from our
+  identities, and a secret encrypted with the stack key holding {"username", "password"}: the
+  user's access key and its SES SMTP password, both made and rotated by components/rotation.py.
 - `bounce_notification_email`: a configuration set whose BOUNCE and COMPLAINT events go to an
   encrypted SNS topic, with an e-mail subscription when `subscribe_emails`
   (components/notifications.py says why a stage may leave that to the operator); the domain
@@ -26,7 +26,6 @@ A new SES account is in the sandbox (only verified recipients): docs/email.md ex
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -36,7 +35,7 @@ import pulumi_aws as aws
 from components import policies
 from components.context import AwsContext
 from components.notifications import EmailSubscription, email_subscription
-from components.secrets import encrypted_secret
+from components.secrets import rotated_key_user
 from settings import covers
 
 DKIM_TOKENS = 3  # Easy DKIM always issues three tokens
@@ -95,30 +94,9 @@ def smtp_send_policy(identity_arns: Sequence[str], configuration_set_arn: Option
 
 
 def bounce_topic_policy(topic_arn: str, account_id: str, configuration_set_arn: str) -> str:
-    return policies.document([
-        {
-            "Sid": "SesPublishesEventsOfOurConfigurationSet",
-            "Effect": "Allow",
-            "Principal": {"Service": "ses.amazonaws.com"},
-            "Action": "sns:Publish",
-            "Resource": topic_arn,
-            "Condition": {"StringEquals": {"aws:SourceAccount": account_id,
-                                           "aws:SourceArn": configuration_set_arn}},
-        },
-        {
-            "Sid": "DenyInsecureTransport",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "sns:Publish",
-            "Resource": topic_arn,
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        },
-    ])
-
-
-def smtp_credentials_json(access_key_id: str, smtp_password: str) -> str:
-    """The container contract: {"username": <access key id>, "password": <SMTP password>}."""
-    return json.dumps({"username": access_key_id, "password": smtp_password}, sort_keys=True)
+    return policies.service_topic_policy(topic_arn, "SesPublishesEventsOfOurConfigurationSet", "ses.amazonaws.com",
+                                         {"StringEquals": {"aws:SourceAccount": account_id,
+                                                           "aws:SourceArn": configuration_set_arn}})
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,6 +131,8 @@ class Email(pulumi.ComponentResource):
     identity_arns: pulumi.Output[list[str]]
     configuration_set_name: Optional[str]
     smtp_credentials_secret_arn: pulumi.Output[str]
+    smtp_user_name: pulumi.Output[str]
+    smtp_user_arn: pulumi.Output[str]
     bounce_topic_arn: Optional[pulumi.Output[str]]
     email_subscriptions: list[EmailSubscription]
 
@@ -258,20 +238,14 @@ class Email(pulumi.ComponentResource):
 
     def _smtp_user(self, name: str, args: EmailArgs, configuration_set_arn: Optional[pulumi.Output[str]],
                    child: pulumi.ResourceOptions) -> pulumi.Output[str]:
-        user = aws.iam.User(f"{name}-smtp-user", path="/redcap/", opts=child)
-        aws.iam.UserPolicy(
-            f"{name}-smtp-send", user=user.name,
-            policy=pulumi.Output.all(self.identity_arns, configuration_set_arn).apply(
+        # The key and its SMTP password are made and rotated by components/rotation.py, never by Pulumi.
+        user, secret = rotated_key_user(
+            user=f"{name}-smtp-user", policy=f"{name}-smtp-send", secret=f"{name}-smtp-credentials",
+            user_policy=pulumi.Output.all(self.identity_arns, configuration_set_arn).apply(
                 lambda a: smtp_send_policy(a[0], a[1])),
+            kms_key_arn=args.kms_key_arn, description="REDCap SES SMTP credentials (username, password) for msmtp",
             opts=child)
-        # The provider derives the SigV4 SMTP password for its region (the original's Lambda).
-        access_key = aws.iam.AccessKey(
-            f"{name}-smtp-key", user=user.name,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["secret", "sesSmtpPasswordV4"]))
-        return encrypted_secret(
-            f"{name}-smtp-credentials", kms_key_arn=args.kms_key_arn,
-            description="REDCap SES SMTP credentials (username, password) for msmtp",
-            value=pulumi.Output.all(access_key.id, access_key.ses_smtp_password_v4).apply(
-                lambda a: smtp_credentials_json(a[0], a[1])),
-            opts=child).arn
+        self.smtp_user_name = user.name
+        self.smtp_user_arn = user.arn
+        return secret.arn
 

@@ -29,6 +29,8 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 import pulumi_aws_native as aws_native
+import pulumi_random as random
+import pulumiverse_time as pulumi_time
 
 from components import policies
 from components.context import AwsContext
@@ -55,6 +57,11 @@ VIEWER_TLS_POLICY = "TLSv1.2_2021"
 # North America and Europe edge locations: every viewer anywhere is served, from farther away.
 PRICE_CLASS = "PriceClass_100"
 CLOUDFRONT_NAME_LIMIT = 64
+# How long a destroy waits after the service's deletion before it removes what the draining
+# service still uses: the provider returns once the service is DRAINING, and only after its tasks
+# stop (the target groups' deregistration delay, 300 s by default) does Express remove the load
+# balancer, target groups and security groups, with the infrastructure role.
+DRAIN_WAIT = "10m"
 # The viewer's Host goes to the origin as X-Forwarded-Host (Host itself must be the endpoint's).
 FORWARDED_HOST_FUNCTION = """function handler(event) {
   var request = event.request;
@@ -99,8 +106,18 @@ def cloudfront_name(stack: str, region: str, suffix: str) -> str:
     return f"{base[:CLOUDFRONT_NAME_LIMIT - len(suffix) - 1].strip('-')}-{suffix}"
 
 
-def service_name(stack: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in f"redcap-{stack}".lower())[:255].strip("-")
+def service_name_prefix(stack: str) -> str:
+    """What every Express service name of the stage starts with (service_name without its suffix)."""
+    return service_name(stack, "")
+
+
+def service_name(stack: str, suffix: str) -> str:
+    """`redcap-<stack>-<suffix>`. The suffix changes with every new service: the provider refuses
+    to create a service whose name its cluster still lists, and ECS lists a deleted service
+    (DRAINING, then INACTIVE) for a while, so a replacement, a destroy and redeploy, or a switch
+    back to Express would otherwise fail."""
+    base = "".join(c if c.isalnum() else "-" for c in f"redcap-{stack}".lower())
+    return f"{base[:255 - len(suffix) - 1].strip('-')}-{suffix}"
 
 
 def task_ingress_cidrs() -> list[str]:
@@ -175,16 +192,32 @@ class ExpressService(pulumi.ComponentResource):
             f"{name}-tasks", vpc_id=args.vpc_id,
             description="REDCap Express tasks: the container port from the private subnets (the internal load balancer)",
             opts=child)
-        for index, cidr in enumerate(task_ingress_cidrs()):
+        ingress = [
             aws.vpc.SecurityGroupIngressRule(
                 f"{name}-tasks-from-private-{index}", security_group_id=tasks_sg.id, cidr_ipv4=cidr,
                 ip_protocol="tcp", from_port=port, to_port=port,
                 description="from the internal load balancer in the private subnets", opts=child)
+            for index, cidr in enumerate(task_ingress_cidrs())
+        ]
+
+        # Destroyed after the service, DRAIN_WAIT later: the roles (Express removes its load
+        # balancer with the infrastructure role), the tasks' security group, the log group and
+        # the cluster outlive the draining service.
+        drained = pulumi_time.Sleep(
+            f"{name}-drain", destroy_duration=DRAIN_WAIT,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[
+                execution, runtime_grants, infrastructure, tasks_sg, *ingress, group, cluster]))
+        # A new name for each new service (service_name); the inputs that replace the service
+        # (infrastructure role, cluster) replace the suffix too, so the replacement is created
+        # under its own name before the old service is deleted.
+        suffix = random.RandomId(
+            f"{name}-service-suffix", byte_length=3,
+            keepers={"infrastructureRoleArn": infrastructure_role.arn, "cluster": cluster.name}, opts=child)
 
         service = aws.ecs.ExpressGatewayService(
             f"{name}-service",
             cluster=cluster.name,
-            service_name=service_name(ctx.stack),
+            service_name=suffix.hex.apply(lambda h: service_name(ctx.stack, h)),
             cpu=str(args.cpu), memory=str(args.memory),
             execution_role_arn=execution_role.arn, task_role_arn=task_role.arn,
             infrastructure_role_arn=infrastructure_role.arn,
@@ -204,10 +237,9 @@ class ExpressService(pulumi.ComponentResource):
             wait_for_steady_state=True,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                # The provider asks for these: deleting a policy before the service leaves it DRAINING.
-                depends_on=[execution, runtime_grants, infrastructure],
-                # The service name is fixed and unique per cluster: a replacement must delete first.
-                delete_before_replace=True))
+                # Tasks pull the image and read their secrets with these roles as soon as the
+                # service exists; Express builds its load balancer with the infrastructure role.
+                depends_on=[execution, runtime_grants, infrastructure, drained]))
 
         native = aws_native.Provider(f"{name}-native", region=ctx.region,
                                      **({"profile": ctx.profile} if ctx.profile else {}), opts=child)

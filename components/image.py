@@ -11,7 +11,11 @@ Two ways to build (redcap:imageBuild):
   KMS-encrypted artifacts bucket; a CodeBuild project (private subnets, stack key, privileged for
   Docker, logs with retention) builds it for linux/amd64 and pushes the tag. A Lambda
   (functions/build_trigger.py), invoked once per tag by aws.lambda_.Invocation, starts the build
-  and waits for it, failing `pulumi up` with the build's log link when it fails.
+  and waits for it, failing `pulumi up` with the build's log link when it fails. It runs one at a
+  time (reserved concurrency 1) and only signed code: its zip (deterministic bytes) is uploaded
+  to the versioned artifacts bucket, an AWS Signer job signs exactly that object version, and
+  the function deploys the signed copy under a code-signing configuration that enforces the
+  signature (a new job only when the zip changes; docs/security.md).
 - local: pulumi-docker builds the same context on the machine running `pulumi up` and pushes the
   same tag scheme.
 """
@@ -30,6 +34,7 @@ from typing import Literal, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 import yaml
 
 from components import buckets, policies
@@ -46,6 +51,12 @@ KEEP_IMAGES = 10
 HASH_LENGTH = 12
 MAX_TAG_LENGTH = 128
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same files give the same zip bytes
+TRIGGER_HANDLER = "build_trigger.py"
+# AWS Signer's platform for Lambda code, and how long a signature is valid (Lambda refuses to
+# deploy code whose signature expired; deployed code keeps running).
+SIGNING_PLATFORM = "AWSLambda-SHA384-ECDSA"
+SIGNATURE_VALIDITY_MONTHS = 135
+ARTIFACT_NONCURRENT_DAYS = 7  # earlier versions of build contexts and function zips: all reproducible
 
 
 @dataclass(frozen=True)
@@ -65,8 +76,6 @@ class ImageArgs:
     private_subnet_ids: Optional[pulumi.Input[Sequence[str]]] = None
     log_bucket_name: Optional[pulumi.Input[str]] = None
     log_retention_days: int = 365
-    # CodeBuild only: `removalPolicy: destroy` empties buckets on destroy.
-    artifacts_force_destroy: bool = False
     # local only: the RDS CA bundle (CodeBuild downloads it itself).
     ca_bundle: Optional[Path] = None
     keep_images: int = KEEP_IMAGES
@@ -134,19 +143,21 @@ def buildspec(s3_source: bool) -> str:
     return yaml.safe_dump(spec, sort_keys=False, width=1000)
 
 
-def write_deterministic_zip(files: dict[str, Path], dest: Path) -> Path:
+def write_deterministic_zip(files: dict[str, Path], dest: Path, directories: Sequence[str] = ("languages/",)) -> Path:
     """Zip `files` (archive path -> source) with fixed timestamps and modes, sorted by path, so
     the same files always give the same bytes (and Pulumi sees no change in the asset).
 
     Entries are stored, not deflated: deflate output depends on the zlib build (zlib, zlib-ng,
     Apple's), so the same files deflated on another machine would be other bytes - a diff on
-    the context object from there. The bulk of the context (the REDCap zip) is compressed already."""
+    the context object from there. The bulk of the context (the REDCap zip) is compressed already.
+    `directories` are empty folder entries written first (the build context's `languages/`)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
-        directory = zipfile.ZipInfo("languages/", ZIP_EPOCH)
-        directory.external_attr = (0o40755 << 16) | 0x10
-        archive.writestr(directory, b"")
+        for folder in directories:
+            directory = zipfile.ZipInfo(folder, ZIP_EPOCH)
+            directory.external_attr = (0o40755 << 16) | 0x10
+            archive.writestr(directory, b"")
         for rel in sorted(files):
             info = zipfile.ZipInfo(rel, ZIP_EPOCH)
             executable = files[rel].stat().st_mode & 0o100
@@ -201,6 +212,22 @@ def ensure_local_context(context_dir: Path, inputs: dict) -> Path:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return context_dir
+
+
+def function_zip(source: Path, build_dir: Path) -> tuple[Path, str]:
+    """A Lambda zip of one handler file, with deterministic bytes, and its 12-hex digest."""
+    staging = build_dir / "functions" / f"{source.stem}.zip"
+    write_deterministic_zip({source.name: source}, staging, directories=())
+    digest = hashlib.sha256(staging.read_bytes()).hexdigest()[:HASH_LENGTH]
+    final = staging.with_name(f"{source.stem}-{digest}.zip")
+    staging.replace(final)
+    return final, digest
+
+
+def signing_profile_name(stack: str, suffix_hex: str) -> str:
+    """Signer profile names: letters, digits and underscores, at most 64 (and never reusable
+    once the profile is cancelled, hence the suffix kept in state)."""
+    return re.sub(r"[^A-Za-z0-9]", "_", f"redcap_{stack}")[:64 - 9] + f"_{suffix_hex}"
 
 
 def project_relative(path: Path) -> str:
@@ -372,10 +399,11 @@ class Image(pulumi.ComponentResource):
         else:
             tag = pulumi.Output.from_input(image_tag(args.tag_prefix, digest))
 
-        artifacts = self._artifacts_bucket(name, args, child)
+        artifacts, versioning = self._artifacts_bucket(name, args, child)
         context_object = aws.s3.BucketObjectv2(
             f"{name}-build-context", bucket=artifacts.id, key=tag.apply(lambda t: f"contexts/{t}.zip"),
-            source=pulumi.FileAsset(project_relative(archive)), content_type="application/zip", opts=child)
+            source=pulumi.FileAsset(project_relative(archive)), content_type="application/zip",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]))
         source_location = pulumi.Output.all(artifacts.bucket, context_object.key).apply(lambda a: f"{a[0]}/{a[1]}")
 
         group = aws.cloudwatch.LogGroup(
@@ -429,29 +457,66 @@ class Image(pulumi.ComponentResource):
                          "s3_logs": {"status": "DISABLED"}},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[build_policy]))
 
-        invocation = self._trigger(name, args, repo, project, source_location, tag, context_object, child)
+        invocation = self._trigger(name, args, repo, project, source_location, tag, context_object,
+                                   self._signed_trigger_code(name, args, artifacts, versioning), child)
         image_uri = pulumi.Output.all(repo.repository_url, tag, invocation.result).apply(lambda a: f"{a[0]}:{a[1]}")
         return tag, image_uri
 
-    def _artifacts_bucket(self, name: str, args: ImageArgs, child: pulumi.ResourceOptions) -> aws.s3.Bucket:
+    def _artifacts_bucket(self, name: str, args: ImageArgs,
+                          child: pulumi.ResourceOptions) -> tuple[aws.s3.Bucket, aws.s3.BucketVersioning]:
         """Private, TLS-only, SSE-KMS with the stack key, access-logged: the same hardening as
-        the app bucket. It holds only the current context object, which Pulumi manages and
-        deletes first on destroy, so the bucket goes with the stack either way; force_destroy
-        follows the stage's removal policy like every other bucket."""
-        bucket = buckets.private_bucket(f"{name}-artifacts", force_destroy=args.artifacts_force_destroy, parent=self)
+        the app bucket. Versioned, because AWS Signer signs one version of an object. It holds
+        what the project folder reproduces (build contexts, the trigger's zip and its signed
+        copies, which Signer writes and Pulumi does not track), so `pulumi destroy` empties it
+        whatever the stage keeps."""
+        bucket = buckets.private_bucket(f"{name}-artifacts", force_destroy=True, parent=self)
         buckets.encrypt_with_key(f"{name}-artifacts", bucket, args.kms_key_arn, self)
         buckets.tls_only(f"{name}-artifacts", bucket, self)
         buckets.log_access(f"{name}-artifacts", bucket, args.log_bucket_name, "artifacts", self)
+        versioning = aws.s3.BucketVersioning(
+            f"{name}-artifacts-versioning", bucket=bucket.id,
+            versioning_configuration={"status": "Enabled"}, opts=child)
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-artifacts-lifecycle", bucket=bucket.id,
             rules=[{"id": "abort-uploads", "status": "Enabled", "filter": {"prefix": ""},
-                    "abort_incomplete_multipart_upload": {"days_after_initiation": 7}}],
-            opts=child)
-        return bucket
+                    "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
+                    "noncurrent_version_expiration": {"noncurrent_days": ARTIFACT_NONCURRENT_DAYS},
+                    "expiration": {"expired_object_delete_marker": True}}],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]))
+        return bucket, versioning
+
+    def _signed_trigger_code(self, name: str, args: ImageArgs, artifacts: aws.s3.Bucket,
+                             versioning: aws.s3.BucketVersioning) -> "SignedCode":
+        """The trigger's zip, uploaded, signed by AWS Signer, and the code-signing configuration
+        that makes Lambda accept only code signed by this profile."""
+        child = pulumi.ResourceOptions(parent=self)
+        archive, digest = function_zip(FUNCTIONS_DIR / TRIGGER_HANDLER, args.build_dir)
+        code = aws.s3.BucketObjectv2(
+            f"{name}-trigger-code", bucket=artifacts.id, key=f"functions/build_trigger-{digest}.zip",
+            source=pulumi.FileAsset(project_relative(archive)), content_type="application/zip",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]))
+        suffix = random.RandomId(f"{name}-signing-suffix", byte_length=4, opts=child)
+        profile = aws.signer.SigningProfile(
+            f"{name}-signing", name=suffix.hex.apply(lambda h: signing_profile_name(args.context.stack, h)),
+            platform_id=SIGNING_PLATFORM,
+            signature_validity_period={"value": SIGNATURE_VALIDITY_MONTHS, "type": "MONTHS"}, opts=child)
+        # A job per object version: the same zip is signed once, a changed one gets a new job.
+        job = aws.signer.SigningJob(
+            f"{name}-trigger-signing", profile_name=profile.name,
+            source={"s3": {"bucket": artifacts.id, "key": code.key, "version": code.version_id}},
+            destination={"s3": {"bucket": artifacts.id, "prefix": "signed/"}},
+            ignore_signing_job_failure=False, opts=child)
+        config = aws.lambda_.CodeSigningConfig(
+            f"{name}-code-signing", description=f"REDCap {args.context.stack}: only code signed by this stack's profile",
+            allowed_publishers={"signing_profile_version_arns": [profile.version_arn]},
+            policies={"untrusted_artifact_on_deployment": "Enforce"}, opts=child)
+        signed = job.signed_objects.apply(lambda objects: objects[0].s3s[0])
+        return SignedCode(bucket=signed.apply(lambda o: o.bucket), key=signed.apply(lambda o: o.key),
+                          code_signing_config_arn=config.arn)
 
     def _trigger(self, name: str, args: ImageArgs, repo: aws.ecr.Repository, project: aws.codebuild.Project,
                  source_location: pulumi.Output[str], tag: pulumi.Output[str], context_object: aws.s3.BucketObjectv2,
-                 child: pulumi.ResourceOptions) -> aws.lambda_.Invocation:
+                 code: "SignedCode", child: pulumi.ResourceOptions) -> aws.lambda_.Invocation:
         ctx = args.context
         function_name = f"redcap-{ctx.stack}-image-build"
         group = aws.cloudwatch.LogGroup(
@@ -470,7 +535,9 @@ class Image(pulumi.ComponentResource):
             f"{name}-trigger", name=function_name, role=role.arn, runtime="python3.12",
             handler="build_trigger.handler", timeout=TRIGGER_TIMEOUT_SECONDS, memory_size=256,
             architectures=["x86_64"],
-            code=pulumi.AssetArchive({"build_trigger.py": pulumi.FileAsset(project_relative(FUNCTIONS_DIR / "build_trigger.py"))}),
+            s3_bucket=code.bucket, s3_key=code.key, code_signing_config_arn=code.code_signing_config_arn,
+            # One build at a time: a second `pulumi up` meanwhile is throttled, not a second build.
+            reserved_concurrent_executions=1,
             logging_config={"log_format": "Text", "log_group": group.name},
             description="Builds the REDCap image for a tag in CodeBuild and waits for the result",
             opts=pulumi.ResourceOptions(parent=self, depends_on=[group, trigger_role_policy]))
@@ -483,6 +550,15 @@ class Image(pulumi.ComponentResource):
             f"{name}-build-invocation", function_name=function.name, input=event,
             lifecycle_scope="CREATE_ONLY",
             opts=pulumi.ResourceOptions(parent=self, depends_on=[context_object, project]))
+
+
+@dataclass(frozen=True)
+class SignedCode:
+    """Where the signed copy of a function's zip is, and the configuration that enforces it."""
+
+    bucket: pulumi.Output[str]
+    key: pulumi.Output[str]
+    code_signing_config_arn: pulumi.Output[str]
 
 
 def config_sql_path(sql_dir: Path) -> Path:

@@ -58,15 +58,64 @@ def deny_insecure_transport(bucket_arn: str) -> dict[str, Any]:
     }
 
 
-def stack_key_policy(partition: str, account_id: str, region: str) -> str:
+def service_topic_policy(topic_arn: str, sid: str, service: str, condition: dict[str, Any]) -> str:
+    """An SNS topic that one AWS service may publish to, under `condition` (which names our
+    account and the publishing resource), and only over TLS."""
+    return document([
+        {
+            "Sid": sid,
+            "Effect": "Allow",
+            "Principal": {"Service": service},
+            "Action": "sns:Publish",
+            "Resource": topic_arn,
+            "Condition": condition,
+        },
+        {
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "sns:Publish",
+            "Resource": topic_arn,
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        },
+    ])
+
+
+# What an account that receives copies of our recovery points needs on the key that encrypts
+# them (AWS Backup cross-account copy; AWS re:Post "Resolve cross-account copy error ... access
+# the given key ID").
+CROSS_ACCOUNT_COPY_ACTIONS = (
+    "kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKeyPair",
+    "kms:GenerateDataKeyPairWithoutPlaintext", "kms:GenerateDataKeyWithoutPlaintext", "kms:ListGrants",
+    "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:RevokeGrant",
+)
+
+
+def cross_account_copy_statement(partition: str, accounts: Sequence[str]) -> dict[str, Any]:
+    """Lets the (root of the) destination accounts of backup copies use the key; their IAM decides
+    further, as ours does here."""
+    return {
+        "Sid": "BackupCopiesToOtherAccounts",
+        "Effect": "Allow",
+        "Principal": {"AWS": [f"arn:{partition}:iam::{a}:root" for a in sorted(set(accounts))]},
+        "Action": sorted(CROSS_ACCOUNT_COPY_ACTIONS),
+        "Resource": "*",  # In a key policy, "*" means this key only.
+    }
+
+
+def stack_key_policy(partition: str, account_id: str, region: str,
+                     backup_copy_accounts: Sequence[str] = ()) -> str:
     """Key policy of the stack's KMS key.
 
     IAM in this account decides who uses the key (the account-root statement, as AWS's default
     key policy). AWS services that encrypt on our behalf without an IAM role of ours get
-    narrow statements: CloudWatch Logs (log groups of this account and region only) and the
-    services that publish to our encrypted SNS topics (EventBridge, SES).
+    narrow statements: CloudWatch Logs (log groups of this account and region only), the
+    services that publish to our encrypted SNS topics (EventBridge, SES) and CloudWatch alarms.
+    The database's recovery points stay encrypted with this key (AWS Backup does not re-encrypt
+    Aurora backups), so accounts that receive copies of them must be allowed to use it.
     """
     root = f"arn:{partition}:iam::{account_id}:root"
+    others = [a for a in backup_copy_accounts if a != account_id]
     return document([
         {
             "Sid": "AccountAdministersKeyThroughIam",
@@ -93,4 +142,12 @@ def stack_key_policy(partition: str, account_id: str, region: str) -> str:
             "Resource": "*",
             "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
         },
-    ])
+        {
+            "Sid": "CloudWatchAlarmsToEncryptedTopics",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+        },
+    ] + ([cross_account_copy_statement(partition, others)] if others else []))

@@ -8,7 +8,10 @@ image needs (notes/container-contract.md):
   a service configuration, user data or Pulumi state through this path);
 - the policy of the runtime's role: read exactly those secrets, decrypt them with the stack
   key (only through Secrets Manager), `rds-db:connect` as the application user (IAM mode);
-- the security group that may reach the database.
+- the security group that may reach the database;
+- what the container's web tier sizes itself by (container/README.md, "Web tier"): the task's or
+  instance's memory, PHP's memory_limit, the platform's request timeout and, behind a load
+  balancer, that load balancer's idle timeout.
 
 REDCap reaches S3 with its own access key pair (its S3 integration cannot use a role), so the
 role gets no S3 permission. With `dbAuth: password` the application user's password lives in a
@@ -26,8 +29,15 @@ import pulumi_random as random
 from components import policies
 from components.context import AwsContext
 from components.secrets import encrypted_secret
+from container.webtier.sizing import load_web_settings
 
 DEFAULT_DB_PORT = 3306
+# App Runner ends every HTTP request after 120 s, reading the request and writing the response
+# included (App Runner developer guide, "Developing application code for App Runner").
+APP_RUNNER_REQUEST_TIMEOUT_SECONDS = 120
+# An Application Load Balancer's idle timeout unless set otherwise (ELB guide, "Edit attributes
+# for your Application Load Balancer"): Express Mode's managed load balancer keeps it.
+ALB_DEFAULT_IDLE_TIMEOUT_SECONDS = 60
 # REDCAP_CONFIG_SQL_MODE values (container/bootstrap/settings.py CONFIG_SQL_MODES).
 CONFIG_SQL_MODES = ("onInstall", "apply")
 
@@ -53,13 +63,28 @@ class RuntimeArgs:
     db_reader_host: Optional[pulumi.Input[str]] = None
     # Only with db_auth == "password".
     db_app_secret_arn: Optional[pulumi.Input[str]] = None
-    # SES SMTP credentials and the sender address; msmtp is configured only when both are set.
+    # SES SMTP credentials and the sender address (Email.sender_address); msmtp is configured only
+    # when both are set, and the sender is then also REDCap's universal From address wherever
+    # the configuration SQL is applied (container/bootstrap/sender.py), so mail is From the
+    # DKIM-signed domain and DMARC aligns.
     ses_secret_arn: Optional[pulumi.Input[str]] = None
     smtp_email: Optional[str] = None
     # site_admin's initial password, used once on a new database.
     admin_password_secret_arn: Optional[pulumi.Input[str]] = None
     # redcap:configurationSql: onInstall, or apply (also to a REDCap installation found).
     configuration_sql: str = "onInstall"
+    # The web tier's sizing: memory of the task or App Runner instance (MiB), PHP's memory_limit
+    # (phpMemoryLimit), the platform's request timeout, and the idle timeout of the load
+    # balancer in front when there is one (ECS, Express). Unset: the container's defaults.
+    memory_mib: Optional[int] = None
+    php_memory_limit: Optional[str] = None
+    request_timeout_seconds: Optional[int] = None
+    lb_idle_timeout_seconds: Optional[int] = None
+
+
+def app_runner_memory_mib(memory: str) -> int:
+    """App Runner's instance memory as settings spell it ('4 GB', '0.5 GB') in MiB."""
+    return int(float(memory.removesuffix("GB").strip()) * 1024)
 
 
 @dataclass(frozen=True)
@@ -81,7 +106,9 @@ def container_environment(*, region: str, port: int, php_timezone: str, db_auth:
                           db_reader_host: Optional[str] = None, db_app_secret_id: Optional[str] = None,
                           ses_secret_id: Optional[str] = None, smtp_email: Optional[str] = None,
                           admin_secret_id: Optional[str] = None,
-                          config_sql_mode: str = "onInstall") -> dict[str, str]:
+                          config_sql_mode: str = "onInstall", memory_mib: Optional[int] = None,
+                          php_memory_limit: Optional[str] = None, request_timeout_seconds: Optional[int] = None,
+                          lb_idle_timeout_seconds: Optional[int] = None) -> dict[str, str]:
     """The environment of the contract, sorted by name. Raises on combinations the container
     would refuse at start (better to fail at `pulumi up` than in a crash-looping service)."""
     if db_auth not in ("iam", "password"):
@@ -123,6 +150,13 @@ def container_environment(*, region: str, port: int, php_timezone: str, db_auth:
         env["SMTP_EMAIL"] = smtp_email
     if admin_secret_id is not None:
         env["REDCAP_ADMIN_SECRET_ID"] = admin_secret_id
+    web_tier = {"CONTAINER_MEMORY_MIB": memory_mib, "PHP_MEMORY_LIMIT": php_memory_limit,
+                "REQUEST_TIMEOUT_SECONDS": request_timeout_seconds, "LB_IDLE_TIMEOUT_SECONDS": lb_idle_timeout_seconds}
+    env.update({k: str(v) for k, v in web_tier.items() if v is not None})
+    # The container's own rules for these (container/webtier/sizing.py).
+    problems = load_web_settings(env)[1]
+    if problems:
+        raise ValueError("; ".join(f"{p.key} must be {p.allowed}, not {p.value!r}" for p in problems))
     return dict(sorted(env.items()))
 
 
@@ -169,6 +203,8 @@ def runtime_contract(args: RuntimeArgs) -> RuntimeContract:
         region=ctx.region, port=args.port, php_timezone=args.php_timezone, db_auth=args.db_auth,
         db_name=args.db_name, db_app_user=args.db_app_user, smtp_email=args.smtp_email,
         config_sql_mode=args.configuration_sql,
+        memory_mib=args.memory_mib, php_memory_limit=args.php_memory_limit,
+        request_timeout_seconds=args.request_timeout_seconds, lb_idle_timeout_seconds=args.lb_idle_timeout_seconds,
         db_port=int(v["db_port"] or DEFAULT_DB_PORT),
         **{k: v[k] for k in values if k != "db_port"}))
 

@@ -1,5 +1,5 @@
 """Storage: the stack's KMS key, the REDCap file bucket, its access-log bucket, REDCap's S3
-credentials and the salt secret.
+user and the (empty) secret for its rotated key, and the salt secret.
 
 The salt is generated once, or carried over from an earlier stage (`salt`); it is written when
 its secret is created and never changed afterwards.
@@ -11,7 +11,6 @@ stays restorable.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Optional
 
@@ -21,12 +20,15 @@ import pulumi_random as random
 
 from components import buckets, policies
 from components.context import AwsContext
-from components.secrets import encrypted_secret
+from components.secrets import encrypted_secret, rotated_key_user
 from settings import regions
 
 # Lifecycle of the REDCap file bucket and its logs (as the original): files REDCap keeps for
 # years but rarely reads move to cheaper classes; nothing expires.
 TRANSITIONS = ((90, "STANDARD_IA"), (180, "INTELLIGENT_TIERING"))
+# The access logs are the audit trail of who read which file: the log bucket is versioned, so a
+# deleted or overwritten log stays recoverable (and the deletion visible) this long.
+LOG_NONCURRENT_DAYS = 365
 SALT_GENERATION_ARGS = ["length", "special", "upper", "lower", "numeric", "minLower", "minUpper",
                         "minNumeric", "minSpecial", "overrideSpecial"]
 
@@ -42,6 +44,9 @@ class StorageArgs:
     salt: Optional[pulumi.Input[str]] = None
     # EventBridge API destinations (cron) keep their connection secret under the stack key.
     key_for_api_destinations: bool = False
+    # Accounts that receive copies of the backups: the key encrypting the database's recovery
+    # points must let them use it.
+    backup_copy_accounts: tuple[str, ...] = ()
 
 
 class Storage(pulumi.ComponentResource):
@@ -52,6 +57,8 @@ class Storage(pulumi.ComponentResource):
     log_bucket_name: pulumi.Output[str]
     log_bucket_arn: pulumi.Output[str]
     s3_credentials_secret_arn: pulumi.Output[str]
+    s3_user_name: pulumi.Output[str]
+    s3_user_arn: pulumi.Output[str]
     salt_secret_arn: pulumi.Output[str]
     admin_password_secret_arn: pulumi.Output[str]
 
@@ -69,7 +76,7 @@ class Storage(pulumi.ComponentResource):
             enable_key_rotation=True,
             deletion_window_in_days=30,
             policy=pulumi.Output.all(ctx.partition, ctx.account_id).apply(
-                lambda a: policies.stack_key_policy(a[0], a[1], ctx.region)),
+                lambda a: policies.stack_key_policy(a[0], a[1], ctx.region, args.backup_copy_accounts)),
             # EventBridge's API-destinations service-linked role may use only keys with this tag.
             tags={"EventBridgeApiDestinations": "true"} if args.key_for_api_destinations else None,
             opts=keep,
@@ -107,11 +114,20 @@ class Storage(pulumi.ComponentResource):
     def _private_bucket(self, name: str, args: StorageArgs, keep: pulumi.ResourceOptions) -> aws.s3.Bucket:
         return self._private_bucket_with_settings(name, args, keep)[0]
 
-    def _private_bucket_with_settings(self, name: str, args: StorageArgs,
-                                      keep: pulumi.ResourceOptions) -> tuple[aws.s3.Bucket, list[pulumi.Resource]]:
+    def _private_bucket_with_settings(self, name: str, args: StorageArgs, keep: pulumi.ResourceOptions,
+                                      noncurrent_days: Optional[int] = None
+                                      ) -> tuple[aws.s3.Bucket, list[pulumi.Resource]]:
+        """With `noncurrent_days` the bucket is always versioned and an overwritten or deleted
+        object's earlier version is kept that long (delete markers left alone are cleaned up)."""
         bucket, settings = buckets.private_bucket_with_settings(
             name, force_destroy=not args.keep_on_destroy, parent=self, opts=keep,
             retain_on_delete=args.keep_on_destroy)
+        versioning: list[pulumi.Resource] = []
+        if noncurrent_days is not None:
+            versioning.append(aws.s3.BucketVersioning(
+                f"{name}-versioning", bucket=bucket.id,
+                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+                opts=buckets.settings_options(self, args.keep_on_destroy)))
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle", bucket=bucket.id,
             rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
@@ -121,9 +137,14 @@ class Storage(pulumi.ComponentResource):
                              for d, c in TRANSITIONS],
                 abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
                     days_after_initiation=7),
+                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                    noncurrent_days=noncurrent_days) if noncurrent_days is not None else None,
+                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(expired_object_delete_marker=True)
+                if noncurrent_days is not None else None,
             )],
-            opts=buckets.settings_options(self, args.keep_on_destroy))
-        return bucket, settings
+            # Versioning first: S3 then applies the noncurrent-version rule to a versioned bucket.
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.keep_on_destroy, depends_on=versioning))
+        return bucket, settings + versioning
 
     def _log_bucket(self, name: str, args: StorageArgs,
                     keep: pulumi.ResourceOptions) -> tuple[aws.s3.Bucket, pulumi.Output[str]]:
@@ -132,7 +153,8 @@ class Storage(pulumi.ComponentResource):
         or a bucket's server access logging is pointed at it, so consumers that take the name
         from this Output are created after them."""
         ctx = args.context
-        bucket, settings = self._private_bucket_with_settings(f"{name}-logs", args, keep)
+        bucket, settings = self._private_bucket_with_settings(f"{name}-logs", args, keep,
+                                                              noncurrent_days=LOG_NONCURRENT_DAYS)
         # Kept with the bucket (components/buckets.py says why).
         child = buckets.settings_options(self, args.keep_on_destroy)
         # S3 server access logs and ALB access logs can only be delivered to a bucket encrypted
@@ -174,19 +196,16 @@ class Storage(pulumi.ComponentResource):
 
     def _s3_credentials(self, name: str, key: aws.kms.Key, bucket: aws.s3.Bucket,
                         child: pulumi.ResourceOptions) -> aws.secretsmanager.Secret:
-        """REDCap's S3 integration takes an access key pair (it cannot use an instance role)."""
-        user = aws.iam.User(f"{name}-s3-user", path="/redcap/", opts=child)
-        aws.iam.UserPolicy(
-            f"{name}-s3-user-policy", user=user.name,
-            policy=pulumi.Output.all(bucket.arn, key.arn).apply(lambda a: redcap_s3_user_policy(a[0], a[1])),
+        """REDCap's S3 integration takes an access key pair (it cannot use an instance role); the
+        key is made and rotated by components/rotation.py, never by Pulumi."""
+        user, secret = rotated_key_user(
+            user=f"{name}-s3-user", policy=f"{name}-s3-user-policy", secret=f"{name}-s3-credentials",
+            user_policy=pulumi.Output.all(bucket.arn, key.arn).apply(lambda a: redcap_s3_user_policy(a[0], a[1])),
+            kms_key_arn=key.arn, description="REDCap S3 file storage: IAM access key pair (AccessKeyId, SecretAccessKey)",
             opts=child)
-        access_key = aws.iam.AccessKey(f"{name}-s3-key", user=user.name, opts=child)
-        return encrypted_secret(
-            f"{name}-s3-credentials", kms_key_arn=key.arn,
-            description="REDCap S3 file storage: IAM access key pair (AccessKeyId, SecretAccessKey)",
-            value=pulumi.Output.all(access_key.id, access_key.secret).apply(
-                lambda a: json.dumps({"AccessKeyId": a[0], "SecretAccessKey": a[1]}, sort_keys=True)),
-            opts=child)
+        self.s3_user_name = user.name
+        self.s3_user_arn = user.arn
+        return secret
 
     def _salt(self, name: str, key: aws.kms.Key, args: StorageArgs) -> aws.secretsmanager.Secret:
         """REDCap hashes with this salt: a restored database needs the same one."""

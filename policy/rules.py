@@ -42,6 +42,7 @@ from .model import (
     Violation,
     as_list,
     dig,
+    identifiers,
     is_set,
     is_true,
     is_unknown,
@@ -91,6 +92,14 @@ FLOW_LOG_TYPE = "aws:ec2/flowLog:FlowLog"
 CLOUDTRAIL_TYPE = "aws:cloudtrail/trail:Trail"
 ECR_REPOSITORY_TYPE = "aws:ecr/repository:Repository"
 CODEBUILD_PROJECT_TYPE = "aws:codebuild/project:Project"
+IAM_USER_TYPE = "aws:iam/user:User"
+ACCESS_KEY_TYPE = "aws:iam/accessKey:AccessKey"
+SECRET_ROTATION_TYPE = "aws:secretsmanager/secretRotation:SecretRotation"
+LAMBDA_FUNCTION_TYPE = "aws:lambda/function:Function"
+BACKUP_VAULT_TYPE = "aws:backup/vault:Vault"
+BACKUP_PLAN_TYPE = "aws:backup/plan:Plan"
+BACKUP_SELECTION_TYPE = "aws:backup/selection:Selection"
+BUCKET_VERSIONING_TYPES = ("aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketVersioningV2:BucketVersioningV2")
 POLICY_ATTACHMENT_TYPES = (
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
     "aws:iam/userPolicyAttachment:UserPolicyAttachment",
@@ -107,6 +116,7 @@ POLICY_ATTACHMENT_TYPES = (
 WILDCARD_RESOURCE_ACTIONS: Mapping[str, str] = {
     "ecr:getauthorizationtoken": "registry login token is account-wide; ECR defines no resource for it",
     "sts:getcalleridentity": "returns the caller's own identity; STS defines no resource for it",
+    "ecs:listservices": "lists a cluster's services; ECS defines no resource for it (the ecs:cluster condition scopes it)",
     "ssmmessages:createcontrolchannel": "Session Manager channel on the tunnel host; no resource type",
     "ssmmessages:createdatachannel": "Session Manager channel on the tunnel host; no resource type",
     "ssmmessages:opencontrolchannel": "Session Manager channel on the tunnel host; no resource type",
@@ -128,6 +138,8 @@ WILDCARD_RESOURCE_ACTIONS: Mapping[str, str] = {
     "ec2:describedhcpoptions": "EC2 Describe* actions support no resource-level permissions",
     "ec2:describeinstances": "EC2 Describe* actions support no resource-level permissions",
     "route53:listhostedzones": "account-wide listing; Route 53 defines no resource for it",
+    "apprunner:listservices": "account-wide listing; App Runner defines no resource for it (the key rotation "
+    "finds its service's generated ARN by name)",
     "ecs:describetaskdefinition": "ECS defines no resource type for DescribeTaskDefinition (the database "
     "upgrade reads which image a rollout ended on)",
     "ecs:listtasks": "listing a Fargate cluster's tasks is authorized on \"*\" (no container instance); the "
@@ -153,9 +165,17 @@ ALLOWED_MANAGED_POLICIES: Mapping[str, str] = {
     "service-role/AWSLambdaBasicExecutionRole": "a Lambda function writing its own logs",
     "service-role/AWSLambdaVPCAccessExecutionRole": "a Lambda function in the VPC managing its network "
     "interfaces",
+    "service-role/AWSBackupServiceRolePolicyForBackup": "AWS Backup's role for the stage's backup plan, as AWS Backup "
+    "documents it (AWS keeps the list of snapshot, copy and KMS-grant actions current; a missing one fails silently)",
+    "service-role/AWSBackupServiceRolePolicyForRestores": "AWS Backup's role restoring the stage's recovery points, as "
+    "AWS Backup documents it",
+    "AWSBackupServiceRolePolicyForS3Backup": "AWS Backup's role backing up the file bucket, as AWS Backup documents it",
+    "AWSBackupServiceRolePolicyForS3Restore": "AWS Backup's role restoring the file bucket, as AWS Backup documents it",
 }
 
 MIN_BACKUP_RETENTION_DAYS = 7
+# Longest an IAM access key may live (CIS AWS Foundations: 90 days).
+MAX_ACCESS_KEY_AGE_DAYS = 90
 # What the original exported (cdk-nag RDS16): all four Aurora MySQL log types.
 REQUIRED_AURORA_MYSQL_LOG_EXPORTS = ("audit", "error", "general", "slowquery")
 WORLD_CIDRS = frozenset({"0.0.0.0/0", "::/0"})
@@ -514,6 +534,16 @@ def ecr_scan_on_push(res: Resource) -> list[Violation]:
     )
 
 
+def backup_vault_kms(res: Resource) -> list[Violation]:
+    if res.type != BACKUP_VAULT_TYPE:
+        return []
+    return _one(
+        "backup-vault-kms", res, is_set(res.props.get("kmsKeyArn")),
+        "recovery points use the AWS-managed aws/backup key (which cannot be shared for cross-account copies); "
+        "set kmsKeyArn to a customer KMS key",
+    )
+
+
 def codebuild_encrypted(res: Resource) -> list[Violation]:
     if res.type != CODEBUILD_PROJECT_TYPE:
         return []
@@ -746,6 +776,87 @@ def sg_world_ingress(resources: Sequence[Resource]) -> list[Violation]:
     return found
 
 
+def _user_names(user: Resource) -> list[Any]:
+    return [v for v in (user.props.get("name"), user.outputs.get("name")) if v is not None]
+
+
+def _rotates_user(function: Resource, user: Resource) -> bool:
+    """The rotation function names the user in its configuration (an unknown one counts)."""
+    variables = function.get("environment.variables")
+    if is_unknown(variables) or any(is_unknown(n) for n in _user_names(user)):
+        return True
+    values = [v for v in (variables or {}).values()] if isinstance(variables, Mapping) else []
+    if any(is_unknown(v) for v in values):
+        return True
+    return any(isinstance(v, str) and isinstance(n, str) and f'"{n}"' in v for v in values for n in _user_names(user))
+
+
+def iam_access_key_rotation(resources: Sequence[Resource]) -> list[Violation]:
+    found = [Violation.of(
+        "iam-access-key-rotation", key,
+        "an access key made by the program never rotates, and its secret key lands in the stack's state; "
+        "let a Secrets Manager rotation function create and rotate the user's keys instead",
+    ) for key in _of_types(resources, (ACCESS_KEY_TYPE,))]
+    functions = _of_types(resources, (LAMBDA_FUNCTION_TYPE,))
+    rotations = _of_types(resources, (SECRET_ROTATION_TYPE,))
+    for user in _of_types(resources, (IAM_USER_TYPE,)):
+        rotating = [r for r in rotations
+                    if any(refers_to(r, "rotationLambdaArn", f) and _rotates_user(f, user) for f in functions)]
+        if not rotating:
+            found.append(Violation.of(
+                "iam-access-key-rotation", user,
+                f"no {SECRET_ROTATION_TYPE} rotates this user's access keys; add one whose rotationLambdaArn is a "
+                "function that rotates this user (components/rotation.py)",
+            ))
+            continue
+        for rotation in rotating:
+            days = rotation.get("rotationRules.automaticallyAfterDays")
+            if not (is_unknown(days) or (isinstance(days, (int, float)) and 0 < days <= MAX_ACCESS_KEY_AGE_DAYS)):
+                found.append(Violation.of(
+                    "iam-access-key-rotation", rotation,
+                    f"rotates the keys of {user.name} every {days!r} days; set rotationRules.automaticallyAfterDays "
+                    f"to {MAX_ACCESS_KEY_AGE_DAYS} or less (redcap:credentialRotationDays)",
+                ))
+    return found
+
+
+def _keeps_data(cluster: Resource) -> bool:
+    """A cluster whose deletion leaves a final snapshot (removalPolicy snapshot or retain)."""
+    skip = cluster.props.get("skipFinalSnapshot")
+    return not is_unknown(skip) and not is_true(skip)
+
+
+def _data_buckets(resources: Sequence[Resource]) -> list[Resource]:
+    """Versioned buckets kept on destroy that are not log buckets: the ones holding files."""
+    found = []
+    for bucket in _of_types(resources, BUCKET_TYPES):
+        if is_log_bucket(bucket, resources) or true_or_unknown(bucket.props.get("forceDestroy")):
+            continue
+        versioned = [v for v in referrers(resources, BUCKET_VERSIONING_TYPES, "bucket", bucket)
+                     if dig(v.props, "versioningConfiguration.status") in ("Enabled", UNKNOWN)]
+        if versioned:
+            found.append(bucket)
+    return found
+
+
+def backup_plan_coverage(resources: Sequence[Resource]) -> list[Violation]:
+    clusters = [c for c in _of_types(resources, (RDS_CLUSTER_TYPE,)) if _keeps_data(c)]
+    if not clusters:
+        return []
+    plans = _of_types(resources, (BACKUP_PLAN_TYPE,))
+    selections = [s for s in _of_types(resources, (BACKUP_SELECTION_TYPE,))
+                  if any(refers_to(s, "planId", plan) and as_list(plan.props.get("rules")) for plan in plans)]
+    found = []
+    for target in clusters + _data_buckets(resources):
+        if not any(refers_to(s, "resources", target) for s in selections):
+            found.append(Violation.of(
+                "backup-plan-coverage", target,
+                f"the stage keeps its data, but no {BACKUP_SELECTION_TYPE} of a backup plan with rules covers this "
+                "resource; add it to the plan's selection (redcap:backup)",
+            ))
+    return found
+
+
 def _express_endpoints(service: Resource) -> set[str]:
     """The managed endpoint host names an Express service reports (ingressPaths[].endpoint)."""
     return {str(dig(path, "endpoint")) for path in as_list(service.outputs.get("ingressPaths"))
@@ -923,6 +1034,7 @@ RESOURCE_RULES: tuple[Rule, ...] = (
     Rule("iam-no-public-principal", "Resource, key and trust policies never allow everyone unconditionally.", iam_no_public_principal),
     Rule("iam-managed-policies", "Only allow-listed AWS-managed policies are attached (IAM4).", iam_managed_policies),
     Rule("ecr-scan-on-push", "ECR repositories scan images on push (ECR scan).", ecr_scan_on_push),
+    Rule("backup-vault-kms", "AWS Backup vaults encrypt recovery points with a customer KMS key.", backup_vault_kms),
     Rule("codebuild-encrypted", "CodeBuild projects use a customer KMS key (CB4).", codebuild_encrypted),
     Rule("codebuild-no-privileged", "CodeBuild projects do not run privileged (CB3).", codebuild_no_privileged),
 )
@@ -936,6 +1048,8 @@ STACK_RULES: tuple[Rule, ...] = (
     Rule("waf-association", "Every App Runner service, application load balancer and CloudFront distribution has a WAF web ACL; every Express service is reached only through such a distribution.", waf_association, stack=True),
     Rule("express-tasks-private", "Express services run in the stack's private subnets (no public IPs, internal load balancer).", express_tasks_private, stack=True),
     Rule("express-logs-encrypted", "Express containers log to a KMS-encrypted log group of the stack.", express_logs_encrypted, stack=True),
+    Rule("iam-access-key-rotation", f"No access key is made by the program; every IAM user's keys rotate at least every {MAX_ACCESS_KEY_AGE_DAYS} days (SMG4).", iam_access_key_rotation, stack=True),
+    Rule("backup-plan-coverage", "A stage that keeps its data backs up the cluster and the file bucket with AWS Backup.", backup_plan_coverage, stack=True),
     Rule("rds-monitoring", "Aurora instances have Performance Insights under a customer KMS key, Enhanced Monitoring with a role when the cluster keeps data, and the same settings on every instance of a cluster (RDS11).", rds_monitoring, stack=True),
 )
 

@@ -11,13 +11,16 @@ One module per concern, each with its model(s) and the descriptions of its keys:
   database  the `db` block (Aurora) and `dbAuth`
   compute   App Runner sizes, the `ecs` block, the tunnel host
   edge      WAF and e-mail keys, externalResources
+  backup    the `backup` block (AWS Backup vault, plan, copies, vault lock)
+  credentials  how often the IAM access keys rotate
   dns       domain keys, the delegation-only stack
   stage     StageSettings (every key) and the rules across keys
   loader    reading the config and formatting problems; `from_pulumi` for __main__.py
   paths     where the project's files are
 """
-from settings import application, compute, database, dns, edge, stage
+from settings import application, backup, compute, credentials, database, dns, edge, stage
 from settings.application import *  # noqa: F401,F403
+from settings.backup import *  # noqa: F401,F403
 from settings.common import *  # noqa: F401,F403
 from settings.common import (NAMESPACE, Problem, SettingsError, _as_list, _is_int,  # noqa: F401
                              closest_key, plan_subnets)
@@ -31,6 +34,6 @@ from settings.loader import (CROSS_RULE_INPUTS, KNOWN_KEYS, SECRET_KEYS, STRUCTU
 from settings.stage import StageSettings  # noqa: F401
 
 DESCRIPTIONS: dict[str, str] = {
-    **application.DESCRIPTIONS, **compute.DESCRIPTIONS, **database.DESCRIPTIONS, **dns.DESCRIPTIONS, **edge.DESCRIPTIONS,
-    **stage.DESCRIPTIONS,
+    **application.DESCRIPTIONS, **backup.DESCRIPTIONS, **compute.DESCRIPTIONS, **credentials.DESCRIPTIONS,
+    **database.DESCRIPTIONS, **dns.DESCRIPTIONS, **edge.DESCRIPTIONS, **stage.DESCRIPTIONS,
 }

@@ -130,15 +130,6 @@ EXPRESS_SCALING_METRICS: dict[str, str] = {
     "memory": "AVERAGE_MEMORY",
     "requests": "REQUEST_COUNT_PER_TARGET",
 }
-# Partitions where the Express runtime's public entry (CloudFront with a VPC origin and a
-# CLOUDFRONT-scope web ACL in us-east-1) does not exist: AWS GovCloud, the China regions
-# (CloudFront there is a separate service without VPC origins) and the ISO partitions.
-EXPRESS_UNAVAILABLE_REGION_PREFIXES: tuple[str, ...] = ("us-gov-", "cn-", "us-iso", "eu-isoe-")
-
-
-def express_available(region: str) -> bool:
-    """Whether the Express runtime can be deployed in `region`."""
-    return not region.startswith(EXPRESS_UNAVAILABLE_REGION_PREFIXES)
 
 
 class ExpressScaling(_Model):
@@ -235,6 +226,7 @@ DESCRIPTIONS: dict[str, str] = {
     "redCapS3Path": "Use a REDCap zip already in S3: `bucket/key.zip` or `s3://bucket/key.zip`. Exactly one of the two sources.",
     "deployTag": "Readable part of the image tag instead of the version read from the zip name.",
     "phpTimezone": "PHP `date.timezone` (IANA name).",
+    "phpMemoryLimit": "PHP `memory_limit` per request (`128M` to `16G`). The container runs as many PHP workers as fit its memory with this much each (container/README.md, \"Sizing rule\"): more per request, fewer at once.",
     "port": "Container HTTP port (Apache runs as www-data, so above 1024).",
     "cpu": "App Runner instance CPU (`0.25 vCPU` to `4 vCPU`).",
     "memory": "App Runner instance memory; must pair with `cpu`.",

@@ -64,6 +64,7 @@ DESCRIPTIONS: dict[str, str] = {
     "domain": "Domain of the site; FQDN = `subdomain.domain`, or `domain` alone.",
     "subdomain": "Label(s) placed before `domain`.",
     "hostInRoute53": "`true`: create a hosted zone for the FQDN; a zone name: use that existing zone; `false`: no Route53 (docs/domains.md).",
+    "zoneDelegated": "With `hostInRoute53: true` (required there, nowhere else): `false` until the FQDN is delegated to the exported `nameServers` (the first `pulumi up` creates only the zone), then `true` (certificate, custom domain and site record follow).",
     "nsDelegation": "Present: this stack only writes NS delegation records (docs/domains.md).",
     "nsDelegation.domain": "The existing hosted zone that receives the NS records.",
     "nsDelegation.records": "`[{name, nameServers: [...]}]` or `[{name, fromStack: org/project/stack}]`.",

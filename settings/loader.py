@@ -17,7 +17,7 @@ KNOWN_KEYS: tuple[str, ...] = tuple(
     f.alias or name for name, f in StageSettings.model_fields.items() if name not in ("stack", "region")
 )
 STRUCTURED_KEYS = frozenset({"allowedIps", "allowedCountries", "ecs", "express", "db", "ec2ServerStack",
-                             "externalResources", "nsDelegation", "wafSqliRulesToCount", "upgrade"})
+                             "externalResources", "nsDelegation", "wafSqliRulesToCount", "backup", "upgrade"})
 SECRET_KEYS = frozenset({"cronSecret", "dbSalt"})
 # Secret values checked where they arrive; a problem shows the key, never the value.
 SECRET_RULES = {"dbSalt": parse_db_salt}
@@ -40,6 +40,7 @@ _STRUCTURED_EXAMPLES = {
     "ecs": "pulumi config set --path redcap:ecs.cpu '2 vCPU'",
     "express": "pulumi config set --path redcap:express.cpu '2 vCPU'",
     "allowedIps": "pulumi config set --path 'redcap:allowedIps[0]' 203.0.113.0/24",
+    "backup": "pulumi config set --path redcap:backup.retentionDays 35",
     "upgrade": "pulumi config set --path redcap:upgrade.database true",
 }
 
@@ -136,6 +137,7 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "appRunnerMinSize": {"appRunnerMinSize", "appRunnerMaxSize"},
     "subdomain": {"subdomain", "domain"},
     "hostInRoute53": {"hostInRoute53", "domain"},
+    "zoneDelegated": {"zoneDelegated", "hostInRoute53", "domain"},
     "ecs": {"ecs", "domain", "hostInRoute53"},
     "ecs.certificateArn": {"ecs", "domain"},
     "ecs/express": {"ecs", "express"},
@@ -154,6 +156,9 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "db.backtrackHours": {"db"},
     "bounceNotificationEmail": {"bounceNotificationEmail", "domain", "hostInRoute53"},
     "externalResources.sesIdentity": {"externalResources", "email", "domain", "hostInRoute53"},
+    "appBucketVersioning": {"appBucketVersioning", "backup", "removalPolicy"},
+    "backup.copyToRegion": {"backup"},
+    "backup.vaultLock": {"backup", "removalPolicy"},
 }
 
 
@@ -220,6 +225,8 @@ def _missing_hint(loc: list[str]) -> str:
         return "example: [{name: redcap, fromStack: acme/redcap/prod}]"
     if loc[-1] == "name":
         return "example: redcap"
+    if loc[-1] == "mode":
+        return "example: {mode: governance, minRetentionDays: 7, maxRetentionDays: 3650}"
     return "see docs/settings.md"
 
 

@@ -15,7 +15,10 @@ Columns:
 - app_runner_zone_id: App Runner runs here; the Route 53 hosted zone id of its service
   endpoints (alias records), from AWS General Reference "AWS App Runner endpoints and quotas".
   None: no App Runner in this region.
-- ecs_express: ECS Express Mode is offered; None = not established from AWS documentation.
+- ecs_express: the Express runtime runs here: ECS Express Mode for the tasks and CloudFront (a VPC
+  origin and a CLOUDFRONT-scope web ACL) for its public entry. AWS documents Express Mode as a
+  feature of ECS on Fargate without a Region list, so it is taken as offered wherever the table
+  has a row; CloudFront does not serve AWS GovCloud (US), so those rows say no.
 - elb_log_account: the regional Elastic Load Balancing account that writes ALB access logs
   (regions opened before August 2022). None: the region is newer and the logs are written by the
   service principal `logdelivery.elasticloadbalancing.amazonaws.com` instead (AWS: "Enable
@@ -38,7 +41,7 @@ class RegionFacts:
     backtrack: bool
     app_runner_zone_id: Optional[str]
     elb_log_account: Optional[str]
-    ecs_express: Optional[bool] = None
+    ecs_express: bool
 
     @property
     def app_runner(self) -> bool:
@@ -52,9 +55,9 @@ class RegionFacts:
 
 
 def _row(name: str, location: str, *, backtrack: bool = False, app_runner: Optional[str] = None,
-         elb: Optional[str] = None) -> tuple[str, RegionFacts]:
+         elb: Optional[str] = None, express: bool = True) -> tuple[str, RegionFacts]:
     return name, RegionFacts(name=name, location=location, backtrack=backtrack, app_runner_zone_id=app_runner,
-                             elb_log_account=elb)
+                             elb_log_account=elb, ecs_express=express)
 
 
 # Sorted by region name. Keep each row on one line.
@@ -91,8 +94,8 @@ REGIONS: Mapping[str, RegionFacts] = MappingProxyType(dict([
     _row("sa-east-1", "South America (São Paulo)", elb="507241528517"),
     _row("us-east-1", "US East (N. Virginia)", backtrack=True, app_runner="Z01915732ZBZKC8D32TPT", elb="127311923021"),
     _row("us-east-2", "US East (Ohio)", backtrack=True, app_runner="Z0224347AD7KVHMLOX31", elb="033677994240"),
-    _row("us-gov-east-1", "AWS GovCloud (US-East)", elb="190560391635"),
-    _row("us-gov-west-1", "AWS GovCloud (US-West)", elb="048591011584"),
+    _row("us-gov-east-1", "AWS GovCloud (US-East)", elb="190560391635", express=False),
+    _row("us-gov-west-1", "AWS GovCloud (US-West)", elb="048591011584", express=False),
     _row("us-west-1", "US West (N. California)", backtrack=True, elb="027434742980"),
     _row("us-west-2", "US West (Oregon)", backtrack=True, app_runner="Z02243383FTQ64HJ5772Q", elb="797873946194"),
 ]))
@@ -108,7 +111,12 @@ SOURCES: tuple[tuple[str, str], ...] = (
                          "Load Balancer\" (regional ELB accounts for regions available before August 2022, "
                          "the log delivery service principal for newer ones); the account ids match "
                          "terraform-provider-aws internal/service/elb/service_account_data_source.go"),
-    ("ECS Express", "not established: AWS documentation names no region list for Express Mode"),
+    ("Express runtime", "AWS, Amazon ECS Developer Guide: the \"Amazon ECS Express Mode\" chapter documents "
+                        "Express Mode as a feature of ECS on Fargate and names no Region list or exclusion (the "
+                        "same chapter is published for the China Regions), so it is taken as offered in every "
+                        "region of the table; the runtime's public entry is CloudFront, which AWS GovCloud (US) "
+                        "does not offer (AWS GovCloud (US) User Guide: CloudFront lies outside the GovCloud "
+                        "boundary and is set up with standard AWS credentials)"),
 )
 
 
@@ -132,8 +140,8 @@ def names(predicate: Callable[[RegionFacts], bool] = lambda facts: True) -> list
 
 def render_markdown() -> str:
     """The table as docs/regions.md shows it."""
-    yes_no = {True: "yes", False: "no", None: "not established"}
-    lines = ["| region | location | Aurora backtrack | App Runner (alias hosted zone) | ECS Express Mode "
+    yes_no = {True: "yes", False: "no"}
+    lines = ["| region | location | Aurora backtrack | App Runner (alias hosted zone) | Express runtime "
              "| ALB access logs written by |",
              "|---|---|---|---|---|---|"]
     for name, facts in REGIONS.items():

@@ -5,13 +5,16 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from container.webtier.sizing import DEFAULT_PHP_MEMORY_LIMIT, parse_php_size_mib
 from settings import paths, regions
 from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossProblems, _DOCKER_TAG_RE, covers,
                              _LABELS_RE, _LOCAL_VERSION_RE, _Model, _as_list, _is_int, _normalise_size, parse_bool,
                              parse_cidr, parse_country, parse_dns_name, parse_email, parse_log_retention,
                              parse_s3_path, parse_timezone, version_from_zip_name)
 from settings.application import ConfigurationSqlMode, UpgradeSettings, parse_configuration_sql
-from settings.compute import EcsSettings, ExpressSettings, TunnelSettings, express_available
+from settings.backup import BackupSettings
+from settings.compute import EcsSettings, ExpressSettings, TunnelSettings
+from settings.credentials import parse_rotation_days
 from settings.database import DbSettings
 from settings.dns import NsDelegation
 from settings.edge import ExternalResources
@@ -35,10 +38,12 @@ class StageSettings(_Model):
     domain: Optional[str] = None
     subdomain: Optional[str] = None
     host_in_route53: bool | str = Field(True, alias="hostInRoute53")
+    zone_delegated: Optional[bool] = Field(None, alias="zoneDelegated")
     email: Optional[str] = None
     sender_email: Optional[str] = Field(None, alias="senderEmail")
     bounce_notification_email: Optional[str] = Field(None, alias="bounceNotificationEmail")
     php_timezone: str = Field("UTC", alias="phpTimezone")
+    php_memory_limit: str = Field(DEFAULT_PHP_MEMORY_LIMIT, alias="phpMemoryLimit")
     port: int = 8080
     cpu: str = "2 vCPU"
     memory: str = "4 GB"
@@ -65,6 +70,8 @@ class StageSettings(_Model):
     app_bucket_versioning: bool = Field(True, alias="appBucketVersioning")
     waf_sqli_rules_to_count: tuple[str, ...] = Field((), alias="wafSqliRulesToCount")
     configuration_sql: ConfigurationSqlMode = Field("onInstall", alias="configurationSql")
+    backup: BackupSettings = BackupSettings()
+    credential_rotation_days: int = Field(90, alias="credentialRotationDays")
     upgrade: UpgradeSettings = UpgradeSettings()
 
     # --- single-value rules ------------------------------------------------------------------
@@ -136,6 +143,15 @@ class StageSettings(_Model):
     _email = field_validator("email", "sender_email", "bounce_notification_email", mode="before")(
         lambda v: None if v is None else parse_email(str(v)))
     _tz = field_validator("php_timezone", mode="before")(lambda v: parse_timezone(str(v)))
+
+    @field_validator("php_memory_limit", mode="before")
+    @classmethod
+    def _php_memory(cls, v: Any) -> str:
+        # The container's own rule (container/webtier/sizing.py), so both accept the same values.
+        mib = parse_php_size_mib(str(v))
+        if mib is None:
+            raise Problem("PHP memory_limit per request, 128M to 16G (a number with M or G)", "512M")
+        return f"{mib}M"
 
     @field_validator("port", mode="before")
     @classmethod
@@ -213,7 +229,7 @@ class StageSettings(_Model):
         return v
 
     _bools = field_validator("deletion_protection", "guard_duty", "email_subscriptions", "has_cron_secret", "has_db_salt",
-                             "app_bucket_versioning", mode="before")(
+                             "app_bucket_versioning", "zone_delegated", mode="before")(
         lambda v: None if v is None else parse_bool(v))
 
     _configuration_sql = field_validator("configuration_sql", mode="before")(
@@ -228,6 +244,8 @@ class StageSettings(_Model):
                 raise Problem("rule names of AWSManagedRulesSQLiRuleSet: " + ", ".join(SQLI_RULE_NAMES),
                               "[SQLi_BODY]")
         return tuple(sorted(set(names)))
+
+    _rotation = field_validator("credential_rotation_days", mode="before")(lambda v: parse_rotation_days(v))
 
     # --- region-dependent defaults ----------------------------------------------------------
 
@@ -277,6 +295,7 @@ class StageSettings(_Model):
             problems.append(("hostInRoute53", self.host_in_route53,
                              Problem(f"an existing zone that contains domain {self.domain}",
                                      f"hostInRoute53: {self.domain}")))
+        problems.extend(self._zone_delegated_problems())
         if self.ecs is not None and not self.has_zone and self.ecs.certificate_arn is None:
             problems.append(("ecs", "no Route53 zone and no ecs.certificateArn",
                              Problem("ECS serves HTTPS only, so it needs redcap:domain with hostInRoute53 "
@@ -291,10 +310,6 @@ class StageSettings(_Model):
                              Problem("one runtime: an ecs block (ECS Fargate behind your own load balancer) or "
                                      "an express block (ECS Express Mode behind CloudFront), not both",
                                      "express: {}")))
-        if self.express is not None and not express_available(self.region):
-            problems.append(("express", f"in region {self.region}",
-                             Problem("a region with CloudFront VPC origins (not AWS GovCloud, China or ISO "
-                                     "regions); use an ecs block there", "aws:region: us-east-1")))
         if self.express is not None and self.domain and not self.has_zone and self.express.certificate_arn is None:
             problems.append(("express", "domain without a Route53 zone or express.certificateArn",
                              Problem("for redcap:domain on Express, hostInRoute53 true or a zone name (the "
@@ -327,9 +342,29 @@ class StageSettings(_Model):
             problems.append(("allowedIps/allowedCountries", "set with externalResources.wafWebAcl",
                              Problem("no allow-lists when an external web ACL is used (they would be "
                                      "ignored); put them in that ACL", "allowedIps: []")))
+        problems.extend(self._backup_problems())
         if problems:
             raise _CrossProblems(problems)
         return self
+
+    def _zone_delegated_problems(self) -> list[tuple[str, Any, Problem]]:
+        """A zone this stack creates is unreachable until somebody delegates it, so the stage
+        says which side of that it is on. No default: a stage that already serves its site from
+        such a zone must not lose its certificate and site record by upgrading the program."""
+        new_zone = bool(self.domain) and self.host_in_route53 is True
+        if new_zone and self.zone_delegated is None:
+            return [("zoneDelegated", None, Problem(
+                "required with hostInRoute53: true - false for the first `pulumi up` of a new zone (it creates "
+                "the zone and exports nameServers; delegate the FQDN to them), true once that delegation is in "
+                "place and for a stage that already serves its site (docs/domains.md)",
+                "pulumi config set redcap:zoneDelegated false"))]
+        if not new_zone and self.zone_delegated is not None:
+            return [("zoneDelegated", self.zone_delegated, Problem(
+                "only together with redcap:domain and hostInRoute53: true (a zone this stack creates and "
+                "somebody else delegates); an existing zone is live already, a child zone is delegated by the "
+                "stack itself, and false has no zone",
+                "pulumi config rm redcap:zoneDelegated"))]
+        return []
 
     def _shared_identity_problems(self) -> list[tuple[str, Any, Problem]]:
         """The address identity is shared by the stages (docs/email.md): it carries no configuration
@@ -350,6 +385,25 @@ class StageSettings(_Model):
             problems.append(("externalResources.sesIdentity", shared,
                              Problem(f"an identity that covers redcap:email ({self.email or 'not set'}): that "
                                      "address or its domain", "sesIdentity: redcap-admin@example.org")))
+        return problems
+
+    def _backup_problems(self) -> list[tuple[str, Any, Problem]]:
+        backup, problems = self.backup, []
+        if self.backup_enabled and not self.app_bucket_versioning:
+            why = ("backup.enabled is true" if backup.enabled else
+                   f"backups are on by default because removalPolicy {self.removal_policy} keeps the data")
+            problems.append(("appBucketVersioning", False, Problem(
+                f"true while backups are on ({why}; AWS Backup backs up versioned buckets only): set "
+                "appBucketVersioning: true, or turn the backups off with backup.enabled: false",
+                "appBucketVersioning: true")))
+        if backup.copy_to_region is not None and backup.copy_to_region == self.region:
+            problems.append(("backup.copyToRegion", backup.copy_to_region, Problem(
+                f"a region other than the stack's ({self.region}): a copy in the same region does not survive "
+                "the loss of that region", "us-west-2")))
+        if backup.vault_lock is not None and self.removal_policy == "destroy":
+            problems.append(("backup.vaultLock", backup.vault_lock.mode, Problem(
+                "no vault lock with removalPolicy destroy (`pulumi destroy` must delete the vault and its "
+                "recovery points, which a lock forbids); use removalPolicy snapshot or retain", "removalPolicy: snapshot")))
         return problems
 
     def _sender_problems(self) -> list[tuple[str, Any, Problem]]:
@@ -378,12 +432,18 @@ class StageSettings(_Model):
                      Problem("a region of the region table settings/regions.py (docs/regions.md): "
                              + ", ".join(regions.names()), "pulumi config set aws:region eu-west-1"))]
         problems: list[tuple[str, Any, Problem]] = []
-        if self.ecs is None and not facts.app_runner:
+        if self.runtime == "apprunner" and not facts.app_runner:
             problems.append(("aws:region", self.region,
-                             Problem(f"App Runner is not offered in {self.region}: there, run on ECS Fargate "
-                                     "(an ecs block); App Runner (no ecs block) runs in "
-                                     + ", ".join(regions.names(lambda f: f.app_runner)),
-                                     "redcap:ecs: {} with redcap:domain, or aws:region: eu-west-1")))
+                             Problem(f"App Runner is not offered in {self.region}: there, run on ECS Express Mode "
+                                     "(an express block) or ECS Fargate (an ecs block); App Runner (neither "
+                                     "block) runs in " + ", ".join(regions.names(lambda f: f.app_runner)),
+                                     "redcap:express: {}, or aws:region: eu-west-1")))
+        if self.runtime == "express" and not facts.ecs_express:
+            problems.append(("express", f"in region {self.region}",
+                             Problem("a region where the Express runtime runs: every region of the table but "
+                                     + ", ".join(regions.names(lambda f: not f.ecs_express))
+                                     + " (its public entry is CloudFront, which AWS GovCloud (US) does not offer; "
+                                     "docs/regions.md); use an ecs block there", "aws:region: us-east-1")))
         if self.db.backtrack_hours > 0 and not facts.backtrack:
             problems.append(("db.backtrackHours", self.db.backtrack_hours,
                              Problem(f"0 in {self.region}, where Aurora backtrack is not offered (leave it "
@@ -457,6 +517,13 @@ class StageSettings(_Model):
     def keep_data_on_destroy(self) -> bool:
         """snapshot/retain keep the key, buckets and salt so the final snapshot stays usable."""
         return self.removal_policy != "destroy"
+
+    @property
+    def backup_enabled(self) -> bool:
+        """AWS Backup runs by default on stages that keep their data."""
+        if self.backup.enabled is not None:
+            return self.backup.enabled
+        return self.keep_data_on_destroy
 
     @property
     def uses_ecs(self) -> bool:

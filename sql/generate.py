@@ -14,7 +14,9 @@ works). The temporary password is stored as REDCap's salted SHA-512 hash
 (hash('sha512', password . salt), legacy_hash=0, temp_pwd=1: REDCap asks for a new password
 at first login), never in plain text or MD5. Run-time values (bucket, S3 keys, region) are
 named placeholders the container binds when it applies the file: see
-docs/configuration-sql.md.
+docs/configuration-sql.md. The contact e-mail is REDCap's homepage and project contact, not its
+From address: the container sets that (from_email) to the stack's sender, the one address SES
+and DMARC accept.
 """
 from __future__ import annotations
 
@@ -206,7 +208,8 @@ def render_sql(answers: Answers, salt: str) -> str:
         config_row("auth_meth_global", sql_literal("table")),
     ]
     if answers.contact_email:
-        for field in ("from_email", "homepage_contact_email", "project_contact_email"):
+        # Not from_email: the container sets REDCap's From address to the stack's sender.
+        for field in ("homepage_contact_email", "project_contact_email"):
             lines.append(config_row(field, sql_literal(answers.contact_email)))
     if answers.base_url:
         lines.append(config_row("redcap_base_url", sql_literal(answers.base_url)))
@@ -269,7 +272,7 @@ QUESTIONS = (
     Question("language", "REDCap global language", "English"),
     Question("stats", "Report usage stats to Vanderbilt? (on/off)", "off"),
     Question("s3_storage", "Store uploaded files in the S3 bucket? (on/off)", "on"),
-    Question("contact_email", "REDCap from/homepage contact e-mail (empty: keep REDCap's)", ""),
+    Question("contact_email", "REDCap homepage/project contact e-mail (empty: keep REDCap's)", ""),
     Question("base_url", "REDCap base URL, https:// (empty: keep REDCap's)", ""),
 )
 

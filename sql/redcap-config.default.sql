@@ -9,6 +9,9 @@
 -- placeholders: the bootstrap binds them as query parameters at apply time (from S3_BUCKET,
 -- the S3_SECRET_ID secret and AWS_REGION). They are never text-substituted.
 --
+-- In the same transaction, after this file, the bootstrap sets REDCap's universal From address
+-- (from_email) to SMTP_EMAIL, the stack's sender: no other From address passes SES and DMARC.
+--
 -- After this file, at every start, the bootstrap sets the four amazon_s3_* rows again from
 -- the current infrastructure while edoc_storage_option is '2' (a new bucket or key after a
 -- restore or rotation); every other value here is applied once only.

@@ -1,11 +1,14 @@
 """Stack runs shared by the compute tests (issue 4), evaluated once per test session.
 
-Variants (besides the committed prod stack; "dev" is the committed dev stack on App Runner - the
-file itself runs Express, which tests/test_express.py covers):
+Variants (besides the committed prod stack):
+- dev-apprunner: the committed dev stack with App Runner instead of its express block (the file
+  itself runs Express: the "express" variant, covered by tests/test_express.py);
+- prod: the committed prod stack once its zone is delegated (`zoneDelegated: true`, phase two:
+  certificate, ECS service and site record; the file itself is phase one, docs/domains.md);
 - apprunner-domain: prod's zone (redcap.example.org, a zone of its own: apex alias record) with
-  App Runner instead of ECS, cron every 5 minutes;
-- apprunner-cname: dev with redcap.example.org in the existing zone example.org (CNAME), the
-  tunnel host, and dbAuth password;
+  App Runner instead of ECS, delegated, cron every 5 minutes;
+- apprunner-cname: dev with redcap.example.org in the existing zone example.org (below the zone
+  apex, where the original wrote a CNAME), the tunnel host, and dbAuth password;
 - ecs-local: ECS with a certificate ARN and no Route53, port 9090, imageBuild local from a fake
   releases/redcap15.0.9.zip (made in a temporary folder, never committed).
 """
@@ -28,15 +31,16 @@ from policy.rules import violations_for
 
 CERTIFICATE_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "dev": ("dev", {"express": None}),
-    "prod": ("prod", {}),
-    "apprunner-domain": ("prod", {"ecs": None, "cronMinutes": 5}),
+    "dev-apprunner": ("dev", {"express": None}),
+    "prod": ("prod", {"zoneDelegated": True}),
+    "apprunner-domain": ("prod", {"ecs": None, "cronMinutes": 5, "zoneDelegated": True}),
     "apprunner-cname": ("dev", {"domain": "redcap.example.org", "hostInRoute53": "example.org",
                                 "ec2ServerStack": {"durationHours": 2.5}, "dbAuth": "password", "express": None}),
     "express": ("dev", {}),
     "express-zone-tunnel": ("dev", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True,
+                                    "zoneDelegated": True,
                                     "ec2ServerStack": {"durationHours": 2}, "cronMinutes": 3}),
-    "express-eu-cert": ("prod", {"aws:region": "eu-west-1", "ecs": None, "hostInRoute53": False,
+    "express-eu-cert": ("prod", {"aws:region": "eu-west-1", "ecs": None, "hostInRoute53": False, "zoneDelegated": None,
                                  "bounceNotificationEmail": None,
                                  "express": {"cpu": "4 vCPU", "memory": "8 GB", "certificateArn": CERTIFICATE_ARN,
                                              "scaling": {"minContainers": 2, "maxContainers": 4,

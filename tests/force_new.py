@@ -54,6 +54,8 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     # aws_backup_selection
     "aws:backup/selection:Selection": frozenset({"conditions", "iamRoleArn", "name", "notResources", "planId", "resources", "selectionTags"}),
     # aws_backup_vault
+    # aws_backup_vault_policy: the policy is updated in place; the vault it belongs to is its identity
+    "aws:backup/vaultPolicy:VaultPolicy": frozenset({"backupVaultName"}),
     "aws:backup/vault:Vault": frozenset({"kmsKeyArn", "name"}),
     # aws_backup_vault_lock_configuration
     "aws:backup/vaultLockConfiguration:VaultLockConfiguration": frozenset({"backupVaultName", "changeableForDays", "maxRetentionDays", "minRetentionDays"}),
@@ -134,7 +136,14 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     # aws_kms_key
     "aws:kms/key:Key": frozenset({"customKeyStoreId", "customerMasterKeySpec", "keyUsage", "multiRegion", "xksKeyId"}),
     # aws_lambda_function
+    # The entries below were read from the provider source (internal/service/<svc>/<resource>.go), not planned.
+    # aws_lambda_code_signing_config: every argument is updated (UpdateCodeSigningConfig)
+    "aws:lambda/codeSigningConfig:CodeSigningConfig": frozenset(),
     "aws:lambda/function:Function": frozenset({"name", "packageType"}),
+    # aws_lambda_permission: no update function; every argument is ForceNew
+    "aws:lambda/permission:Permission": frozenset({
+        "action", "eventSourceToken", "function", "functionUrlAuthType", "principal", "principalOrgId", "qualifier",
+        "sourceAccount", "sourceArn", "statementId", "statementIdPrefix"}),
     # aws_lambda_invocation
     "aws:lambda/invocation:Invocation": frozenset({"functionName", "qualifier", "triggers"}),
     # aws_lb_listener
@@ -179,9 +188,16 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     "aws:scheduler/schedule:Schedule": frozenset({"groupName", "name", "namePrefix"}),
     # aws_secretsmanager_secret
     "aws:secretsmanager/secret:Secret": frozenset({"name", "namePrefix"}),
+    # aws_secretsmanager_secret_rotation: the secret is its identity; the function and rules are updated
+    "aws:secretsmanager/secretRotation:SecretRotation": frozenset({"secretId"}),
     # aws_secretsmanager_secret_version
     "aws:secretsmanager/secretVersion:SecretVersion": frozenset({"secretBinary", "secretId", "secretString", "secretStringWoVersion"}),
     # aws_ses_domain_identity
+    # aws_signer_signing_job: no update function; every argument is ForceNew
+    "aws:signer/signingJob:SigningJob": frozenset({"destination", "ignoreSigningJobFailure", "profileName", "source"}),
+    # aws_signer_signing_profile: only tags are updated
+    "aws:signer/signingProfile:SigningProfile": frozenset({
+        "name", "namePrefix", "platformId", "signatureValidityPeriod", "signingMaterial"}),
     "aws:ses/domainIdentity:DomainIdentity": frozenset({"domain"}),
     # aws_ses_email_identity
     "aws:ses/emailIdentity:EmailIdentity": frozenset({"email"}),
@@ -220,6 +236,9 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     "random:index/randomString:RandomString": frozenset({
         "keepers", "length", "lower", "minLower", "minNumeric", "minSpecial", "minUpper", "number", "numeric",
         "overrideSpecial", "special", "upper"}),
+    # terraform-provider-time (pulumiverse-time bridges it), internal/provider/resource_time_sleep.go:
+    # only triggers RequiresReplace; the durations are updates (destroy reads the state's value).
+    "time:index/sleep:Sleep": frozenset({"triggers"}),
     # An explicit provider is replaced (and with it every resource it manages) when its region changes.
     "pulumi:providers:aws-native": frozenset({"region"}),
 }

@@ -185,6 +185,7 @@ def _service_of(type_: str) -> str:
 
 # Per-type outputs a real provider computes. Values are fixed, so two runs give the same result.
 def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str) -> dict[str, Any]:
+    region = inputs.get("region") or region  # pulumi-aws 7: a resource may live in another region
     arn = _arn(_service_of(type_), f"{name}", region)
     if type_ == "aws:kms/key:Key":
         return {"arn": _arn("kms", f"key/{name}-key-id", region), "keyId": f"{name}-key-id"}
@@ -250,6 +251,9 @@ def _computed_outputs(type_: str, name: str, inputs: dict[str, Any], region: str
     if type_ == "aws:route53/zone:Zone":
         return {"zoneId": f"Z{name.upper().replace('-', '')[:12]}", "nameServers": [
             "ns-1.awsdns-01.org", "ns-2.awsdns-02.co.uk", "ns-3.awsdns-03.com", "ns-4.awsdns-04.net"]}
+    if type_ == "aws:backup/vault:Vault":
+        vault = inputs.get("name") or name
+        return {"arn": _arn("backup", f"backup-vault:{vault}", region), "name": vault}
     if type_ in COMPUTE_OUTPUTS:
         return COMPUTE_OUTPUTS[type_](name, inputs, region)
     return {"arn": arn}
@@ -288,8 +292,10 @@ def mock_invocation_result(inputs: dict[str, Any]) -> str:
 
 # Compute (issue 4): what the provider computes for the image pipeline, App Runner, ECS and EC2.
 MOCK_APPRUNNER_VALIDATION_RECORDS = (
-    # Deliberately unsorted and with a repeat: the program sorts and de-duplicates them.
-    {"name": "_b2.redcap.example.org.", "type": "CNAME", "value": "_v2.acm-validations.aws.", "status": "PENDING"},
+    # One for the domain and one for the name App Runner adds to its certificate; deliberately
+    # unsorted and with a repeat: the program sorts and de-duplicates them.
+    {"name": "_b2.2a57j78h.redcap.example.org.", "type": "CNAME", "value": "_v2.acm-validations.aws.",
+     "status": "PENDING"},
     {"name": "_a1.redcap.example.org.", "type": "CNAME", "value": "_v1.acm-validations.aws.", "status": "PENDING"},
     {"name": "_a1.redcap.example.org.", "type": "CNAME", "value": "_v1.acm-validations.aws.", "status": "PENDING"},
 )
@@ -342,6 +348,17 @@ COMPUTE_OUTPUTS: dict[str, Callable[[str, dict[str, Any], str], dict[str, Any]]]
     "aws:cloudfront/distribution:Distribution": lambda name, inputs, region: {
         "id": "E0MOCKDISTRIB", "arn": f"arn:aws:cloudfront::{ACCOUNT_ID}:distribution/E0MOCKDISTRIB",
         "domainName": "d111111abcdef8.cloudfront.net", "hostedZoneId": CLOUDFRONT_ZONE_ID},
+    "aws:s3/bucketObjectv2:BucketObjectv2": lambda name, inputs, region: {
+        "versionId": f"v-{name}-0001", "etag": f'"{name}-etag"'},
+    "aws:signer/signingProfile:SigningProfile": lambda name, inputs, region: {
+        "arn": _arn("signer", f"/signing-profiles/{inputs.get('name', name)}", region),
+        "versionArn": _arn("signer", f"/signing-profiles/{inputs.get('name', name)}/abcdEFGH12", region),
+        "version": "abcdEFGH12"},
+    # Signer names the signed copy after its job id, under the destination prefix.
+    "aws:signer/signingJob:SigningJob": lambda name, inputs, region: {
+        "jobId": f"{name}-job-0001", "signedObjects": [{"s3s": [{
+            "bucket": inputs["destination"]["s3"]["bucket"],
+            "key": f"{inputs['destination']['s3'].get('prefix', '')}{name}-job-0001.zip"}]}]},
     "docker:index/image:Image": lambda name, inputs, region: {
         "repoDigest": f"{str(inputs.get('imageName', name)).split(':')[0]}@sha256:{'ab' * 32}"},
 }

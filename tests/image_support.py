@@ -86,17 +86,19 @@ class BuiltImage:
     log: Path
 
 
-def build_image(workdir: Path, base_image: str = BASE_IMAGE, version: str = REDCAP_VERSION) -> BuiltImage:
+def build_image(workdir: Path, base_image: str = BASE_IMAGE, container_dir: Path = ROOT / "container",
+                repository: str = "redcap-test/redcap", version: str = REDCAP_VERSION) -> BuiltImage:
     """Assemble the context and `docker build` it (the layer cache makes a rebuild cheap).
 
-    The tag is derived from the context hash, as the compute stack does.
+    The tag is derived from the context hash, as the compute stack does. container_dir: another
+    version of container/ (benchmarks/overload.py builds the previous web tier from git).
     """
     docker_available()
     if docker("image", "inspect", base_image, check=False).returncode != 0:
         raise MissingPrerequisite(f"base image {base_image} is missing: run scripts/make-base-image")
     inputs = build_inputs(workdir / "inputs", version)
-    tag = f"redcap-test/redcap:{context_hash(**inputs)[:16]}"
-    ctx = assemble_context(workdir / "context", **inputs)
+    tag = f"{repository}:{context_hash(**inputs, container_dir=container_dir)[:16]}"
+    ctx = assemble_context(workdir / "context", **inputs, container_dir=container_dir)
     log = workdir / "docker-build.log"
     start = time.monotonic()
     with log.open("w") as out:
@@ -132,6 +134,7 @@ class RunningApp:
     image: str
     port: int
     tls_port: int
+    status_port: int
     db_name: str
     app_user: str
     secrets: AppSecrets
@@ -220,7 +223,8 @@ def app_environment(mariadb: MariaDB, moto: MotoServer,
     """A complete container environment on a fresh database, and the secrets behind it."""
     app_secrets = AppSecrets()
     env = prepare_backends(mariadb, moto, app_secrets)
-    env.update({"PORT": str(free_port()), "TLS_PORT": str(free_port())})
+    # Host networking: every port free on this machine (the status port's default, 8082, may not be).
+    env.update({"PORT": str(free_port()), "TLS_PORT": str(free_port()), "STATUS_PORT": str(free_port())})
     env.update(extra_env or {})
     return env, app_secrets
 
@@ -241,9 +245,10 @@ def start_app(image: str, mariadb: MariaDB, moto: MotoServer, *, extra_env: dict
               wait_for: str | None = "/healthz", timeout: float = 120) -> RunningApp:
     """`docker run` the image with host networking (MariaDB and moto listen on loopback)."""
     env, app_secrets = app_environment(mariadb, moto, extra_env)
-    port, tls_port = int(env["PORT"]), int(env["TLS_PORT"])
+    port, tls_port, status_port = int(env["PORT"]), int(env["TLS_PORT"]), int(env["STATUS_PORT"])
     name, started = run_detached(image, env, "redcap-test")
-    app = RunningApp(name=name, image=image, port=port, tls_port=tls_port, db_name=env["DB_NAME"],
+    app = RunningApp(name=name, image=image, port=port, tls_port=tls_port, status_port=status_port,
+                     db_name=env["DB_NAME"],
                      app_user=env["DB_APP_USER"], secrets=app_secrets,
                      env=env, started_at=started)
     if wait_for is not None:

@@ -60,7 +60,8 @@ class MariaDB:
     password: str = ""
 
     @classmethod
-    def start(cls) -> "MariaDB":
+    def start(cls, extra_args: tuple[str, ...] = ()) -> "MariaDB":
+        """extra_args: more mariadbd options (e.g. --ssl-cert/--ssl-key for a TLS server)."""
         install_db = require_binary("mariadb-install-db", "apt-get install mariadb-server")
         server = require_binary("mariadbd", "apt-get install mariadb-server")
         base = Path(tempfile.mkdtemp(prefix="redcap-mariadb-"))
@@ -76,7 +77,7 @@ class MariaDB:
             [server, "--no-defaults", f"--datadir={datadir}", "--user=root",
              "--bind-address=127.0.0.1", f"--port={port}", f"--socket={base}/mysql.sock",
              f"--pid-file={base}/mysql.pid", "--skip-log-bin", f"--log-error={log}",
-             "--max-allowed-packet=64M"],
+             "--max-allowed-packet=64M", *extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_for_port(port, 30, "mariadbd", proc, log)

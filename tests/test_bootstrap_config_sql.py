@@ -15,6 +15,7 @@ from bootstrap.config_sql import (  # noqa: E402
 )
 from bootstrap.errors import DatabaseStepError  # noqa: E402
 from bootstrap.msmtp import render_msmtprc  # noqa: E402
+from bootstrap.sender import check_universal_from, sender_problems  # noqa: E402
 from bootstrap.replica import (  # noqa: E402
     bypass_lag_check, bypass_lag_check_text, latest_version_dir, set_replica_flag,
 )
@@ -126,6 +127,88 @@ def test_applied_once_even_under_no_backslash_escapes(mariadb, tmp_path):
             assert cur.fetchone() == ("a\\b O'Brien",)
 
 
+def from_email(mariadb, db) -> str | None:
+    with mariadb.connect(db) as conn, conn.cursor() as cur:
+        cur.execute("SELECT value FROM redcap_config WHERE field_name = 'from_email'")
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def test_the_stack_sender_becomes_redcaps_from_address_over_the_files(mariadb, tmp_path):
+    """REDCap sends From its universal From address: only the stack's sender passes SES and
+    DMARC, so it wins over what the file says, in the file's transaction."""
+    db = make_redcap_config(mariadb)
+    sql = tmp_path / "c.sql"
+    sql.write_text("REPLACE INTO redcap_config VALUES ('from_email', 'help@hospital.example');\n")
+    cfg = load_config_sql(str(sql))
+    with mariadb.connect(db) as conn:
+        assert configure(conn, cfg, VALUES, mode="onInstall", installed_now=True,
+                         sender="no-reply@redcap.example.org").apply
+    assert from_email(mariadb, db) == "no-reply@redcap.example.org"
+    # Applied once: a later start (another sender, say) does not write it again.
+    with mariadb.connect(db) as conn:
+        assert not configure(conn, cfg, VALUES, mode="onInstall", installed_now=False,
+                             sender="other@redcap.example.org").apply
+    assert from_email(mariadb, db) == "no-reply@redcap.example.org"
+
+
+def test_without_mail_the_files_from_address_stays(mariadb, tmp_path):
+    db = make_redcap_config(mariadb)
+    sql = tmp_path / "c.sql"
+    sql.write_text("REPLACE INTO redcap_config VALUES ('from_email', 'help@hospital.example');\n")
+    with mariadb.connect(db) as conn:
+        assert apply_fresh(conn, load_config_sql(str(sql)))
+    assert from_email(mariadb, db) == "help@hospital.example"
+
+
+def test_a_failed_file_leaves_the_from_address_alone(mariadb, tmp_path):
+    db = make_redcap_config(mariadb)
+    sql = tmp_path / "c.sql"
+    sql.write_text("INSERT INTO no_such_table VALUES (1);\n")
+    with mariadb.connect(db) as conn, pytest.raises(DatabaseStepError):
+        configure(conn, load_config_sql(str(sql)), VALUES, mode="onInstall", installed_now=True,
+                  sender="no-reply@redcap.example.org")
+    assert from_email(mariadb, db) is None
+
+
+SENDER = "no-reply@redcap.example.org"
+NOT_SENDER = ("REDCap's universal From address (from_email) is {shown}, not SMTP_EMAIL "
+              "no-reply@redcap.example.org, the stack's senderAddress: SES refuses mail From an "
+              "address outside the stack's identities and receivers' DMARC checks fail outside its "
+              "DKIM-signed domain; set it to no-reply@redcap.example.org in Control Center -> General "
+              "Configuration -> \"Set a universal FROM email address\" (docs/email.md)")
+
+
+@pytest.mark.parametrize("current, excluded, expected", [
+    (SENDER, "", []),
+    ("No-Reply@Redcap.Example.org", None, []),
+    ("help@hospital.example", "", [NOT_SENDER.format(shown="'help@hospital.example'")]),
+    ("", "", [NOT_SENDER.format(shown="not set (mail goes From each user's own address)")]),
+    (None, None, [NOT_SENDER.format(shown="not set (mail goes From each user's own address)")]),
+    (SENDER, "hospital.example\r\nuni.example\n", [
+        "REDCap sends mail of users at hospital.example, uni.example From their own addresses "
+        "(from_email_domain_exclude), which SES refuses or DMARC fails; empty that list in Control "
+        "Center -> General Configuration -> \"Set a universal FROM email address\" (docs/email.md)"]),
+])
+def test_sender_problems(current, excluded, expected):
+    assert sender_problems(current, excluded, SENDER) == expected
+
+
+def test_start_check_reads_redcaps_setting(mariadb):
+    """(The log lines themselves: tests/test_bootstrap_existing_install.py.)"""
+    db = make_redcap_config(mariadb)
+    with mariadb.connect(db) as conn:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO redcap_config VALUES ('from_email', 'help@hospital.example'), "
+                        "('from_email_domain_exclude', '')")
+        conn.commit()
+        assert check_universal_from(conn, SENDER) == [NOT_SENDER.format(shown="'help@hospital.example'")]
+        with conn.cursor() as cur:
+            cur.execute("UPDATE redcap_config SET value = %s WHERE field_name = 'from_email'", (SENDER,))
+        conn.commit()
+        assert check_universal_from(conn, SENDER) == []
+
+
 def test_missing_placeholder_value_is_an_error(mariadb):
     db = make_redcap_config(mariadb)
     with mariadb.connect(db) as conn, pytest.raises(ConfigSqlError) as info:
@@ -170,3 +253,11 @@ def test_replica_flag_follows_the_reader(mariadb):
             set_replica_flag(conn, reader)
             cur.execute("SELECT value FROM redcap_config WHERE field_name = 'read_replica_enable'")
             assert cur.fetchone() == (expected,)
+
+
+def test_docs_show_the_from_address_lines_the_bootstrap_prints():
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "configuration-sql.md").read_text()
+    (warning,) = sender_problems("redcap-help@hospital.example", "", SENDER)
+    assert f"bootstrap WARNING: {warning}\n" in doc
+    assert (f"bootstrap INFO: REDCap's universal From address (from_email) set to {SENDER} "
+            "(SMTP_EMAIL)\n") in doc

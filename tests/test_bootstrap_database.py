@@ -5,7 +5,9 @@ the password mode runs for real on MariaDB (including a GRANT that must not leak
 whose names differ only where `_` would be a wildcard)."""
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +16,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "container"))
 
+from bootstrap import database  # noqa: E402
 from bootstrap.database import (  # noqa: E402
-    backoff_delays, execute, grant_database, iam_user_statements, password_user_statements,
+    backoff_delays, connect_kwargs, execute, grant_database, iam_user_statements, password_user_statements,
     wait_for_database,
 )
-from bootstrap.errors import DatabaseStepError, DatabaseUnreachable  # noqa: E402
+from bootstrap.errors import DatabaseStepError, DatabaseTlsError, DatabaseUnreachable  # noqa: E402
 from fixtures.bootstrap_env import unique  # noqa: E402
+from services import MariaDB  # noqa: E402
 
 
 def test_iam_statements_as_generated_sql():
@@ -121,3 +125,59 @@ def test_non_retryable_error_fails_at_once():
     with pytest.raises(DatabaseStepError) as info:
         wait_for_database(denied, "db", 100, clock=clock, sleep=clock.sleep)
     assert clock.now == 0 and "Access denied" in str(info.value)
+
+
+# --- TLS verification against a real TLS-enabled MariaDB -------------------------------------------
+
+def self_signed(directory: Path, name: str, cn: str, san: str) -> tuple[Path, Path]:
+    cert, key = directory / f"{name}.pem", directory / f"{name}-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={cn}",
+                    "-addext", f"subjectAltName={san}"], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def tls_mariadb(tmp_path_factory):
+    """MariaDB with a self-signed certificate for the name localhost only (not 127.0.0.1)."""
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = self_signed(directory, "server", "localhost", "DNS:localhost")
+    key.chmod(0o644)  # mariadbd runs as this user here; the key is a throwaway
+    server = MariaDB.start(extra_args=(f"--ssl-cert={cert}", f"--ssl-key={key}"))
+    other_ca, _ = self_signed(directory, "other-ca", "Some Other CA", "DNS:other.invalid")
+    yield server, cert, other_ca
+    server.stop()
+
+
+def tls_connect(host: str, port: int):
+    return lambda timeout: pymysql.connect(**connect_kwargs(host, port, "root", "", None, "verify", timeout))
+
+
+def test_tls_verification_passes_with_the_right_bundle_and_name(tls_mariadb, monkeypatch):
+    server, cert, _ = tls_mariadb
+    monkeypatch.setattr(database, "RDS_CA_BUNDLE", str(cert))
+    conn = wait_for_database(tls_connect("localhost", server.port), "localhost", 10)
+    with conn.cursor() as cur:
+        cur.execute("SHOW STATUS LIKE 'Ssl_version'")
+        assert cur.fetchone()[1].startswith("TLSv1.")
+    conn.close()
+
+
+@pytest.mark.parametrize("host,bundle,reason", [
+    ("localhost", "other-ca", "self-signed certificate"),
+    ("127.0.0.1", "server", "IP address mismatch"),
+], ids=["untrusted-certificate", "name-not-in-certificate"])
+def test_tls_verification_failure_fails_at_once(tls_mariadb, monkeypatch, host: str, bundle: str,
+                                                reason: str):
+    """Not "not reachable yet" for the whole wait: its own error (exit code 7) at the first try."""
+    server, cert, other_ca = tls_mariadb
+    monkeypatch.setattr(database, "RDS_CA_BUNDLE", str(cert if bundle == "server" else other_ca))
+    start = time.monotonic()
+    with pytest.raises(DatabaseTlsError) as info:
+        wait_for_database(tls_connect(host, server.port), f"{host}:{server.port}/redcap", 120)
+    assert time.monotonic() - start < 5
+    message = str(info.value)
+    assert message.startswith(f"the TLS certificate of database {host}:{server.port}/redcap failed verification "
+                              f"against {database.RDS_CA_BUNDLE}: ")
+    assert reason in message and "use the cluster endpoint" in message
+    assert info.value.exit_code == 7

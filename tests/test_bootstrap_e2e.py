@@ -87,12 +87,17 @@ def test_administrator_changes_are_kept(case: Case):
     case.query("UPDATE redcap_config SET value = '1' WHERE field_name = 'api_enabled'")
     case.query("UPDATE redcap_config SET value = 'Japanese' WHERE field_name = 'language_global'")
     case.query("UPDATE redcap_config SET value = 'other-key' WHERE field_name = 'amazon_s3_key'")
-    ok(case.run())
+    case.query("UPDATE redcap_config SET value = 'help@example.org' WHERE field_name = 'from_email'")
+    out = ok(case.run())
     config = case.config()
     # The original re-applied the whole file whenever amazon_s3_key differed from the secret,
     # resetting these; here they are kept.
     assert config["api_enabled"] == "1"
     assert config["language_global"] == "Japanese"
+    # So is the From address, with a warning: only SMTP_EMAIL passes SES and DMARC.
+    assert config["from_email"] == "help@example.org"
+    assert ("bootstrap WARNING: REDCap's universal From address (from_email) is 'help@example.org', not "
+            "SMTP_EMAIL redcap@example.org") in out
     # Only the S3 rows are infrastructure: they follow S3_SECRET_ID while storage is S3
     # (tests/test_bootstrap_s3_settings.py).
     assert config["amazon_s3_key"] == S3_KEY_ID

@@ -51,6 +51,11 @@ SITE_SETTINGS = {
 }
 S3_ROWS = ("amazon_s3_bucket", "amazon_s3_key", "amazon_s3_secret", "amazon_s3_endpoint")
 FOUND = ("REDCap 13.7.2, login method 'ldap', 3 user(s), 2 super user(s)")
+FROM_WARNING = ("REDCap's universal From address (from_email) is 'redcap-help@hospital.example', not "
+                "SMTP_EMAIL redcap@example.org, the stack's senderAddress: SES refuses mail From an "
+                "address outside the stack's identities and receivers' DMARC checks fail outside its "
+                "DKIM-signed domain; set it to redcap@example.org in Control Center -> General "
+                "Configuration -> \"Set a universal FROM email address\" (docs/email.md)")
 
 
 @pytest.fixture
@@ -147,6 +152,10 @@ def test_fresh_database_gets_the_file_and_site_admin(case: Case, mode):
     config = case.config()
     assert (config["auth_meth_global"], config["api_enabled"], config["language_global"]) == (
         "table", "0", "English")
+    # REDCap sends everything From the stack's sender, the one address SES and DMARC accept.
+    assert config["from_email"] == case.env["SMTP_EMAIL"] == "redcap@example.org"
+    assert "REDCap's universal From address (from_email) set to redcap@example.org (SMTP_EMAIL)" in out
+    assert "REDCap's universal From address is redcap@example.org (SMTP_EMAIL)" in out
     assert site_admin_login(case)[3] == 1  # temporary password from the secret
     assert marker(case) == (DEFAULT_SHA, "applied", "REDCap installed on an empty database by "
                             "this start; site_admin login from REDCAP_ADMIN_SECRET_ID")
@@ -232,6 +241,9 @@ def test_existing_installation_keeps_its_settings_and_gets_no_new_account(case: 
         {k: v for k, v in before["config"].items() if k not in S3_ROWS}
     assert [after["config"][f] for f in S3_ROWS] == [
         "prod-redcap-app-files", S3_KEY_ID, S3_SECRET, "us-east-1"]
+    # Its From address too, with a warning at every start saying what the operator must set.
+    assert after["config"]["from_email"] == "redcap-help@hospital.example"
+    assert (f"WARNING: {FROM_WARNING}") in out
     # The same accounts, no table login for anyone, no super user added.
     assert after["users"] == before["users"]
     assert after["logins"] == () and site_admin_login(case) is None
@@ -243,6 +255,7 @@ def test_existing_installation_keeps_its_settings_and_gets_no_new_account(case: 
     assert "configuration SQL not applied: REDCap was already installed when this bootstrap "\
            "first saw the database at " in out
     assert "(kept; REDCAP_CONFIG_SQL_MODE=onInstall)" in out
+    assert FROM_WARNING in out
     assert state(case) == after
     # Nor does a new image with another configuration file change that.
     changed = tmp_path / "changed.sql"
@@ -265,6 +278,7 @@ def test_operator_opt_in_applies_the_file_once(case: Case, tmp_path):
     assert (config["auth_meth_global"], config["api_enabled"], config["auto_report_stats"],
             config["language_global"]) == ("table", "0", "0", "English")
     assert config["redcap_base_url"] == SITE_SETTINGS["redcap_base_url"]  # not in the file
+    assert config["from_email"] == "redcap@example.org" and FROM_WARNING not in out
     # site_admin gets the temporary table login; super-user flags stay as the site set them.
     hashed, salt, legacy, temp = site_admin_login(case)
     assert (hashed, legacy, temp) == (

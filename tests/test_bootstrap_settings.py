@@ -39,7 +39,8 @@ def test_contract_names():
     for name in ("DB_PORT", "DB_AUTH", "DB_APP_USER", "DB_APP_SECRET_ID", "DB_READER_HOST",
                  "DB_TLS", "SES_CREDENTIALS_SECRET_ID", "SMTP_EMAIL", "PHP_TIMEZONE", "PORT",
                  "TLS_PORT", "AWS_ENDPOINT_URL", "BOOTSTRAP_DB_WAIT_SECONDS",
-                 "REDCAP_ADMIN_SECRET_ID", "REDCAP_CONFIG_SQL_MODE"):
+                 "REDCAP_ADMIN_SECRET_ID", "REDCAP_CONFIG_SQL_MODE", "STATUS_PORT", "PHP_MEMORY_LIMIT",
+                 "REQUEST_TIMEOUT_SECONDS", "LB_IDLE_TIMEOUT_SECONDS", "CONTAINER_MEMORY_MIB"):
         assert name in OPTIONAL_ENV
 
 
@@ -103,6 +104,13 @@ MALFORMED = [
     ("TLS_PORT", "443", "an integer 1025..65535"),
     ("AWS_ENDPOINT_URL", "ftp://x", "an http(s) URL"),
     ("BOOTSTRAP_DB_WAIT_SECONDS", "soon", "an integer 1..3600"),
+    # The web tier's variables (container/webtier/sizing.py), checked here before anything is written.
+    ("STATUS_PORT", "80", "an integer 1025..65535"),
+    ("PHP_MEMORY_LIMIT", "64M", "a size in M or G from 128M to 16G"),
+    ("PHP_MEMORY_LIMIT", "-1", "a size in M or G from 128M to 16G"),
+    ("REQUEST_TIMEOUT_SECONDS", "2m", "an integer 1..86400"),
+    ("LB_IDLE_TIMEOUT_SECONDS", "0", "an integer 1..86400"),
+    ("CONTAINER_MEMORY_MIB", "4 GB", "an integer 256..1048576"),
     ("REDCAP_ROOT", "var/www/html", "an absolute path"),
     ("REDCAP_CONFIG_SQL", "redcap.sql", "an absolute path"),
     ("MSMTPRC_PATH", "msmtprc", "an absolute path"),
@@ -130,6 +138,11 @@ def test_coupled_variables():
     assert "SMTP_EMAIL: missing" in errors_for({**VALID, "SES_CREDENTIALS_SECRET_ID": ARN})
     assert "TLS_PORT: got '8080'; allowed: a port different from PORT" in errors_for(
         {**VALID, "TLS_PORT": "8080"})
+    # The status page's default port, 8082, is taken by PORT or TLS_PORT.
+    assert "STATUS_PORT: got '8082'; allowed: a port different from PORT and TLS_PORT; example: 8082" in \
+        errors_for({**VALID, "PORT": "8082"})
+    assert "STATUS_PORT: got '9000'; allowed: a port different from PORT and TLS_PORT" in errors_for(
+        {**VALID, "TLS_PORT": "9000", "STATUS_PORT": "9000"})
 
 
 def test_all_problems_in_one_error():
@@ -157,6 +170,9 @@ def test_valid_optional_values():
     assert s.db_reader_host is None and s.ses_secret_id is None and s.tls_port is None
     assert s.admin_secret_id is None
     assert load_settings({**VALID, "REDCAP_ADMIN_SECRET_ID": ARN}).admin_secret_id == ARN
+    # The web tier's variables as the ECS runtime sets them (read by the CMD, not kept here).
+    load_settings({**VALID, "PHP_MEMORY_LIMIT": "1G", "REQUEST_TIMEOUT_SECONDS": "4000",
+                   "LB_IDLE_TIMEOUT_SECONDS": "4000", "CONTAINER_MEMORY_MIB": "4096", "STATUS_PORT": "9000"})
 
 
 @pytest.mark.parametrize("value", ["onInstall", "apply", "", "  "])

@@ -93,7 +93,7 @@ def test_a_failing_statement_fails_the_task_and_says_where(installed: Case):
                                "CREATE TABLE `redcap_fixture_never` (`id` INT PRIMARY KEY);\n"})
     result = case.run(up.MODE)
     out = result.stdout + result.stderr
-    assert result.returncode == UpgradeFailed.exit_code == 7, out
+    assert result.returncode == UpgradeFailed.exit_code == 8, out
     assert_no_secret_leak(out)
     outcome = result_of(out)
     assert outcome["status"] == "failed" and outcome["from"] == OLD and outcome["to"] == NEW
@@ -125,13 +125,13 @@ def test_a_partial_upgrade_is_never_run_over_and_going_back_clears_the_way(insta
     broken = {NEW: "INSERT INTO `redcap_config` (field_name, value) VALUES ('fixture_counter', '1');\n"
                    "ALTER TABLE `redcap_no_such_table` ADD `x` INT NULL;\n"}
     new_image(case, NEW, broken)
-    assert case.run(up.MODE).returncode == 7
+    assert case.run(up.MODE).returncode == 8
     assert case.config()["fixture_counter"] == "1"
     # A second task (a retry of `pulumi up`, or a fixed image) must not run anything over it.
     new_image(case, NEW)
     again = case.run(up.MODE)
     error = result_of(again.stdout)["error"]
-    assert again.returncode == 7
+    assert again.returncode == 8
     assert error.startswith(f"an earlier upgrade from {OLD} to {NEW}, started at ")
     assert "did not complete (failed: the upgrade SQL failed at statement 4" in error
     assert "nothing was run. Go back first: backtrack the cluster to before that time or restore the snapshot" in error
@@ -153,7 +153,7 @@ def test_redcaps_refusal_is_reported_and_nothing_runs(installed: Case):
     case.env["REDCAP_FIXTURE_UPGRADE_UNICODE_ERROR"] = "1"
     result = case.run(up.MODE)
     outcome = result_of(result.stdout)
-    assert result.returncode == 7
+    assert result.returncode == 8
     assert outcome["error"].startswith(f"REDCap's upgrade.php printed no upgrade SQL for {OLD} -> {NEW}")
     assert "Unicode Transformation" in outcome["error"]
     assert version(case) == OLD
@@ -166,7 +166,7 @@ def test_a_database_newer_than_the_image_is_refused(installed: Case):
     succeeded(case.run(up.MODE))
     case.env["REDCAP_ROOT"] = str(extract_fixture(case.tmp / "old-again", OLD))
     result = case.run(up.MODE)
-    assert result.returncode == 7
+    assert result.returncode == 8
     assert result_of(result.stdout)["error"].startswith(
         f"the database is at REDCap {NEW}, newer than this image's {OLD}: REDCap cannot run an older version on it")
     assert version(case) == NEW
@@ -177,7 +177,7 @@ def test_the_image_must_hold_the_upgrade_page(installed: Case):
     new_image(case)
     (Path(case.env["REDCAP_ROOT"]) / "upgrade.php").unlink()
     result = case.run(up.MODE)
-    assert result.returncode == 7
+    assert result.returncode == 8
     assert "upgrade.php is missing: the image does not contain REDCap's upgrade page" in result_of(result.stdout)["error"]
 
 

@@ -21,6 +21,11 @@ TOPIC_POLICY = "aws:sns/topicPolicy:TopicPolicy"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 KEY = "aws:kms/key:Key"
 
+EXPRESS_SERVICE = "aws:ecs/expressGatewayService:ExpressGatewayService"
+VPC_ORIGIN = "aws:cloudfront/vpcOrigin:VpcOrigin"
+DISTRIBUTION = "aws:cloudfront/distribution:Distribution"
+ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+
 LOG_BUCKET_READY = [(BUCKET_POLICY, "redcap-logs-policy"), (OWNERSHIP, "redcap-logs-ownership"),
                     (SSE, "redcap-logs-encryption")]
 
@@ -57,13 +62,39 @@ PAIRS = [
      "App Runner pulls the image with the access role while creating the service"),
     ("dev-apprunner", ("aws:cloudwatch/eventTarget:EventTarget", "redcap-operations-mail"),
      [(TOPIC_POLICY, "redcap-notifications-policy")], "EventBridge delivers as soon as the target exists"),
+    ("dev", (EXPRESS_SERVICE, "redcap-service"),
+     [(ROLE_POLICY, "redcap-execution"), (ROLE_POLICY, "redcap-runtime"), (ATTACHMENT, "redcap-infrastructure"),
+      ("time:index/sleep:Sleep", "redcap-drain")],
+     "Express pulls the image and reads the secrets with the task roles, and builds its load balancer with the "
+     "infrastructure role, as soon as the service exists"),
+    ("dev", (VPC_ORIGIN, "redcap-origin"), [(EXPRESS_SERVICE, "redcap-service")],
+     "CloudFront checks that the origin's load balancer (Express's, found through the service) exists"),
+    ("dev", (DISTRIBUTION, "redcap-distribution"),
+     [(VPC_ORIGIN, "redcap-origin"), ("aws:wafv2/webAcl:WebAcl", "redcap-web-acl"),
+      ("aws:cloudfront/function:Function", "redcap-forwarded-host")],
+     "CloudFront checks the VPC origin, the CLOUDFRONT-scope web ACL and the published function when the "
+     "distribution is created"),
+    ("dev", ("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration", "redcap-waf-logging"),
+     [("aws:cloudwatch/logResourcePolicy:LogResourcePolicy", "redcap-waf-logs-delivery"), (LOG_GROUP, "redcap-waf-logs")],
+     "the same check for the CLOUDFRONT-scope ACL's log group in us-east-1"),
+    ("dev-express-zone", (DISTRIBUTION, "redcap-distribution"),
+     [("aws:acm/certificateValidation:CertificateValidation", "redcap-certificate-validation")],
+     "CloudFront accepts an alias only with an issued us-east-1 certificate that covers it"),
+    ("dev-express-zone", ("aws:route53/record:Record", "redcap-site"), [(DISTRIBUTION, "redcap-distribution")],
+     "Route 53 checks that an alias record's CloudFront target exists"),
+    ("dev-express-zone", ("aws:cloudwatch/eventTarget:EventTarget", "redcap-cron-target"),
+     [(ROLE_POLICY, "redcap-cron-invoke")], "the first cron call is made with the role"),
     ("dev-tunnel", ("aws:ec2/instance:Instance", "redcap-tunnel-instance"),
      [(ROLE_POLICY, "redcap-tunnel-runtime"), (ROLE_POLICY, "redcap-tunnel-pull"),
       ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "redcap-tunnel-ssm")],
      "the container reads its secrets and the SSM agent registers at boot"),
 ]
 
-OVERRIDES = {"prod": ("prod", {}), "dev": ("dev", {}), "dev-apprunner": ("dev", {"express": None}),
+# prod once its zone is delegated: the load balancer, ECS service and cron exist (docs/domains.md);
+# "dev" is the committed dev stage: ECS Express Mode without a domain.
+OVERRIDES = {"prod": ("prod", {"zoneDelegated": True}), "dev": ("dev", {}), "dev-apprunner": ("dev", {"express": None}),
+             "dev-express-zone": ("dev", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True,
+                                          "cronMinutes": 3, "zoneDelegated": True}),
              "dev-tunnel": ("dev", {"ec2ServerStack": {"durationHours": 4}})}
 
 

@@ -13,7 +13,7 @@ from components.firewall import cron_search_string
 
 
 def test_cron_minutes_zero_creates_no_schedule():
-    run = run_variant("dev")  # dev: cronMinutes 0
+    run = run_variant("dev-apprunner")  # dev: cronMinutes 0
     assert run.children_of(run.one("redcap:cron:Cron")) == []
     assert run.of_type("aws:cloudwatch/eventApiDestination:EventApiDestination") == []
     assert run.of_type("aws:cloudwatch/eventConnection:EventConnection") == []
@@ -74,7 +74,7 @@ def test_the_connection_secret_is_encrypted_with_the_stack_key_tagged_for_eventb
     assert run.one("aws:cloudwatch/eventConnection:EventConnection").inputs["kmsKeyIdentifier"] == key.outputs["arn"]
     assert key.inputs["tags"] == {"EventBridgeApiDestinations": "true"}
     # Without a schedule there is no connection, and the key carries no tag for it.
-    assert "tags" not in run_variant("dev").one("aws:kms/key:Key").inputs
+    assert "tags" not in run_variant("dev-apprunner").one("aws:kms/key:Key").inputs
 
 
 def test_the_header_connection_replaces_the_query_string_one():
@@ -93,7 +93,7 @@ def test_the_first_call_waits_for_the_role_grant():
 
 
 def test_a_configured_cron_secret_gives_its_hmac():
-    run = run_program("prod", {"cronSecret": Secret("s3cr3t-from-config")})
+    run = run_program("prod", {"cronSecret": Secret("s3cr3t-from-config"), "zoneDelegated": True})
     auth = unwrap_secrets(run.one("aws:cloudwatch/eventConnection:EventConnection").inputs["authParameters"])
     assert auth["apiKey"]["value"] == cron_search_string("s3cr3t-from-config")
 

@@ -157,7 +157,7 @@ def test_long_stage_names_keep_distinct_physical_names() -> None:
                 for r in run.resources if r.type.startswith(("aws:apprunner/service", "aws:apprunner/vpc",
                                                              "aws:apprunner/auto", "aws:lb/loadBalancer"))}
     apprunner = [names(stage_run(s, "dev", {"express": None})) for s in LONG_NAMES]
-    alb = [names(stage_run(s + "-e", "prod", {})) for s in LONG_NAMES]
+    alb = [names(stage_run(s + "-e", "prod", {"zoneDelegated": True})) for s in LONG_NAMES]
     for a, b in (apprunner, alb):
         assert a.keys() == b.keys() and a
         for type_ in a:

@@ -167,13 +167,13 @@ def test_delete_does_nothing(aws, monkeypatch):
 
 
 def test_a_failed_upgrade_fails_the_update_with_the_cause_and_the_way_back(aws, monkeypatch):
-    TaskRunner(monkeypatch, aws["logs"], describes=1, exit_code=7,
+    TaskRunner(monkeypatch, aws["logs"], describes=1, exit_code=8,
                lines=("bootstrap INFO: running REDCap's upgrade SQL 15.0.9 -> 15.1.0 (812 statements, 90112 bytes)",
                       "bootstrap ERROR: the upgrade SQL failed at statement 4", FAILED_LINE))
     with pytest.raises(fn.UpgradeFailed) as err:
         go(aws, event())
     text = str(err.value)
-    assert "REDCap's database upgrade to 15.1.0 failed (task arn:aws:ecs:" in text and "exit code 7" in text
+    assert "REDCap's database upgrade to 15.1.0 failed (task arn:aws:ecs:" in text and "exit code 8" in text
     assert "the upgrade SQL failed at statement 4 (in the SQL for version 15.1.0: ALTER TABLE x ADD y INT;)" in text
     assert ("aws rds backtrack-db-cluster --db-cluster-identifier redcap-prod-0a1b2c3d --backtrack-to "
             "2026-11-30T09:15:00Z") in text

@@ -95,3 +95,16 @@ def test_files_that_must_never_be_committed_are_ignored():
     # The generated configuration SQL holds the site admin's password hash; REDCap is licensed.
     for path in ("sql/redcap-config.sql", "releases/redcap15.0.9.zip"):
         assert subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0, path
+
+
+def test_every_dev_output_the_docs_read_is_exported_by_the_committed_dev_stage():
+    """`pulumi stack output X -s dev` in a doc must work on the committed Pulumi.dev.yaml as it is
+    (ECS Express Mode, no domain): not on a variant with another runtime."""
+    from harness import cached_run
+
+    dev = cached_run("dev", {})
+    named = set(re.findall(r"pulumi stack output ([A-Za-z][A-Za-z0-9]*) -s dev\b", _doc_text()))
+    assert {"siteUrl", "expressLogGroup", "expressDescribeCommand"} <= named
+    assert sorted(named - set(dev.outputs)) == []
+    assert dev.outputs["siteUrl"] == dev.outputs["cloudFrontUrl"]
+    assert not {"appRunnerServiceUrl", "loadBalancerUrl", "customServiceUrl"} & set(dev.outputs)

@@ -1,5 +1,6 @@
-"""ECS Fargate (components/ecs.py): prod (Route53 zone, certificate from the Domain component) and
-a stage with a certificate ARN, no Route53, port 9090 and other scaling settings."""
+"""ECS Fargate (components/ecs.py): prod once its zone is delegated (Route53 zone, certificate from
+the Domain component) and a stage with a certificate ARN, no Route53, port 9090 and other
+scaling settings. Phase one of a new zone (no ECS service yet) is in tests/test_dns.py."""
 from __future__ import annotations
 
 import json
@@ -157,14 +158,19 @@ def test_waf_on_the_alb_and_the_policy_pack_passes(variant):
     assert policy_violations(run) == []
 
 
-def test_alias_record_for_the_fqdn_in_the_zone():
+def test_site_record_points_at_the_alb_and_belongs_to_the_site_record_component():
     run = run_variant("prod")
     site = run.named("redcap-site")
     alb = run.one("aws:lb/loadBalancer:LoadBalancer")
+    fargate = run.one("redcap:ecs:FargateService")
+    assert site.parent == run.one("redcap:dns:SiteRecord").urn
+    assert not [r for r in run.children_of(fargate) if r.type == "aws:route53/record:Record"]
     assert site.inputs["zoneId"] == run.one("aws:route53/zone:Zone").outputs["zoneId"]
-    assert (site.inputs["name"], site.inputs["type"]) == ("redcap.example.org", "A")
+    assert (site.inputs["name"], site.inputs["type"], site.inputs["allowOverwrite"]) == ("redcap.example.org", "A", False)
     assert site.inputs["aliases"] == [{"name": alb.outputs["dnsName"], "zoneId": alb.outputs["zoneId"],
                                        "evaluateTargetHealth": True}]
+    # The name moves to the ALB once the ECS service exists, not before.
+    assert run.one("aws:ecs/service:Service").urn in site.dependencies
     assert run.outputs["siteUrl"] == "https://redcap.example.org"
     assert run.outputs["loadBalancerUrl"] == f"https://{alb.outputs['dnsName']}"
     assert run.outputs["nameServers"] and run.outputs["upgradeUrl"] == "https://redcap.example.org/upgrade.php"

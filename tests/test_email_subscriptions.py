@@ -19,31 +19,33 @@ TOPIC = "aws:sns/topic:Topic"
 
 def test_by_default_the_stack_subscribes_and_says_what_to_confirm(prod_run: harness.StackRun) -> None:
     run = prod_run
-    (subscription,) = run.of_type(SUBSCRIPTION)
-    topic = run.one(TOPIC, "bounces")
-    assert subscription.inputs == {"topic": topic.outputs["arn"], "protocol": "email",
-                                   "endpoint": "redcap-bounces@example.org"}
-    assert run.outputs["emailSubscriptions"] == [{
-        "purpose": "SES bounces and complaints", "address": "redcap-bounces@example.org",
-        "topicArn": topic.outputs["arn"],
-        "confirm": "click the link in the mail 'AWS Notification - Subscription Confirmation' within 3 days "
-                   "(docs/email.md)"}]
+    confirm = ("click the link in the mail 'AWS Notification - Subscription Confirmation' within 3 days "
+               "(docs/email.md)")
+    bounces, alarms = run.one(TOPIC, "bounces"), run.one(TOPIC, "rotation-alarms")
+    assert sorted((s.inputs["topic"], s.inputs["protocol"], s.inputs["endpoint"]) for s in run.of_type(SUBSCRIPTION)) == \
+        sorted([(bounces.outputs["arn"], "email", "redcap-bounces@example.org"),
+                (alarms.outputs["arn"], "email", "redcap-admin@example.org")])
+    assert run.outputs["emailSubscriptions"] == [
+        {"purpose": "SES bounces and complaints", "address": "redcap-bounces@example.org",
+         "topicArn": bounces.outputs["arn"], "confirm": confirm},
+        {"purpose": "access key rotation failures", "address": "redcap-admin@example.org",
+         "topicArn": alarms.outputs["arn"], "confirm": confirm}]
 
 
 def test_app_runner_notifications_too() -> None:
     run = harness.cached_run("prod", {"ecs": None, "cronMinutes": 5})
     rows = {r["purpose"]: r for r in run.outputs["emailSubscriptions"]}
-    assert set(rows) == {"App Runner operation results", "SES bounces and complaints"}
+    assert set(rows) == {"App Runner operation results", "SES bounces and complaints", "access key rotation failures"}
     assert rows["App Runner operation results"]["address"] == "redcap-admin@example.org"
     assert sorted(s.inputs["endpoint"] for s in run.of_type(SUBSCRIPTION)) == [
-        "redcap-admin@example.org", "redcap-bounces@example.org"]
+        "redcap-admin@example.org", "redcap-admin@example.org", "redcap-bounces@example.org"]
 
 
 def test_without_stack_subscriptions_the_topics_stay_and_the_output_says_how_to_subscribe() -> None:
     run = harness.run_program("prod", {"ecs": None, "emailSubscriptions": False})
     assert run.of_type(SUBSCRIPTION) == []
     # Everything that publishes is still there: only the subscriptions are left to the operator.
-    assert {t.name for t in run.of_type(TOPIC)} == {"redcap-bounces", "redcap-notifications"}
+    assert {t.name for t in run.of_type(TOPIC)} == {"redcap-bounces", "redcap-notifications", "redcap-rotation-alarms"}
     assert run.named("redcap-operations-mail").inputs["arn"] == run.one(TOPIC, "notifications").outputs["arn"]
     assert run.one("aws:sesv2/configurationSetEventDestination:ConfigurationSetEventDestination")
     rows = {r["purpose"]: r for r in run.outputs["emailSubscriptions"]}

@@ -10,11 +10,14 @@ import pytest
 import harness
 from compute_support import CERTIFICATE_ARN, policy_of, policy_violations, run_variant, statements
 from components import express
+from transitions import run_transition
 
 SERVICE = "aws:ecs/expressGatewayService:ExpressGatewayService"
 DISTRIBUTION = "aws:cloudfront/distribution:Distribution"
 VPC_ORIGIN = "aws:cloudfront/vpcOrigin:VpcOrigin"
 RECORD = "aws:route53/record:Record"
+# prod as committed is phase one of its new zone: no runtime serves the domain yet (docs/domains.md).
+DELEGATED = {"zoneDelegated": True}
 
 
 def service(run: harness.StackRun) -> harness.Recorded:
@@ -23,6 +26,11 @@ def service(run: harness.StackRun) -> harness.Recorded:
 
 def distribution(run: harness.StackRun) -> harness.Recorded:
     return run.one(DISTRIBUTION)
+
+
+def suffix_of(run: harness.StackRun) -> str:
+    """The service name's pulumi-random suffix as the mocks drew it."""
+    return run.named("redcap-service-suffix", "random:index/randomId:RandomId").outputs["hex"]
 
 
 def test_dev_runs_on_express_and_nothing_of_the_other_runtimes():
@@ -46,20 +54,54 @@ def test_service_runs_the_pinned_image_with_the_runtime_contract_in_private_subn
     network = inputs["networkConfigurations"]
     assert network == [{"subnets": run.outputs["privateSubnetIds"],
                         "securityGroups": [run.named("redcap-app").id, run.named("redcap-tasks").id]}]
-    assert inputs["cluster"] == "redcap-dev-express" and inputs["serviceName"] == "redcap-dev"
+    assert inputs["cluster"] == "redcap-dev-express" and inputs["serviceName"] == f"redcap-dev-{suffix_of(run)}"
     assert inputs["taskRoleArn"] == run.named("redcap-task-role").outputs["arn"]
     assert inputs["executionRoleArn"] == run.named("redcap-execution-role").outputs["arn"]
     assert inputs["infrastructureRoleArn"] == run.named("redcap-infrastructure-role").outputs["arn"]
 
 
-def test_a_failed_rollout_fails_pulumi_up_and_roles_outlive_the_service():
+def test_a_failed_rollout_fails_pulumi_up_and_roles_exist_before_the_service():
     run = run_variant("express")
     svc = service(run)
     assert svc.inputs["waitForSteadyState"] is True
     for policy in ("redcap-execution", "redcap-runtime", "redcap-infrastructure"):
         assert run.named(policy).urn in svc.dependencies, policy
-    # A fixed service name: a replacement must delete the old service before creating the new one.
-    assert svc.delete_before_replace is True
+
+
+def test_what_the_draining_service_still_uses_is_destroyed_drain_wait_after_it():
+    """The provider's delete returns once the service is DRAINING; Express removes its load
+    balancer, target groups and security groups only after the tasks stopped, with the
+    infrastructure role. Pulumi deletes in reverse dependency order, so everything the Sleep
+    depends on goes only after the Sleep's destroy delay, which starts after the service."""
+    run = run_variant("express")
+    drain = run.named("redcap-drain", "time:index/sleep:Sleep")
+    assert drain.inputs == {"destroyDuration": "10m"} and express.DRAIN_WAIT == "10m"
+    assert drain.urn in service(run).dependencies
+    kept = {run.named(n).urn for n in ("redcap-execution", "redcap-runtime", "redcap-infrastructure", "redcap-tasks",
+                                       "redcap-tasks-from-private-0", "redcap-tasks-from-private-1",
+                                       "redcap-container-logs")} | {run.one("aws:ecs/cluster:Cluster").urn}
+    assert kept <= set(drain.dependencies)
+    # The roles themselves go after their policies, which go after the Sleep.
+    for role, policy in (("redcap-execution-role", "redcap-execution"), ("redcap-task-role", "redcap-runtime"),
+                         ("redcap-infrastructure-role", "redcap-infrastructure")):
+        assert run.named(role).urn in run.named(policy).dependencies, role
+
+
+def test_each_new_service_gets_its_own_name_and_is_created_before_the_old_one_goes():
+    """A deleted service stays listed by ECS (DRAINING, then INACTIVE) and the provider refuses a
+    name its cluster lists: a fixed name with delete-before-replace would fail right after the
+    delete. The suffix is replaced with what replaces the service (the infrastructure role, the
+    cluster), so the replacement has a new name and the site keeps running while it starts."""
+    run = run_variant("express")
+    svc, suffix = service(run), run.named("redcap-service-suffix", "random:index/randomId:RandomId")
+    assert suffix.inputs["byteLength"] == 3
+    assert suffix.inputs["keepers"] == {"infrastructureRoleArn": run.named("redcap-infrastructure-role").outputs["arn"],
+                                        "cluster": "redcap-dev-express"}
+    assert svc.inputs["serviceName"] == f"redcap-dev-{suffix.outputs['hex']}" and len(suffix.outputs["hex"]) == 6
+    assert svc.property_dependencies["serviceName"] == [suffix.urn]
+    assert not svc.delete_before_replace
+    assert express.service_name("prod", "0f1e2d") == "redcap-prod-0f1e2d"
+    assert len(express.service_name("x" * 300, "0f1e2d")) == 255
 
 
 @pytest.mark.parametrize("variant, metric, target, bounds", [
@@ -85,7 +127,7 @@ def test_roles_execution_task_and_infrastructure():
     group = run.named("redcap-container-logs")
     assert execution["WriteLogs"]["Resource"] == [f"{group.outputs['arn']}:*"]
     assert execution["PullImage"]["Resource"] == [run.one("aws:ecr/repository:Repository").outputs["arn"]]
-    assert policy_of(run.named("redcap-runtime")) == policy_of(run_variant("dev").named("redcap-runtime"))
+    assert policy_of(run.named("redcap-runtime")) == policy_of(run_variant("dev-apprunner").named("redcap-runtime"))
 
 
 def test_container_log_group_is_encrypted_and_not_the_ecs_runtimes():
@@ -146,13 +188,15 @@ def test_distribution_is_the_waf_protected_https_entry():
 def test_outputs_name_the_next_commands():
     run = run_variant("express")
     arn = service(run).outputs["serviceArn"]
+    name = f"redcap-dev-{suffix_of(run)}"
     assert run.outputs["expressServiceUrl"] == "https://" + harness.MOCK_EXPRESS_ENDPOINT.format(region="us-east-1")
     assert run.outputs["expressDescribeCommand"] == (
         f"aws ecs describe-express-gateway-service --region us-east-1 --service-arn {arn}")
     assert run.outputs["expressConsoleUrl"] == (
-        "https://us-east-1.console.aws.amazon.com/ecs/v2/clusters/redcap-dev-express/services/redcap-dev/health"
-        "?region=us-east-1")
-    assert (run.outputs["expressClusterName"], run.outputs["expressServiceName"]) == ("redcap-dev-express", "redcap-dev")
+        f"https://us-east-1.console.aws.amazon.com/ecs/v2/clusters/redcap-dev-express/services/{name}/"
+        "health?region=us-east-1")
+    assert (run.outputs["expressClusterName"], run.outputs["expressServiceName"]) == (
+        "redcap-dev-express", name)
 
 
 def test_cron_calls_the_distribution_with_the_secret():
@@ -160,7 +204,7 @@ def test_cron_calls_the_distribution_with_the_secret():
     destination = run.one("aws:cloudwatch/eventApiDestination:EventApiDestination")
     assert destination.inputs["invocationEndpoint"] == "https://d111111abcdef8.cloudfront.net/cron.php"
     assert destination.inputs["name"] == "redcap-dev-express-cron"
-    assert run.one("aws:cloudwatch/eventRule:EventRule").inputs["scheduleExpression"] == "rate(3 minutes)"
+    assert run.one("aws:cloudwatch/eventRule:EventRule", "cron").inputs["scheduleExpression"] == "rate(3 minutes)"
 
 
 def test_a_zone_gives_a_us_east_1_certificate_the_alias_and_the_site_record():
@@ -173,17 +217,18 @@ def test_a_zone_gives_a_us_east_1_certificate_the_alias_and_the_site_record():
     assert inputs["aliases"] == ["redcap.example.org"]
     assert inputs["viewerCertificate"] == {"acmCertificateArn": validation.outputs["certificateArn"],
                                            "sslSupportMethod": "sni-only", "minimumProtocolVersion": "TLSv1.2_2021"}
-    site = run.named("redcap-site-alias")
+    site = run.named("redcap-site")
+    assert site.parent == run.one("redcap:dns:SiteRecord").urn
     assert (site.inputs["name"], site.inputs["type"]) == ("redcap.example.org", "A")
     assert site.inputs["zoneId"] == run.one("aws:route53/zone:Zone").outputs["zoneId"]
     assert site.inputs["aliases"] == [{"name": "d111111abcdef8.cloudfront.net", "zoneId": harness.CLOUDFRONT_ZONE_ID,
                                        "evaluateTargetHealth": False}]
-    assert "allowOverwrite" not in site.inputs
+    assert site.inputs["allowOverwrite"] is False
     assert run.outputs["siteUrl"] == run.outputs["customServiceUrl"] == "https://redcap.example.org"
 
 
 def test_a_stage_elsewhere_validates_its_certificate_in_us_east_1():
-    run = harness.run_program("prod", {"aws:region": "eu-west-1", "ecs": None, "express": {}})
+    run = harness.run_program("prod", {"aws:region": "eu-west-1", "ecs": None, "express": {}, "zoneDelegated": True})
     for type_ in ("aws:acm/certificate:Certificate", "aws:acm/certificateValidation:CertificateValidation"):
         assert run.one(type_).inputs["region"] == "us-east-1", type_
     assert next(r for r in run.resources if r.type == "pulumi:providers:aws-native").inputs["region"] == "eu-west-1"
@@ -221,7 +266,7 @@ def test_physical_names_differ_from_the_ecs_runtimes():
         return {(r.type, r.inputs["name"]) for r in run.children_of(component) if r.inputs.get("name")}
 
     ecs_names = named_children(run_variant("prod"), "redcap:ecs:FargateService")
-    express_names = named_children(harness.run_program("prod", {"ecs": None, "express": {}}),
+    express_names = named_children(harness.run_program("prod", {"ecs": None, "express": {}, "zoneDelegated": True}),
                                    "redcap:express:ExpressService")
     assert ("aws:ecs/cluster:Cluster", "redcap-prod") in ecs_names
     assert ("aws:ecs/cluster:Cluster", "redcap-prod-express") in express_names
@@ -267,20 +312,39 @@ def physical_names(run: harness.StackRun, urns: set[str]) -> set[tuple[str, str]
 @pytest.mark.parametrize("before, after", [
     (("dev", {"express": None}), ("dev", {})),                       # App Runner -> Express
     (("dev", {}), ("dev", {"express": None})),                       # Express -> App Runner
-    (("dev", {}), ("dev", {"domain": "redcap-dev.example.org"})),    # Express without -> with a domain
-    (("prod", {}), ("prod", {"ecs": None, "express": {}})),          # ECS -> Express
-    (("prod", {"ecs": None, "express": {}}), ("prod", {})),          # Express -> ECS
+    (("dev", {}), ("dev", {"domain": "redcap-dev.example.org", "zoneDelegated": True})),  # without -> with a domain
+    (("prod", DELEGATED), ("prod", {"ecs": None, "express": {}, **DELEGATED})),          # ECS -> Express
+    (("prod", {"ecs": None, "express": {}, **DELEGATED}), ("prod", DELEGATED)),          # Express -> ECS
 ], ids=["apprunner-to-express", "express-to-apprunner", "express-adds-domain", "ecs-to-express", "express-to-ecs"])
 def test_a_switch_creates_nothing_under_a_name_the_old_runtime_still_holds(before, after):
     a, b = harness.cached_run(*before), harness.cached_run(*after)
     a_urns, b_urns = {r.urn for r in a.resources}, {r.urn for r in b.resources}
-    # App Runner and ECS still write their own site record (under their component); the single
-    # owner of that record whatever the runtime is docs/domains.md's SiteRecord. Until every
-    # runtime hands it a target, their own records are left out here.
-    own_records = {r.urn for r in a.resources + b.resources if r.type == RECORD and any(
-        p.type in ("redcap:apprunner:AppRunnerService", "redcap:ecs:FargateService")
-        for p in (a.resources + b.resources) if p.urn == r.parent)}
-    created = physical_names(b, b_urns - a_urns - own_records)
-    deleted = physical_names(a, a_urns - b_urns - own_records)
+    created = physical_names(b, b_urns - a_urns)
+    deleted = physical_names(a, a_urns - b_urns)
     assert created & deleted == set()
     assert created & physical_names(a, a_urns & b_urns) == set()
+
+
+# With a domain the one SiteRecord (components/dns.py) follows the runtime: an in-place update.
+@pytest.mark.parametrize("stack, before, after, leaves_express", [
+    ("dev", {"express": None}, {}, False),                       # App Runner -> Express
+    ("dev", {}, {"express": None}, True),                        # Express -> App Runner
+    ("dev", {}, {"domain": "redcap-dev.example.org", "zoneDelegated": True}, False),  # Express without -> with a domain
+    ("prod", DELEGATED, {"ecs": None, "express": {}, **DELEGATED}, False),            # ECS -> Express
+    ("prod", {"ecs": None, "express": {}, **DELEGATED}, DELEGATED, True),             # Express -> ECS
+], ids=["apprunner-to-express", "express-to-apprunner", "express-adds-domain", "ecs-to-express", "express-to-ecs"])
+def test_switches_are_safe_as_the_engine_would_run_them(stack, before, after, leaves_express):
+    """What `pulumi up` does (tests/transitions.py): no collision, nothing protected deleted, no
+    live record deleted; leaving Express deletes its service before the Sleep, and the roles it
+    drains with after the Sleep."""
+    t = run_transition(stack, before, after)
+    t.assert_safe()
+    deletes = [s for s in t.steps if s.op == "delete"]
+    names = [(s.type, s.name) for s in deletes]
+    if not leaves_express:
+        assert (SERVICE, "redcap-service") not in names
+        return
+    service_at = names.index((SERVICE, "redcap-service"))
+    drain_at = names.index(("time:index/sleep:Sleep", "redcap-drain"))
+    infrastructure_at = names.index(("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "redcap-infrastructure"))
+    assert service_at < drain_at < infrastructure_at

@@ -18,17 +18,20 @@ import ssl
 import subprocess
 import tarfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from unittest import mock
 
 import botocore.session
 import pytest
 
+from container.webtier.sizing import IMAGEMAGICK_MEMORY_MIB, MAX_WORKERS, RESERVE_MIB, WORKER_OVERHEAD_MIB
 from image_support import (LANGUAGE_CONTENT, LANGUAGE_FILE, REDCAP_VERSION, BuiltImage, RunningApp,
-                           build_image, docker, start_app, wait_http)
-from services import free_port
+                           build_image, docker, start_app)
+from overload_support import WebTier, burst, memory_stats, run_load, start_web_tier
 
 pytestmark = pytest.mark.docker
 
@@ -80,27 +83,32 @@ def test_health_endpoint(app: RunningApp) -> None:
 
 
 def test_health_endpoint_needs_neither_php_nor_database(image: BuiltImage) -> None:
-    """Apache alone (no bootstrap, no database anywhere): /healthz is 200, the PHP page is not."""
-    port = free_port()
-    name = f"redcap-test-nodb-{port}"
-    docker("run", "-d", "--name", name, "--network", "host", "-e", f"PORT={port}",
-           "--entrypoint", "/usr/local/bin/redcap-apache", image.tag)
+    """The CMD alone (no bootstrap, no database anywhere): /healthz is 200, the PHP page is not."""
+    web = start_web_tier(image.tag)
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", 30, container=name)
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+        conn = http.client.HTTPConnection("127.0.0.1", web.port, timeout=15)
         conn.request("GET", "/")
         r = conn.getresponse()
         assert r.status == 500 and "REDCap fixture DB error" in r.read().decode()
     finally:
-        docker("rm", "-f", name, check=False)
+        web.stop()
 
 
 @pytest.mark.parametrize("env,message", [
     ({"PORT": "80"}, "PORT must be a port number above 1024, got '80'"),
     ({"PORT": "8080x"}, "PORT must be a port number above 1024, got '8080x'"),
     ({"PORT": "18080", "TLS_PORT": "18080"}, "TLS_PORT must differ from PORT (18080)"),
-], ids=["privileged", "not-a-number", "same-as-tls"])
-def test_ports_are_checked_before_apache_starts(image: BuiltImage, env: dict[str, str], message: str) -> None:
+    ({"PORT": "18080", "STATUS_PORT": "443"}, "STATUS_PORT must be a port number above 1024, got '443'"),
+    ({"PORT": "8082"}, "STATUS_PORT must differ from PORT (8082)"),
+    ({"PORT": "18080", "TLS_PORT": "18082", "STATUS_PORT": "18082"}, "TLS_PORT must differ from STATUS_PORT (18082)"),
+    ({"PHP_MEMORY_LIMIT": "64M"},
+     "PHP_MEMORY_LIMIT must be a size in M or G from 128M to 16G (example: 512M), got '64M'"),
+    ({"REQUEST_TIMEOUT_SECONDS": "0"},
+     "REQUEST_TIMEOUT_SECONDS must be an integer 1..86400 (example: 120), got '0'"),
+], ids=["privileged", "not-a-number", "same-as-tls", "status-privileged", "status-default-is-port",
+        "status-same-as-tls", "php-memory-too-small", "no-request-timeout"])
+def test_ports_and_sizing_are_checked_before_apache_starts(image: BuiltImage, env: dict[str, str],
+                                                           message: str) -> None:
     args = ["run", "--rm", "--network", "none", "--entrypoint", "/usr/local/bin/redcap-apache"]
     for k, v in env.items():
         args += ["-e", f"{k}={v}"]
@@ -188,6 +196,194 @@ def test_access_log_has_forwarded_client_and_no_query_strings(app: RunningApp) -
 
 
 # --------------------------------------------------------------------------------------------
+# the web tier: workers from the memory limit, overload, keep-alive, status page, graceful stop
+
+def fpm_status(web: WebTier | RunningApp) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{web.status_port}/fpm-status?json", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def host_memtotal_mib() -> int:
+    kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal:"))
+    return kib // 1024
+
+
+@pytest.mark.parametrize("memory_mib,env,workers,source", [
+    (768, {}, 1, "cgroup"),
+    (1280, {"PHP_MEMORY_LIMIT": "128M"}, 4, "cgroup"),
+    (2048, {}, 4, "cgroup"),
+    (4096, {}, 10, "cgroup"),
+    (4096, {"PHP_MEMORY_LIMIT": "1G"}, 3, "cgroup"),
+    # The platform's task size, when it is smaller than what the cgroup says.
+    (4096, {"CONTAINER_MEMORY_MIB": "2048"}, 4, "CONTAINER_MEMORY_MIB"),
+    # No limit at all (a tunnel host's docker run): the machine's memory.
+    (None, {}, None, "MemTotal"),
+], ids=["768m", "1280m-128M", "2g", "4g", "4g-1G", "task-size", "unlimited"])
+def test_worker_count_follows_the_memory_limit(image: BuiltImage, memory_mib: int | None, env: dict[str, str],
+                                               workers: int | None, source: str) -> None:
+    """(memory - 352 MiB) // (memory_limit + 96 MiB) workers; queue 10 per worker; Apache threads
+    twice the workers and queue, plus 64."""
+    if workers is None:
+        workers = min(MAX_WORKERS, (host_memtotal_mib() - RESERVE_MIB) // (256 + WORKER_OVERHEAD_MIB))
+    web = start_web_tier(image.tag, memory_mib=memory_mib, env=env)
+    try:
+        status = fpm_status(web)
+        line = next(line for line in web.logs().splitlines() if "web tier:" in line)
+    finally:
+        web.stop()
+    assert (status["process manager"], status["total processes"]) == ("static", workers)
+    assert f": {workers} PHP worker{'s' if workers > 1 else ''}, queue {10 * workers}, " \
+           f"{22 * workers + 64} Apache threads;" in line
+    assert f"({source}" in line
+
+
+def test_overload_queues_every_request_and_kills_nothing(image: BuiltImage) -> None:
+    """10x as many clients as workers, each request wanting half the memory_limit: every one is
+    served (after waiting in the queue), no response is broken, the kernel kills nothing."""
+    web = start_web_tier(image.tag, memory_mib=1280, cpus="1", env={"PHP_MEMORY_LIMIT": "128M"})
+    try:
+        assert fpm_status(web)["total processes"] == 4
+        result = run_load(web.port, clients=40, seconds=6, mb=64, cpu_ms=20, timeout=60)
+        stats = memory_stats(web.name)
+        status = fpm_status(web)
+    finally:
+        web.stop()
+    assert (result.broken, result.non_2xx) == (0, 0), (result.summary(), result.broken_examples)
+    assert result.ok >= 40, result.summary()  # every client got at least one answer
+    assert stats.oom_kills == 0
+    # All four workers were busy at once, and together with the rest stayed well inside the limit
+    # that 40 requests of 64 MiB at once would have blown.
+    assert status["max active processes"] == 4
+    assert stats.peak_bytes < 1280 * 2**20 * 0.75, stats
+
+
+def test_requests_beyond_the_queue_get_a_fast_503(image: BuiltImage) -> None:
+    """One worker, queue 10: of 16 requests at once, 11 are served, 5 get a 503 at once."""
+    web = start_web_tier(image.tag, memory_mib=768, env={"PHP_MEMORY_LIMIT": "128M"})
+    try:
+        assert fpm_status(web)["total processes"] == 1
+        result = burst(web.port, requests=16, mb=1, cpu_ms=0, sleep_ms=800, timeout=60)
+    finally:
+        web.stop()
+    assert result.broken == 0, result.broken_examples
+    assert result.statuses == {200: 11, 503: 5}, result.summary()
+    assert result.slow_503 == 0
+    # The served ones waited their turn: the last of them behind ten others.
+    assert max(result.latencies) >= 11 * 0.8
+
+
+def test_keepalive_outlasts_the_load_balancer_idle_timeout(image: BuiltImage) -> None:
+    """Behind a load balancer (LB_IDLE_TIMEOUT_SECONDS) an idle connection stays open beyond
+    Apache's default of 5 s; without one, Apache closes it after 5 s."""
+    behind = start_web_tier(image.tag, env={"LB_IDLE_TIMEOUT_SECONDS": "4000"})
+    alone = start_web_tier(image.tag)
+    try:
+        assert "keep-alive 4060 s" in behind.logs() and "keep-alive 5 s" in alone.logs()
+        conns = {}
+        for web in (behind, alone):
+            conn = http.client.HTTPConnection("127.0.0.1", web.port, timeout=10)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().read() == b"ok\n"
+            conns[web.name] = conn
+        time.sleep(7)
+        for web, still_open in ((behind, True), (alone, False)):
+            sock = conns[web.name].sock
+            sock.setblocking(False)
+            try:
+                closed = sock.recv(1) == b""
+            except BlockingIOError:
+                closed = False
+            sock.setblocking(True)
+            assert closed is not still_open, web.name
+        # The same connection, idle for 7 s, still serves the next request.
+        conn = conns[behind.name]
+        sock = conn.sock
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().read() == b"ok\n" and conn.sock is sock
+    finally:
+        behind.stop()
+        alone.stop()
+
+
+def listening_addresses(app: RunningApp, port: int) -> set[str]:
+    """Local addresses of the sockets listening on port (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in app.exec("cat", table).stdout.splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(address)
+    return found
+
+
+def test_status_page_only_on_loopback(app: RunningApp) -> None:
+    status = fpm_status(app)
+    assert status["pool"] == "redcap" and status["total processes"] >= 1
+    assert {"active processes", "idle processes", "accepted conn", "max active processes"} <= set(status)
+    # Never through the public entry: neither port the load balancer or a client can reach has it.
+    for path in ("/fpm-status", "/fpm-status?json", "/fpm-status?full"):
+        assert request(app, path)[0] == 404, path
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection("127.0.0.1", app.tls_port, timeout=10, context=ctx)
+    conn.request("GET", "/fpm-status")
+    assert conn.getresponse().status == 404
+    # Bound to 127.0.0.1 only (PORT to every address), so only the container itself reaches it.
+    assert listening_addresses(app, app.status_port) == {"0100007F"}
+    assert listening_addresses(app, app.port) & {"00000000", "00000000000000000000000000000000"}
+    # The full view, which lists request URIs with their query strings, is refused.
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"http://127.0.0.1:{app.status_port}/fpm-status?json&full", timeout=10)
+    assert info.value.code == 403
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"http://127.0.0.1:{app.status_port}/", timeout=10)
+    assert info.value.code == 403
+
+
+def test_graceful_stop_finishes_running_and_queued_requests(image: BuiltImage) -> None:
+    """docker stop (SIGWINCH) while one request runs and two wait for the only worker: all three
+    are answered in full, then the container exits 0."""
+    web = start_web_tier(image.tag, memory_mib=768, env={"PHP_MEMORY_LIMIT": "128M"})
+    try:
+        assert fpm_status(web)["total processes"] == 1
+        with ThreadPoolExecutor(4) as pool:
+            answers = [pool.submit(burst, web.port, requests=1, mb=1, cpu_ms=0, sleep_ms=1500) for _ in range(3)]
+            time.sleep(0.5)
+            stop = pool.submit(docker, "stop", "-t", "30", web.name)
+            results = [a.result() for a in answers]
+            stop.result()
+        state = json.loads(docker("inspect", web.name).stdout)[0]["State"]
+        logs = web.logs()
+    finally:
+        web.stop()
+    assert [(r.statuses, r.broken) for r in results] == [({200: 1}, 0)] * 3
+    assert max(max(r.latencies) for r in results) >= 3 * 1.5
+    assert "caught SIGWINCH, shutting down gracefully" in logs
+    assert (state["Running"], state["ExitCode"], state["OOMKilled"]) == (False, 0, False)
+
+
+def test_container_exits_when_php_fpm_dies(image: BuiltImage) -> None:
+    """No PHP, no service: the container ends (so the platform replaces it) instead of answering
+    every PHP request with an error while its health check stays green."""
+    web = start_web_tier(image.tag)
+    try:
+        docker("exec", web.name, "sh", "-c", "kill -KILL $(cat /run/redcap/php-fpm.pid)")
+        deadline = time.monotonic() + 30
+        while web.running():
+            assert time.monotonic() < deadline, "the container kept running without PHP-FPM"
+            time.sleep(0.2)
+        state = json.loads(docker("inspect", web.name).stdout)[0]["State"]
+        logs = web.logs()
+    finally:
+        web.stop()
+    assert state["ExitCode"] == 70
+    assert "PHP-FPM exited (137); stopping Apache" in logs
+
+
+# --------------------------------------------------------------------------------------------
 # inside the running container
 
 def test_processes_run_as_www_data(app: RunningApp, image: BuiltImage) -> None:
@@ -196,12 +392,17 @@ def test_processes_run_as_www_data(app: RunningApp, image: BuiltImage) -> None:
     assert config["Entrypoint"] == ["python3", "-m", "bootstrap"]
     assert config["Cmd"] == ["/usr/local/bin/redcap-apache"]
     assert config["StopSignal"] == "SIGWINCH"
-    # Every process, including PID 1 (Apache, exec'd by the bootstrap), is uid 33 = www-data.
+    # Every process, including PID 1 (the web tier, exec'd by the bootstrap), is uid 33 = www-data.
     out = app.exec("sh", "-c", "for s in /proc/[0-9]*/status; do "
                                "awk '/^Name:/{n=$2} /^Uid:/{print n, $2, $3}' $s; done").stdout
     procs = [line.split() for line in out.splitlines() if line.strip()]
     assert procs and all(uid == "33" and euid == "33" for _, uid, euid in procs), procs
-    assert app.exec("cat", "/proc/1/comm").stdout.strip() == "apache2"
+    assert {"apache2", "php-fpm8.4"} <= {name for name, _, _ in procs}
+    assert app.exec("cat", "/proc/1/comm").stdout.strip() == "redcap-web"
+    # Both servers' main processes are children of PID 1, which passes the stop signal on.
+    out = app.exec("sh", "-c", "for p in /proc/[0-9]*; do echo $(cat $p/comm) $(cut -d' ' -f4 $p/stat); done").stdout
+    assert {"apache2", "php-fpm8.4"} <= {name for name, ppid in (line.split() for line in out.splitlines())
+                                         if ppid == "1"}
     assert app.exec("id", "-un").stdout.strip() == "www-data"
 
 
@@ -233,9 +434,11 @@ def test_writable_paths_are_only_what_redcap_writes(app: RunningApp) -> None:
         "/var/www/html/temp", "/var/www/html/edocs", "/var/www/html/modules", "/var/www/html/database.php",
         # Bootstrap and redcap-apache at start: SES SMTP account, TLS key and certificate.
         "/etc/msmtprc", "/var/lib/redcap/tls", "/var/lib/redcap/tls/cert.pem", "/var/lib/redcap/tls/key.pem",
-        # Apache's own run, lock, log and cache directories; PHP sessions (unused: REDCap keeps
-        # sessions in the database); the world-writable temporary directories.
+        # Apache's own run, lock, log and cache directories; PHP-FPM's sockets and pid file; PHP
+        # sessions (unused: REDCap keeps sessions in the database); the world-writable temporary
+        # directories.
         "/run/apache2", "/run/apache2/apache2.pid", "/run/apache2/socks", "/run/lock", "/run/lock/apache2", "/var/lock",
+        "/run/redcap", "/run/redcap/php-fpm.sock", "/run/redcap/php-fpm-status.sock", "/run/redcap/php-fpm.pid",
         "/var/log/apache2", "/var/cache/apache2/mod_cache_disk", "/var/lib/php/sessions", "/tmp", "/var/tmp",
     ])
 
@@ -267,7 +470,8 @@ $im = new Imagick();
 $im->readImage($pdf);
 unlink($pdf);
 $ini = [];
-foreach (['upload_max_filesize', 'post_max_size', 'max_input_vars', 'session.cookie_secure',
+foreach (['memory_limit', 'max_execution_time', 'max_input_time', 'upload_max_filesize', 'post_max_size',
+          'max_input_vars', 'session.cookie_secure',
           'session.cookie_httponly', 'date.timezone', 'display_errors', 'expose_php', 'error_log',
           'opcache.enable', 'opcache.validate_timestamps', 'apc.enabled'] as $k) {
     $ini[$k] = ini_get($k);
@@ -285,11 +489,13 @@ echo json_encode([
     'https' => $_SERVER['HTTPS'] ?? null,
     'remote' => $_SERVER['REMOTE_ADDR'],
     'aws_region' => getenv('AWS_REGION'),
+    'raise_memory_limit' => ini_set('memory_limit', '4G'),
+    'raise_time_limit' => set_time_limit(600),
 ]);
 """
 
 
-def test_php_under_apache(app: RunningApp) -> None:
+def test_php_under_php_fpm(app: RunningApp) -> None:
     """A probe page placed for the duration of the test (as root; REDCap's tree is read-only)."""
     probe = "zz-probe-" + hashlib.sha256(app.name.encode()).hexdigest()[:8] + ".php"
     docker("exec", "-i", "-u", "0", app.name, "sh", "-c", f"cat > /var/www/html/{probe}", input=PHP_PROBE)
@@ -299,7 +505,7 @@ def test_php_under_apache(app: RunningApp) -> None:
         app.exec("rm", "-f", f"/var/www/html/{probe}", user="0")
     assert status == 200, body
     info = json.loads(body)
-    assert (info["sapi"], info["version"]) == ("apache2handler", "8.4")
+    assert (info["sapi"], info["version"]) == ("fpm-fcgi", "8.4")
     for ext in ("mysqli", "gd", "zip", "curl", "xml", "dom", "mbstring", "intl", "imagick", "apcu",
                 "zend opcache", "openssl", "json"):
         assert ext in info["ext"], ext
@@ -307,6 +513,8 @@ def test_php_under_apache(app: RunningApp) -> None:
     assert info["pdf_pages"] == 1, "ImageMagick policy must allow PDF"
     assert info["opcache"] is True and info["apcu"] is True
     assert info["ini"] == {
+        # The defaults of PHP_MEMORY_LIMIT and REQUEST_TIMEOUT_SECONDS (the app runs without them).
+        "memory_limit": "256M", "max_execution_time": "120", "max_input_time": "-1",
         "upload_max_filesize": "1000M", "post_max_size": "1000M", "max_input_vars": "100000",
         "session.cookie_secure": "1", "session.cookie_httponly": "1", "date.timezone": "Europe/Berlin",
         "display_errors": "", "expose_php": "", "error_log": "/dev/stdout",
@@ -315,7 +523,9 @@ def test_php_under_apache(app: RunningApp) -> None:
     assert info["sendmail"].startswith("/usr/sbin/sendmail")
     assert info["https"] == "on", "X-Forwarded-Proto: https from the load balancer sets HTTPS"
     assert info["remote"] == "203.0.113.5", "client address from X-Forwarded-For"
-    # rds_iam_auth.php reads AWS_* from the environment under Apache too.
+    # memory_limit is locked (the worker count counts on it); the time limit is not.
+    assert (info["raise_memory_limit"], info["raise_time_limit"]) == (False, True)
+    # rds_iam_auth.php reads AWS_* from the environment under PHP-FPM too.
     assert info["aws_region"] == app.env["AWS_REGION"]
     assert app.exec("readlink", "-f", "/usr/sbin/sendmail").stdout.strip().endswith("msmtp")
     assert wait_for_log(app, "php-error-log-probe"), "PHP errors reach the container log"
@@ -349,9 +559,10 @@ def test_runtime_packages_only(image: BuiltImage) -> None:
     packages = docker("run", "--rm", "--entrypoint", "dpkg-query", image.tag, "-W", "-f", "${Package}\\n").stdout.split()
     dev = [p for p in packages if p.endswith("-dev") or p in ("gcc", "g++", "make", "cpp", "composer", "awscli")]
     assert dev == [], dev
-    for needed in ("apache2", "libapache2-mod-php8.4", "ghostscript", "msmtp-mta", "ca-certificates",
+    for needed in ("apache2", "php8.4-fpm", "ghostscript", "msmtp-mta", "ca-certificates",
                    "python3-boto3", "python3-pymysql", "php8.4-imagick", "php8.4-apcu"):
         assert needed in packages, needed
+    assert "libapache2-mod-php8.4" not in packages, "PHP runs in PHP-FPM, not in Apache"
     tools = docker("run", "--rm", "--entrypoint", "sh", image.tag, "-c",
                    "command -v gcc cc make composer aws pip3 || true").stdout
     assert tools.strip() == "", f"build or AWS tools on PATH: {tools}"
@@ -361,6 +572,9 @@ def test_imagemagick_policy_file_is_present_and_allows_pdf(image: BuiltImage) ->
     policy = docker("run", "--rm", "--entrypoint", "cat", image.tag, "/etc/ImageMagick-7/policy.xml").stdout
     active = re.sub(r"<!--.*?-->", "", policy, flags=re.S)
     assert not re.search(r'rights="none"[^>]*pattern="[^"]*PDF', active)
+    # The pixel cache in memory is part of a PHP worker's budget (webtier/sizing.py).
+    assert f'name="memory" value="{IMAGEMAGICK_MEMORY_MIB}MiB"' in active
+    assert 'name="map" value="128MiB"' in active
 
 
 # --------------------------------------------------------------------------------------------

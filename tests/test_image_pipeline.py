@@ -50,7 +50,7 @@ def test_tag_fits_docker_limits_with_a_long_deploy_tag():
 
 
 def test_committed_stacks_push_version_hash_tags_never_latest():
-    for variant in ("dev", "prod"):
+    for variant in ("express", "prod"):  # Pulumi.dev.yaml as committed, Pulumi.prod.yaml
         run = run_variant(variant)
         tag = run.outputs["imageTag"]
         assert tag.startswith("15.0.9-") and tag != "latest"
@@ -58,7 +58,7 @@ def test_committed_stacks_push_version_hash_tags_never_latest():
 
 
 def test_same_inputs_give_the_same_tag_and_identical_inputs():
-    first, second = run_variant("dev"), run_variant_uncached("dev")
+    first, second = run_variant("dev-apprunner"), run_variant_uncached("dev-apprunner")
     assert first.outputs["imageTag"] == second.outputs["imageTag"]
     # Registration order is concurrent; compare by URN.
     assert {r.urn: r.inputs for r in first.resources} == {r.urn: r.inputs for r in second.resources}
@@ -67,7 +67,7 @@ def test_same_inputs_give_the_same_tag_and_identical_inputs():
 def test_a_zip_replaced_in_s3_at_the_same_key_is_a_new_tag():
     replaced = run_program("dev", call_overrides={"aws:s3/getObject:getObject": lambda args: {
         "bucket": args["bucket"], "key": args["key"], "etag": '"0000000000000000000000000000ffff"'}})
-    assert replaced.outputs["imageTag"] != run_variant("dev").outputs["imageTag"]
+    assert replaced.outputs["imageTag"] != run_variant("dev-apprunner").outputs["imageTag"]
     assert replaced.outputs["imageTag"].startswith("15.0.9-")
 
 
@@ -183,24 +183,72 @@ def test_context_goes_to_a_private_kms_encrypted_tls_only_logged_artifacts_bucke
     deny = statements(policy_of(related["BucketPolicy"]))[0]
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert related["BucketLogging"].inputs["targetBucket"] == run.outputs["logBucketName"]
-    assert bucket.inputs["forceDestroy"] is False  # prod keeps data; its only object is Pulumi-managed
-    assert run_variant("dev").named("redcap-artifacts").inputs["forceDestroy"] is True
-    context = run.one("aws:s3/bucketObjectv2:BucketObjectv2")
+    # Everything in it is reproduced from the project folder: emptied on destroy, whatever the stage keeps.
+    assert bucket.inputs["forceDestroy"] is True
+    assert run_variant("dev-apprunner").named("redcap-artifacts").inputs["forceDestroy"] is True
+    assert related["BucketVersioning"].inputs["versioningConfiguration"] == {"status": "Enabled"}
+    lifecycle = related["BucketLifecycleConfiguration"].inputs["rules"][0]
+    assert lifecycle["noncurrentVersionExpiration"] == {"noncurrentDays": 7.0}
+    context = run.one("aws:s3/bucketObjectv2:BucketObjectv2", "build-context")
     assert context.inputs["bucket"] == bucket.id
     assert context.inputs["key"] == f"contexts/{run.outputs['imageTag']}.zip"
     source = codebuild_project(run).inputs["source"]
     assert source["type"] == "S3" and source["location"] == f"{bucket.id}/contexts/{run.outputs['imageTag']}.zip"
 
 
+def test_trigger_zip_is_deterministic_and_named_by_its_content(tmp_path):
+    first, digest = image_module.function_zip(ROOT / "functions" / "build_trigger.py", tmp_path / "a")
+    second, again = image_module.function_zip(ROOT / "functions" / "build_trigger.py", tmp_path / "b")
+    assert first.read_bytes() == second.read_bytes() and digest == again
+    assert first.name == f"build_trigger-{digest}.zip"
+    with zipfile.ZipFile(first) as archive:
+        assert archive.namelist() == ["build_trigger.py"]
+        assert archive.read("build_trigger.py") == (ROOT / "functions" / "build_trigger.py").read_bytes()
+        assert archive.getinfo("build_trigger.py").date_time == image_module.ZIP_EPOCH
+
+
+def test_signer_profile_names_fit_and_carry_the_stage():
+    assert image_module.signing_profile_name("prod-eu", "a1b2c3d4") == "redcap_prod_eu_a1b2c3d4"
+    assert len(image_module.signing_profile_name("x" * 40, "a1b2c3d4")) <= 64
+
+
+def test_trigger_runs_only_code_this_stack_signed_and_one_at_a_time():
+    run = run_variant("prod")
+    function = run.named("redcap-trigger", "aws:lambda/function:Function")
+    assert function.inputs["reservedConcurrentExecutions"] == 1.0
+    assert "code" not in function.inputs  # no unsigned inline archive
+    code = run.named("redcap-trigger-code")
+    artifacts = run.named("redcap-artifacts")
+    digest = code.inputs["key"].removeprefix("functions/build_trigger-").removesuffix(".zip")
+    assert code.inputs["bucket"] == artifacts.id and len(digest) == 12
+    assert run.named("redcap-artifacts-versioning").urn in code.dependencies  # uploaded as a version
+    job = run.one("aws:signer/signingJob:SigningJob")
+    assert job.inputs["source"] == {"s3": {"bucket": artifacts.id, "key": code.inputs["key"],
+                                           "version": code.outputs["versionId"]}}
+    assert job.inputs["destination"] == {"s3": {"bucket": artifacts.id, "prefix": "signed/"}}
+    assert job.inputs["ignoreSigningJobFailure"] is False
+    signed = job.outputs["signedObjects"][0]["s3s"][0]
+    assert (function.inputs["s3Bucket"], function.inputs["s3Key"]) == (signed["bucket"], signed["key"])
+    profile = run.one("aws:signer/signingProfile:SigningProfile")
+    assert profile.inputs["platformId"] == "AWSLambda-SHA384-ECDSA" and job.inputs["profileName"] == profile.inputs["name"]
+    suffix = run.named("redcap-signing-suffix", "random:index/randomId:RandomId").outputs["hex"]
+    assert profile.inputs["name"] == f"redcap_prod_{suffix}"
+    assert profile.inputs["signatureValidityPeriod"] == {"value": 135.0, "type": "MONTHS"}
+    config = run.one("aws:lambda/codeSigningConfig:CodeSigningConfig")
+    assert config.inputs["allowedPublishers"] == {"signingProfileVersionArns": [profile.outputs["versionArn"]]}
+    assert config.inputs["policies"] == {"untrustedArtifactOnDeployment": "Enforce"}
+    assert function.inputs["codeSigningConfigArn"] == config.outputs["arn"]
+
+
 def test_trigger_lambda_is_invoked_once_per_tag_and_waits_for_the_build():
     run = run_variant("prod")
-    function = run.one("aws:lambda/function:Function", "redcap-trigger")
+    function = run.named("redcap-trigger", "aws:lambda/function:Function")
     assert function.inputs["handler"] == "build_trigger.handler" and function.inputs["runtime"] == "python3.12"
     assert function.inputs["timeout"] == 900.0
     group = run.one("aws:cloudwatch/logGroup:LogGroup", "trigger-logs")
     assert function.inputs["loggingConfig"]["logGroup"] == group.outputs["name"] == "/aws/lambda/redcap-prod-image-build"
     assert group.inputs["kmsKeyId"] == run.outputs["kmsKeyArn"]
-    invocation = run.one("aws:lambda/invocation:Invocation", "build")
+    invocation = run.named("redcap-build-invocation")
     event = json.loads(invocation.inputs["input"])
     assert event["imageTag"] == run.outputs["imageTag"] and event["projectName"] == "redcap-prod-image"
     assert event["repositoryName"] == "redcap-prod"
@@ -209,8 +257,8 @@ def test_trigger_lambda_is_invoked_once_per_tag_and_waits_for_the_build():
     assert invocation.inputs["functionName"] == function.outputs["name"]
     # The services wait for the build: the image URI is derived from the invocation's result.
     assert invocation.urn in run.one("aws:ecs/taskDefinition:TaskDefinition").dependencies
-    dev = run_variant("dev")
-    assert dev.one("aws:lambda/invocation:Invocation", "build").urn in dev.one("aws:apprunner/service:Service").dependencies
+    dev = run_variant("dev-apprunner")
+    assert dev.named("redcap-build-invocation").urn in dev.one("aws:apprunner/service:Service").dependencies
 
 
 def test_build_and_trigger_policies_are_least_privilege():
@@ -231,7 +279,7 @@ def test_build_and_trigger_policies_are_least_privilege():
 
 
 def test_no_iam_policy_of_any_variant_uses_wildcard_actions():
-    for variant in ("dev", "prod", "apprunner-domain", "apprunner-cname", "ecs-local"):
+    for variant in ("express", "dev-apprunner", "prod", "apprunner-domain", "apprunner-cname", "ecs-local"):
         for res, document in iam_documents(run_variant(variant)):
             for statement in statements(document):
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
@@ -242,8 +290,8 @@ def test_no_iam_policy_of_any_variant_uses_wildcard_actions():
 
 def test_local_build_uses_pulumi_docker_for_linux_amd64_and_pushes_the_same_tag_scheme():
     run = run_variant("ecs-local")
-    assert run.of_type("aws:codebuild/project:Project") == []
-    assert [r.name for r in run.of_type("aws:lambda/invocation:Invocation") if "build" in r.name] == []
+    assert run.of_type("aws:codebuild/project:Project") == [] and [
+        i for i in run.of_type("aws:lambda/invocation:Invocation") if "build" in i.name] == []
     docker_image = run.one("docker:index/image:Image")
     tag = run.outputs["imageTag"]
     assert tag.startswith("15.0.9-") and docker_image.inputs["imageName"] == f"{run.outputs['ecrRepositoryUrl']}:{tag}"

@@ -66,6 +66,6 @@ def test_the_old_image_refuses_the_upgraded_database(images, installed: RunningA
     if version_in(mariadb, installed) != NEW_VERSION:
         assert upgrade_task(new, installed)[0] == 0
     code, out, result = upgrade_task(old, installed)
-    assert code == 7 and result["status"] == "failed", out
+    assert code == 8 and result["status"] == "failed", out
     assert result["error"].startswith(f"the database is at REDCap {NEW_VERSION}, newer than this image's "
                                       f"{REDCAP_VERSION}")

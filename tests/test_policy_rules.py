@@ -189,6 +189,24 @@ def compliant_stack() -> list[Resource]:
             environment={"privilegedMode": True, "computeType": "BUILD_GENERAL1_SMALL",
                          "image": "aws/codebuild/standard:7.0", "type": "LINUX_CONTAINER"},
             artifacts={"type": "NO_ARTIFACTS"}),
+        # The data the stage keeps is backed up: the cluster and the versioned file bucket.
+        res("aws:s3/bucketVersioning:BucketVersioning", "app-bucket-versioning", bucket="app-bucket_id",
+            versioningConfiguration={"status": "Enabled"}),
+        res("aws:backup/vault:Vault", "vault", kmsKeyArn=KEY_ARN),
+        res("aws:backup/plan:Plan", "plan", rules=[
+            {"ruleName": "daily", "targetVaultName": "redcap-prod-a1b2", "schedule": "cron(0 5 * * ? *)",
+             "lifecycle": {"deleteAfter": 35.0}}]),
+        res("aws:backup/selection:Selection", "selection", planId="plan_id", iamRoleArn="backup-role-arn",
+            resources=[arn_of("aws:rds/cluster:Cluster", "aurora"), "arn:aws:s3:::app-bucket"]),
+        # The IAM user's keys are made and rotated by a rotation function, never by the program.
+        Resource(type="aws:iam/user:User", name="redcap", props={"name": "redcap-s3-user-1a2b", "path": "/redcap/"},
+                 id="redcap-s3-user-1a2b", outputs={"name": "redcap-s3-user-1a2b",
+                                                     "arn": f"arn:aws:iam::{ACCOUNT}:user/redcap/redcap-s3-user-1a2b"}),
+        res("aws:lambda/function:Function", "key-rotation", environment={"variables": {
+            "ROTATION_TARGETS": json.dumps({"arn:secret": {"kind": "s3", "userName": "redcap-s3-user-1a2b"}})}}),
+        res("aws:secretsmanager/secretRotation:SecretRotation", "redcap-s3-rotation", secretId="arn:secret",
+            rotationLambdaArn=arn_of("aws:lambda/function:Function", "key-rotation"),
+            rotationRules={"automaticallyAfterDays": 90.0}),
     ]
 
 
@@ -258,6 +276,8 @@ def test_every_rule_is_exercised_by_the_compliant_stack() -> None:
         rules.APPRUNNER_SERVICE_TYPE, rules.LOAD_BALANCER_TYPES[0], rules.WAF_ASSOCIATION_TYPE,
         rules.ECR_REPOSITORY_TYPE, rules.CODEBUILD_PROJECT_TYPE, rules.POLICY_ATTACHMENT_TYPES[0],
         "aws:iam/policy:Policy", "aws:iam/rolePolicy:RolePolicy", "aws:iam/userPolicy:UserPolicy", "aws:iam/role:Role",
+        rules.BACKUP_VAULT_TYPE, rules.BACKUP_PLAN_TYPE, rules.BACKUP_SELECTION_TYPE, rules.BUCKET_VERSIONING_TYPES[0],
+        rules.IAM_USER_TYPE, rules.LAMBDA_FUNCTION_TYPE, rules.SECRET_ROTATION_TYPE,
     }
     assert checked <= types, checked - types
 
@@ -391,6 +411,20 @@ VARIANTS: list[tuple[str, str, str, list[Mutation]]] = [
     ("express-logs-elsewhere", "express-logs-encrypted", "express",
      [setp("express", primaryContainer={"image": "repo:tag", "awsLogsConfigurations": [
          {"logGroup": "/aws/ecs/express-default", "logStreamPrefix": "ecs"}]})]),
+    ("backup-vault-default-key", "backup-vault-kms", "vault", [setp("vault", kmsKeyArn=None)]),
+    ("backup-cluster-not-selected", "backup-plan-coverage", "aurora",
+     [setp("selection", resources=["arn:aws:s3:::app-bucket"])]),
+    ("backup-bucket-not-selected", "backup-plan-coverage", "app-bucket",
+     [setp("selection", resources=[arn_of("aws:rds/cluster:Cluster", "aurora")])]),
+    ("backup-plan-without-rules", "backup-plan-coverage", "aurora", [setp("plan", rules=None)]),
+    ("backup-no-selection", "backup-plan-coverage", "app-bucket", [drop("selection")]),
+    ("access-key-in-the-program", "iam-access-key-rotation", "redcap-key",
+     [add(res("aws:iam/accessKey:AccessKey", "redcap-key", user="redcap_id"))]),
+    ("user-without-rotation", "iam-access-key-rotation", "redcap", [drop("redcap-s3-rotation")]),
+    ("rotation-of-another-user", "iam-access-key-rotation", "redcap", [setp("key-rotation", environment={
+        "variables": {"ROTATION_TARGETS": json.dumps({"arn:secret": {"userName": "someone-else"}})}})]),
+    ("rotation-too-rare", "iam-access-key-rotation", "redcap-s3-rotation",
+     [setp("redcap-s3-rotation", rotationRules={"automaticallyAfterDays": 365.0})]),
 ]
 
 

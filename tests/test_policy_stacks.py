@@ -44,3 +44,17 @@ def test_policy_sees_a_violation_the_program_would_make():
 def test_every_waiver_has_a_reason():
     for (rule, selector), reason in WAIVERS.items():
         assert rule and selector and len(reason) > 40, (rule, selector)
+
+
+def test_policy_sees_a_stage_that_keeps_data_without_backups():
+    run = cached_run("prod", {"backup": {"enabled": False}})
+    found = {(v.rule, v.resource_name) for v in violations_for(as_policy_resources(run))}
+    assert found == {("backup-plan-coverage", "redcap-cluster"), ("backup-plan-coverage", "redcap-files")}
+
+
+def test_policy_sees_an_access_key_the_program_would_hold():
+    resources = as_policy_resources(cached_run("prod"))
+    key = Resource.from_mock("aws:iam/accessKey:AccessKey", "redcap-s3-key", {"user": "redcap-s3-user"})
+    assert {v.rule for v in violations_for([*resources, key])} == {"iam-access-key-rotation"}
+    without_rotation = [r for r in resources if r.type != "aws:secretsmanager/secretRotation:SecretRotation"]
+    assert {v.resource_name for v in violations_for(without_rotation)} == {"redcap-s3-user", "redcap-smtp-user"}

@@ -17,7 +17,7 @@ from variants import VARIANTS
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = {"redcap:redCapS3Path": "my-redcap-releases/redcap15.0.9.zip", "redcap:email": "redcap-admin@example.org"}
-ECS = {"redcap:ecs": "{}", "redcap:domain": "redcap.example.org"}
+ECS = {"redcap:ecs": "{}", "redcap:domain": "redcap.example.org", "redcap:zoneDelegated": "true"}
 
 
 def variant(variant_id: str) -> harness.StackRun:
@@ -50,6 +50,15 @@ def test_lookup_api():
         regions.require("nowhere-1")
     assert "eu-south-2" in regions.names(lambda f: not f.backtrack)
     assert regions.require("eu-west-3").app_runner is True and regions.require("eu-south-2").app_runner is False
+
+
+def test_express_runtime_column():
+    """Every commercial row runs the Express runtime; GovCloud has no CloudFront, its public entry.
+    The settings read the column (tests/test_settings.py) and nothing else decides it."""
+    assert regions.names(lambda f: not f.ecs_express) == ["us-gov-east-1", "us-gov-west-1"]
+    assert all(isinstance(f.ecs_express, bool) for f in regions.REGIONS.values())
+    settings_sources = "".join(p.read_text() for p in (ROOT / "settings").glob("*.py") if p.name != "regions.py")
+    assert "us-gov-" not in settings_sources and "express_available" not in settings_sources
 
 
 def test_alb_log_writer_per_region():
@@ -86,9 +95,11 @@ def test_unknown_region_is_rejected_with_the_table_named():
 def test_app_runner_where_it_does_not_run():
     text = problems({}, "eu-south-2")
     assert ("aws:region = 'eu-south-2': allowed: App Runner is not offered in eu-south-2: there, run on ECS "
-            "Fargate (an ecs block); App Runner (no ecs block) runs in ap-northeast-1, ap-south-1, ") in text
-    assert "example: redcap:ecs: {} with redcap:domain, or aws:region: eu-west-1" in text
+            "Express Mode (an express block) or ECS Fargate (an ecs block); App Runner (neither block) runs in "
+            "ap-northeast-1, ap-south-1, ") in text
+    assert "example: redcap:express: {}, or aws:region: eu-west-1" in text
     assert load_settings({**BASE, **ECS}, stack="test", region="eu-south-2").ecs is not None
+    assert load_settings({**BASE, "redcap:express": "{}"}, stack="test", region="eu-south-2").uses_express
 
 
 def test_backtrack_defaults_to_zero_where_aurora_has_none_and_an_explicit_value_is_an_error():
@@ -120,6 +131,17 @@ def test_program_in_a_region_without_backtrack_and_app_runner():
         "com.amazonaws.eu-south-2.secretsmanager"
 
 
+def test_express_runs_in_a_region_without_app_runner_and_backtrack():
+    run = variant("dev-express-eu-south-2")
+    assert run.one("aws:rds/cluster:Cluster").inputs["backtrackWindow"] == 0
+    assert run.one("aws:ecs/expressGatewayService:ExpressGatewayService")
+    assert run.of_type("aws:apprunner/service:Service") == [] and run.of_type("aws:ecs/service:Service") == []
+    # The CLOUDFRONT-scope ACL and its log group (with a key of that region) live in us-east-1.
+    assert run.one("aws:wafv2/webAcl:WebAcl").inputs["region"] == "us-east-1"
+    assert run.named("redcap-waf-log-key").inputs["region"] == "us-east-1"
+    assert run.outputs["siteUrl"] == run.outputs["cloudFrontUrl"]
+
+
 def test_program_in_an_older_region_without_backtrack_uses_its_elb_account():
     run = variant("dev-ecs-sa-east-1")
     assert run.one("aws:rds/cluster:Cluster").inputs["backtrackWindow"] == 0
@@ -145,7 +167,7 @@ def test_the_program_asks_the_provider_no_elb_service_account():
 
 def test_app_runner_apex_alias_uses_the_table_zone_of_the_region():
     # eu-west-3 was missing from the old fixed map: an apex domain there failed the program.
-    run = harness.run_program("prod", {"ecs": None, "aws:region": "eu-west-3"})
+    run = harness.run_program("prod", {"ecs": None, "aws:region": "eu-west-3", "zoneDelegated": True})
     aliases = [a for r in run.of_type("aws:route53/record:Record") for a in r.inputs.get("aliases") or []]
     assert [a["zoneId"] for a in aliases] == ["Z087117439MBKHYM69QS6"]
 

@@ -12,7 +12,8 @@ import pytest
 from compute_support import (VARIANTS, compute_resources, invoke_schema_errors, leaked_secrets, policy_of,
                              resource_schema_errors, run_variant, run_variant_uncached, run_variant_with_calls,
                              statements)
-from components.runtime import container_environment, environment_list, runtime_role_policy
+from components.ecs import IDLE_TIMEOUT_SECONDS
+from components.runtime import app_runner_memory_mib, container_environment, environment_list, runtime_role_policy
 
 # notes/container-contract.md, "Environment variables (names are an interface)".
 # The names the container's bootstrap reads are the contract: one source for both sides.
@@ -61,11 +62,29 @@ def test_optional_parts_appear_only_when_given():
     (dict(ses_secret_id=SECRET_ARN.format("ses")), "SES_CREDENTIALS_SECRET_ID and SMTP_EMAIL go together"),
     (dict(ses_secret_id=SECRET_ARN.format("ses"), smtp_email="redcap@localhost"), "not one at localhost"),
     (dict(port=80), "PORT must be above 1024"),
+    (dict(php_memory_limit="64M"), "PHP_MEMORY_LIMIT must be a size in M or G from 128M to 16G, not '64M'"),
+    (dict(memory_mib=128), "CONTAINER_MEMORY_MIB must be an integer 256..1048576, not '128'"),
+    (dict(lb_idle_timeout_seconds=0), "LB_IDLE_TIMEOUT_SECONDS must be an integer 1..86400, not '0'"),
     (dict(config_sql_mode="Apply"), "REDCAP_CONFIG_SQL_MODE must be onInstall or apply, not 'Apply'"),
 ])
 def test_combinations_the_container_would_refuse_fail_at_deploy_time(change, message):
     with pytest.raises(ValueError, match=message):
         container_environment(**{**BASE, **change})
+
+
+def test_web_tier_sizing_appears_only_when_given():
+    env = container_environment(**BASE, memory_mib=4096, php_memory_limit="512M", request_timeout_seconds=4000,
+                                lb_idle_timeout_seconds=4000)
+    assert {k: env[k] for k in ("CONTAINER_MEMORY_MIB", "PHP_MEMORY_LIMIT", "REQUEST_TIMEOUT_SECONDS",
+                                "LB_IDLE_TIMEOUT_SECONDS")} == {
+        "CONTAINER_MEMORY_MIB": "4096", "PHP_MEMORY_LIMIT": "512M", "REQUEST_TIMEOUT_SECONDS": "4000",
+        "LB_IDLE_TIMEOUT_SECONDS": "4000"}
+    assert set(env) <= CONTRACT_NAMES and list(env) == sorted(env)
+
+
+@pytest.mark.parametrize("memory, mib", [("0.5 GB", 512), ("1 GB", 1024), ("4 GB", 4096), ("12 GB", 12288)])
+def test_app_runner_memory_in_mib(memory, mib):
+    assert app_runner_memory_mib(memory) == mib
 
 
 def test_environment_list_is_sorted_name_value_pairs():
@@ -96,7 +115,7 @@ def test_password_mode_has_no_iam_database_login():
 # -- wired into the stacks --------------------------------------------------------------------
 
 def test_dev_app_runner_environment_points_at_the_stack_resources():
-    run = run_variant("dev")
+    run = run_variant("dev-apprunner")
     env = apprunner_env(run)
     assert set(env) <= CONTRACT_NAMES and REQUIRED <= set(env)
     assert env["DB_SECRET_ID"] == run.outputs["dbMasterSecretArn"]
@@ -111,6 +130,20 @@ def test_dev_app_runner_environment_points_at_the_stack_resources():
     assert "DB_APP_SECRET_ID" not in env
     assert env["REDCAP_ADMIN_SECRET_ID"] == run.outputs["adminPasswordSecretArn"]
     assert env["REDCAP_ADMIN_SECRET_ID"] in statements(policy_of(run.named("redcap-runtime")))[0]["Resource"]
+    # The web tier: the instance's memory, App Runner's fixed request timeout, no load balancer.
+    assert (env["CONTAINER_MEMORY_MIB"], env["PHP_MEMORY_LIMIT"], env["REQUEST_TIMEOUT_SECONDS"]) == (
+        "4096", "256M", "120")
+    assert "LB_IDLE_TIMEOUT_SECONDS" not in env
+
+
+def test_express_environment_sizes_the_web_tier_for_cloudfront_and_the_managed_load_balancer():
+    express = run_variant("express").one("aws:ecs/expressGatewayService:ExpressGatewayService")
+    env = {e["name"]: e["value"] for e in express.inputs["primaryContainer"]["environments"]}
+    # Pulumi.dev.yaml's express block: 2 GB; CloudFront gives a request 60 s, and the managed
+    # load balancer keeps idle connections its default 60 s (Apache keeps them 120 s).
+    assert (env["CONTAINER_MEMORY_MIB"], env["REQUEST_TIMEOUT_SECONDS"], env["LB_IDLE_TIMEOUT_SECONDS"]) == (
+        "2048", "60", "60")
+    assert env["PHP_MEMORY_LIMIT"] == "256M"
 
 
 def test_configuration_sql_modes_are_the_containers():
@@ -122,12 +155,12 @@ def test_configuration_sql_modes_are_the_containers():
 
 
 def test_configuration_sql_setting_reaches_the_runtimes():
-    assert apprunner_env(run_variant("dev"))["REDCAP_CONFIG_SQL_MODE"] == "onInstall"
+    assert apprunner_env(run_variant("dev-apprunner"))["REDCAP_CONFIG_SQL_MODE"] == "onInstall"
     assert ecs_env(run_variant("prod"))["REDCAP_CONFIG_SQL_MODE"] == "onInstall"
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(VARIANTS, "dev-apply", ("dev", {"configurationSql": "apply", "express": None}))
         mp.setitem(VARIANTS, "express-apply", ("dev", {"configurationSql": "apply"}))
-        mp.setitem(VARIANTS, "prod-apply", ("prod", {"configurationSql": "apply"}))
+        mp.setitem(VARIANTS, "prod-apply", ("prod", {"configurationSql": "apply", "zoneDelegated": True}))
         assert apprunner_env(run_variant_uncached("dev-apply"))["REDCAP_CONFIG_SQL_MODE"] == "apply"
         assert ecs_env(run_variant_uncached("prod-apply"))["REDCAP_CONFIG_SQL_MODE"] == "apply"
         express = run_variant_uncached("express-apply").one("aws:ecs/expressGatewayService:ExpressGatewayService")
@@ -141,6 +174,11 @@ def test_prod_ecs_environment_has_the_reader_and_the_timezone():
     assert set(env) <= CONTRACT_NAMES
     assert env["DB_READER_HOST"] == run.outputs["dbReaderEndpoint"]
     assert env["PHP_TIMEZONE"] == "America/New_York"
+    # The web tier: the task's memory; keep-alive and request time follow the ALB's idle timeout.
+    task = run.one("aws:ecs/taskDefinition:TaskDefinition")
+    assert env["CONTAINER_MEMORY_MIB"] == task.inputs["memory"]
+    assert env["LB_IDLE_TIMEOUT_SECONDS"] == env["REQUEST_TIMEOUT_SECONDS"] == str(IDLE_TIMEOUT_SECONDS)
+    assert run.one("aws:lb/loadBalancer:LoadBalancer").inputs["idleTimeout"] == IDLE_TIMEOUT_SECONDS
 
 
 def test_password_mode_gets_its_own_encrypted_app_user_secret():
@@ -157,7 +195,7 @@ def test_password_mode_gets_its_own_encrypted_app_user_secret():
 
 
 @pytest.mark.parametrize("variant, role, grant", [
-    ("dev", "redcap-instance-role", "redcap-runtime"),
+    ("dev-apprunner", "redcap-instance-role", "redcap-runtime"),
     ("prod", "redcap-task-role", "redcap-runtime"),
     ("apprunner-cname", "redcap-tunnel-role", "redcap-tunnel-runtime"),
     ("express", "redcap-task-role", "redcap-runtime"),
@@ -172,7 +210,8 @@ def test_every_runtime_role_carries_the_same_contract_policy(variant, role, gran
     assert not any("s3:" in a for s in statements(document) for a in s["Action"])  # REDCap uses its key pair
 
 
-@pytest.mark.parametrize("variant", ["dev", "prod", "apprunner-cname", "ecs-local", "express", "express-zone-tunnel"])
+@pytest.mark.parametrize("variant", ["dev-apprunner", "prod", "apprunner-cname", "ecs-local", "express",
+                                     "express-zone-tunnel"])
 def test_no_secret_value_in_any_environment_task_definition_or_user_data(variant):
     run = run_variant(variant)
     carriers = (run.of_type("aws:apprunner/service:Service") + run.of_type("aws:ecs/taskDefinition:TaskDefinition")
@@ -203,8 +242,8 @@ def test_compute_resource_inputs_are_pulumi_aws_7_arguments_of_the_declared_type
     assert [e for res in resources for e in resource_schema_errors(res)] == []
 
 
-@pytest.mark.parametrize("variant", ["dev", "ecs-local", "express"])
+@pytest.mark.parametrize("variant", ["dev-apprunner", "ecs-local", "express"])
 def test_provider_function_calls_use_the_declared_argument_types(variant):
     _, calls = run_variant_with_calls(variant)
-    assert any(token == "aws:s3/getObject:getObject" for token, _ in calls) == (variant in ("dev", "express"))
+    assert any(token == "aws:s3/getObject:getObject" for token, _ in calls) == (variant in ("dev-apprunner", "express"))
     assert [e for token, args in calls for e in invoke_schema_errors(token, args)] == []

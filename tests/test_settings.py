@@ -323,6 +323,19 @@ def test_timezone_is_iana():
     assert "allowed: an IANA time zone name" in problems_of(phpTimezone="CST")
 
 
+@pytest.mark.parametrize("given, stored", [("256M", "256M"), ("1G", "1024M"), ("512m", "512M"), ("128M", "128M"),
+                                           ("16G", "16384M")])
+def test_php_memory_limit(given, stored):
+    assert load().php_memory_limit == "256M"
+    assert load(phpMemoryLimit=given).php_memory_limit == stored
+
+
+@pytest.mark.parametrize("bad", ["64M", "17G", "-1", "256", "256MB", "1.5G"])
+def test_php_memory_limit_invalid(bad):
+    assert (f"redcap:phpMemoryLimit = {bad!r}: allowed: PHP memory_limit per request, 128M to 16G "
+            "(a number with M or G); example: 512M") in problems_of(phpMemoryLimit=bad)
+
+
 @pytest.mark.parametrize("port, ok", [(1025, True), (65535, True), (8080, True), (1024, False), (65536, False), ("x", False)])
 def test_port_range(port, ok):
     if ok:
@@ -349,7 +362,7 @@ def test_app_runner_scaling():
     assert "appRunnerMinSize <= appRunnerMaxSize" in problems_of(appRunnerMinSize=3, appRunnerMaxSize=2)
 
 
-ZONE = {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True}
+ZONE = {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": True, "zoneDelegated": True}
 
 
 @pytest.mark.parametrize("cpu, memory, units, mib", [("2 vCPU", "4 GB", 2048, 4096), ("0.25 vCPU", "512", 256, 512),
@@ -387,7 +400,7 @@ def test_ecs_requires_a_zone_or_a_certificate():
 def test_ses_identity_must_exist():
     text = problems_of(email=None)
     assert "redcap:email = null: allowed: an SES identity: redcap:email, or redcap:domain with a Route53 zone" in text
-    assert load(email=None, domain="example.org").has_zone
+    assert load(email=None, domain="example.org", zoneDelegated=False).has_zone
     assert "an SES identity" in problems_of(email=None, domain="example.org", hostInRoute53=False)
 
 
@@ -395,8 +408,8 @@ def test_ses_identity_must_exist():
                                          ("no-at.example.org", False), ("a@b", False), ("a@-b.org", False)])
 def test_email_syntax(address, ok):
     if ok:
-        assert load(email=address, bounceNotificationEmail=address,
-                    domain="example.org").bounce_notification_email == address
+        assert load(email=address, bounceNotificationEmail=address, domain="example.org",
+                    zoneDelegated=False).bounce_notification_email == address
     else:
         assert "allowed: an e-mail address" in problems_of(email=address)
 
@@ -497,11 +510,11 @@ def test_bounce_notifications_need_a_domain_identity():
             "stage's own domain identity, so redcap:domain with a Route53 zone" in text)
     assert "bounces@example.org" in problems_of(bounceNotificationEmail="bounces@example.org", domain="example.org",
                                                 hostInRoute53=False)
-    assert load(bounceNotificationEmail="bounces@example.org", domain="example.org").has_zone
+    assert load(bounceNotificationEmail="bounces@example.org", domain="example.org", zoneDelegated=False).has_zone
 
 
 def test_domains():
-    s = load(domain="Example.ORG.", subdomain="redcap")
+    s = load(domain="Example.ORG.", subdomain="redcap", zoneDelegated=True)
     assert (s.domain, s.fqdn, s.has_zone) == ("example.org", "redcap.example.org", True)
     assert "a DNS name of two or more labels" in problems_of(domain="localhost")
     assert "a subdomain only together with redcap:domain" in problems_of(subdomain="redcap")
@@ -660,17 +673,31 @@ def test_express_needs_no_domain_but_a_domain_needs_a_certificate():
             "redcap:domain (the name it is for)") in problems_of(express={"certificateArn": US_EAST_CERT})
 
 
-@pytest.mark.parametrize("region, ok", [("us-east-1", True), ("eu-central-1", True), ("ap-southeast-2", True),
-                                        ("us-gov-west-1", False), ("cn-north-1", False)])
-def test_express_regions(region, ok):
+@pytest.mark.parametrize("region", ["us-east-1", "eu-central-1", "ap-southeast-2", "eu-south-2", "mx-central-1"])
+def test_express_runs_wherever_the_region_table_says(region):
+    # eu-south-2 and mx-central-1 have no App Runner: Express must not be taken for App Runner there.
     raw = {f"redcap:{k}": v for k, v in BASE.items()} | {"redcap:express": "{}"}
-    if ok:
-        assert load_settings(raw, stack="test", region=region).uses_express
-    else:
-        with pytest.raises(SettingsError) as err:
-            load_settings(raw, stack="test", region=region)
-        assert (f"redcap:express = 'in region {region}': allowed: a region with CloudFront VPC origins (not AWS "
-                "GovCloud, China or ISO regions); use an ecs block there; example: aws:region: us-east-1") in str(err.value)
+    assert load_settings(raw, stack="test", region=region).uses_express
+
+
+@pytest.mark.parametrize("region", ["us-gov-west-1", "us-gov-east-1"])
+def test_express_is_refused_where_the_region_table_has_no_express_runtime(region):
+    raw = {f"redcap:{k}": v for k, v in BASE.items()} | {"redcap:express": "{}"}
+    with pytest.raises(SettingsError) as err:
+        load_settings(raw, stack="test", region=region)
+    assert str(err.value).splitlines()[1:] == [
+        f"  - redcap:express = 'in region {region}': allowed: a region where the Express runtime runs: every "
+        "region of the table but us-gov-east-1, us-gov-west-1 (its public entry is CloudFront, which AWS GovCloud "
+        "(US) does not offer; docs/regions.md); use an ecs block there; example: aws:region: us-east-1"]
+
+
+def test_express_outside_the_region_table_gets_the_unknown_region_message_only():
+    raw = {f"redcap:{k}": v for k, v in BASE.items()} | {"redcap:express": "{}"}
+    with pytest.raises(SettingsError) as err:
+        load_settings(raw, stack="test", region="cn-north-1")
+    text = str(err.value)
+    assert "redcap:express" not in text
+    assert "aws:region = 'cn-north-1': allowed: a region of the region table settings/regions.py" in text
 
 
 def test_allow_list_scope():

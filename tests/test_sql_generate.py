@@ -59,8 +59,11 @@ def test_generated_sql_applied_by_the_bootstrap(mariadb, moto_server, tmp_path):
     assert config["language_global"] == "Japanese"
     assert config["auth_meth_global"] == "table"
     assert config["redcap_base_url"] == "https://redcap.example.org/"
-    for field in ("from_email", "homepage_contact_email", "project_contact_email"):
+    for field in ("homepage_contact_email", "project_contact_email"):
         assert config[field] == "redcap-help@example.org"
+    # REDCap's From address is the stack's sender (SMTP_EMAIL), never the contact address.
+    assert "from_email" not in text
+    assert config["from_email"] == case.env["SMTP_EMAIL"] == "redcap@example.org"
     assert config["edoc_storage_option"] == "2"
     assert config["amazon_s3_bucket"] == case.env["S3_BUCKET"]
     assert config["amazon_s3_endpoint"] == "us-east-1"
@@ -88,7 +91,7 @@ def test_s3_off_and_optional_answers_empty(tmp_path):
     assert code == 0, messages
     text = out_file.read_text()
     assert "edoc_storage_option" not in text and ":s3_bucket" not in text
-    assert "from_email" not in text and "redcap_base_url" not in text
+    assert "contact_email" not in text and "redcap_base_url" not in text
     assert "warning: S3 storage is off" in messages
 
 

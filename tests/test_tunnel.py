@@ -15,7 +15,7 @@ def instance(run):
 
 
 def test_no_tunnel_host_without_ec2_server_stack():
-    for variant in ("dev", "prod"):
+    for variant in ("express", "dev-apprunner", "prod"):
         run = run_variant(variant)
         assert run.of_type("aws:ec2/instance:Instance") == [] and "ssmPortForward" not in run.outputs
 

@@ -28,8 +28,10 @@ TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 CLUSTER = "aws:rds/cluster:Cluster"
 SNAPSHOT_INVOCATION = "redcap-upgrade-snapshot-invocation"
 UPGRADE_INVOCATION = "redcap-db-upgrade-invocation"
-NEW_RELEASE = {"redCapS3Path": "my-redcap-releases/redcap15.1.0.zip"}
-DATABASE = {"upgrade": {"database": True}}
+# prod past phase one of its new zone (docs/domains.md): its ECS service runs.
+LIVE = {"zoneDelegated": True}
+NEW_RELEASE = {**LIVE, "redCapS3Path": "my-redcap-releases/redcap15.1.0.zip"}
+DATABASE = {**LIVE, "upgrade": {"database": True}}
 RUNTIME_RESOURCES = {"ecs": ("aws:ecs/service:Service", "redcap-service"),
                      "express": ("aws:ecs/expressGatewayService:ExpressGatewayService", "redcap-service"),
                      "apprunner": ("aws:apprunner/service:Service", "redcap-service")}
@@ -58,7 +60,7 @@ def planned(t: Any) -> str | None:
 # --- the snapshot, as declared ----------------------------------------------------------------------
 
 def test_stages_that_keep_data_snapshot_before_a_new_release_and_dev_does_not():
-    prod = cached_run("prod")
+    prod = cached_run("prod", LIVE)
     invocation = prod.named(SNAPSHOT_INVOCATION, INVOCATION)
     assert invocation.inputs["lifecycleScope"] == "CRUD" and "triggers" not in invocation.inputs
     e = event(prod)
@@ -73,8 +75,8 @@ def test_stages_that_keep_data_snapshot_before_a_new_release_and_dev_does_not():
 
 
 def test_the_function_snapshots_the_serving_cluster_only():
-    for overrides in ({}, {"db": {"dbSnapshotId": "redcap-prod-a1b2c3d4-final",
-                                  "previousCluster": {"deletionProtection": True}}}):
+    for overrides in (LIVE, {**LIVE, "db": {"dbSnapshotId": "redcap-prod-a1b2c3d4-final",
+                                            "previousCluster": {"deletionProtection": True}}}):
         run = cached_run("prod", overrides)
         serving = run.outputs["dbClusterIdentifier"]
         serving_arn = next(c.outputs["arn"] for c in run.of_type(CLUSTER) if c.inputs["clusterIdentifier"] == serving)
@@ -94,7 +96,7 @@ def test_the_function_snapshots_the_serving_cluster_only():
 
 
 @pytest.mark.parametrize("stack, overrides, runtime", [
-    ("prod", {}, "ecs"), ("dev", {"upgrade": {"snapshot": True}}, "express"),
+    ("prod", LIVE, "ecs"), ("dev", {"upgrade": {"snapshot": True}}, "express"),
     ("dev", {"upgrade": {"snapshot": True}, "express": None}, "apprunner")])
 def test_the_snapshot_is_taken_after_the_build_and_before_the_rollout(stack, overrides, runtime):
     run = cached_run(stack, overrides)
@@ -110,7 +112,7 @@ def test_the_snapshot_is_taken_after_the_build_and_before_the_rollout(stack, ove
 # --- what `pulumi up` does with it ---------------------------------------------------------------------
 
 def test_a_new_release_updates_the_snapshot_invocation_with_the_old_release_from_the_state():
-    t = run_transition("prod", {}, NEW_RELEASE)
+    t = run_transition("prod", LIVE, NEW_RELEASE)
     t.assert_safe()
     change = t.change(INVOCATION, SNAPSHOT_INVOCATION)
     assert change.kind == "update" and change.keys == ("input",)  # CRUD: invoked with the previous input
@@ -133,21 +135,21 @@ def test_a_new_release_updates_the_snapshot_invocation_with_the_old_release_from
     {"db": {"dbSnapshotId": "redcap-prod-a1b2c3d4-final", "previousCluster": {"deletionProtection": True}}},
 ], ids=["re-run", "same-release-new-image", "other-setting", "restore-in-place"])
 def test_nothing_but_a_release_change_takes_a_snapshot(overrides):
-    t = run_transition("prod", {}, overrides)
+    t = run_transition("prod", LIVE, {**LIVE, **overrides})
     assert t.change(INVOCATION, SNAPSHOT_INVOCATION).kind == "same"
     assert t.change(RANDOM_ID, "redcap-upgrade-snapshot-attempt").kind == "same"
 
 
 def test_the_first_deploy_creates_the_invocation_and_takes_no_snapshot():
     first = transition(StackRun(stack="prod", resources=[], outputs={}, secret_outputs=set(), config={}),
-                       cached_run("prod"))
+                       cached_run("prod", LIVE))
     assert first.change(INVOCATION, SNAPSHOT_INVOCATION).kind == "create"
     assert planned(first) is None
 
 
 def test_the_same_release_change_twice_is_two_snapshots_and_back_is_one_too():
-    forth = run_transition("prod", {}, NEW_RELEASE)
-    back = run_transition("prod", NEW_RELEASE, {})
+    forth = run_transition("prod", LIVE, NEW_RELEASE)
+    back = run_transition("prod", NEW_RELEASE, LIVE)
     names = [planned(forth), planned(back)]
     assert names[0].startswith("redcap-prod-15-0-9-to-15-1-0-") and names[1].startswith("redcap-prod-15-1-0-to-15-0-9-")
     # Forth again from a state that went back: its attempt was drawn anew (a RandomId replaced
@@ -158,14 +160,14 @@ def test_the_same_release_change_twice_is_two_snapshots_and_back_is_one_too():
 
 
 def test_destroy_invokes_nothing_that_deletes_snapshots_and_keeps_them():
-    d = destroy(cached_run("prod", {"deletionProtection": False}))
+    d = destroy(cached_run("prod", {**LIVE, "deletionProtection": False}))
     assert (INVOCATION, SNAPSHOT_INVOCATION) in d.deletes  # CRUD: invoked with action delete: no-op
     # The snapshots are not resources of the stack: nothing in the state names them.
-    assert not [r for r in cached_run("prod").resources if r.type == "aws:rds/clusterSnapshot:ClusterSnapshot"]
+    assert not [r for r in cached_run("prod", LIVE).resources if r.type == "aws:rds/clusterSnapshot:ClusterSnapshot"]
 
 
 def test_switching_the_snapshot_off_removes_its_function_and_the_gate():
-    t = run_transition("prod", {}, {"upgrade": {"snapshot": False}})
+    t = run_transition("prod", LIVE, {**LIVE, "upgrade": {"snapshot": False}})
     t.assert_safe()
     assert (INVOCATION, SNAPSHOT_INVOCATION) in t.deletes and (FUNCTION, "redcap-upgrade-snapshot-function") in t.deletes
     assert "dbUpgradeSnapshotIdentifier" not in t.after.outputs
@@ -206,7 +208,7 @@ def test_the_upgrade_task_is_the_service_image_and_contract_with_the_upgrade_com
     assert run.outputs["redcapDatabaseUpgrade"]["status"] == "current"
     if runtime == "ecs":  # `pulumi up` waits for the rollout before the upgrade's own check
         assert service.inputs["waitForSteadyState"] is True
-        assert "waitForSteadyState" not in cached_run("prod").named(name, type_).inputs
+        assert "waitForSteadyState" not in cached_run("prod", LIVE).named(name, type_).inputs
 
 
 def test_the_upgrade_function_may_run_only_its_task_and_read_only_the_rollout():
@@ -249,10 +251,10 @@ def test_a_new_release_runs_the_upgrade_once_after_the_snapshot():
 
 
 def test_switching_the_database_upgrade_on_and_off_touches_no_data():
-    on = run_transition("prod", {}, DATABASE)
+    on = run_transition("prod", LIVE, DATABASE)
     on.assert_safe()
     assert on.change(INVOCATION, UPGRADE_INVOCATION).kind == "create" and not on.replaces and not on.deletes
-    off = run_transition("prod", DATABASE, {})
+    off = run_transition("prod", DATABASE, LIVE)
     off.assert_safe()
     assert {k for k in off.deletes if "upgrade" not in k[1]} == set(), off.describe()
 
@@ -270,3 +272,10 @@ def test_upgrade_names_carry_the_stage():
 def test_results_are_read_defensively():
     assert up.parse_result(None) == {} and up.parse_result("not json") == {} and up.parse_result("[1]") == {}
     assert up.parse_result('{"snapshotIdentifier": "x"}') == {"snapshotIdentifier": "x"}
+
+
+def test_before_the_new_zone_is_delegated_no_runtime_serves_so_nothing_is_upgraded():
+    """ECS's phase one (docs/domains.md) runs no service: the upgrade waits for the stage's phase two."""
+    run = cached_run("prod", {"upgrade": {"database": True}})
+    assert not [r for r in run.resources if r.name.startswith("redcap-db-upgrade")]
+    assert "redcapDatabaseUpgrade" not in run.outputs and "dbUpgradeSnapshotIdentifier" in run.outputs

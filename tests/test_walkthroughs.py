@@ -150,10 +150,15 @@ class Workspace:
     # -- setting up ---------------------------------------------------------------------------
 
     def deployed(self, file: str, name: Optional[str] = None) -> Stack:
-        """A stack created from Pulumi.<file>.yaml and brought up once, unchanged since."""
+        """A stack created from Pulumi.<file>.yaml and brought up, unchanged since: a stack file in
+        phase one of a new zone (zoneDelegated false) also through phase two, as docs/domains.md
+        does once the zone is delegated, so the stage serves its site."""
         stack = Stack(name=name or file, file=file, config=stack_file_config(file))
         self.stacks[stack.name] = stack
         self.up(stack, "(first pulumi up)")
+        if stack.config.get("redcap:zoneDelegated") is False:
+            set_config(stack, "redcap:zoneDelegated", "true", path=False, secret=False)
+            self.up(stack, "(pulumi up once the zone is delegated)")
         return stack
 
     # -- running a block ----------------------------------------------------------------------
@@ -552,11 +557,12 @@ def test_every_block_of_commands_in_these_docs_is_a_walkthrough():
 def test_restore_in_place_under_protection():
     ws = Workspace({"<snapshot to restore>": SNAPSHOT})
     prod = ws.deployed("prod")
+    deployment = len([s for s in ws.steps if s.transition])
     first = clusters(prod.state)["redcap-cluster"]
     follow(ws, "restore in place")
     tail = restore_suffix(SNAPSHOT)
 
-    restore, lower, remove = [s.transition for s in ws.steps if s.transition][1:]
+    restore, lower, remove = [s.transition for s in ws.steps if s.transition][deployment:]
     # 1. The restored cluster is created next to the protected one, which is not touched.
     assert (CLUSTER, f"redcap-cluster{tail}") in restore.creates
     assert restore.change(CLUSTER, "redcap-cluster").kind == "same" and not data_changes(restore)

@@ -273,6 +273,10 @@ IDENTITY_RULES: dict[str, IdentityRule] = {
                                                              scope="global", policy=SETTING),
     "aws:ecs/cluster:Cluster": _r("ecs-cluster", "name", policy=ADOPT),
     "aws:ecs/service:Service": _r("ecs-service", "cluster", "name"),
+    # An Express service is an ECS service of its cluster: one namespace with the others.
+    "aws:ecs/expressGatewayService:ExpressGatewayService": _r("ecs-service", "cluster", "serviceName"),
+    # CloudFront functions are named per account (CloudFront is global).
+    "aws:cloudfront/function:Function": _r("cloudfront-function", "name", scope="global"),
     "aws:ecs/taskDefinition:TaskDefinition": _r("ecs-task-family", "family", policy=REVISION),
     "aws:cloudwatch/logGroup:LogGroup": _r("log-group", "name"),
     "aws:lambda/function:Function": _r("lambda-function", "name"),

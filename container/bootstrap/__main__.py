@@ -6,8 +6,10 @@ Order (container/README.md "Start-time bootstrap"):
  3. wait for the writer (bounded exponential backoff), connect as the master user;
  4. under a database lock: application user, database.php, REDCap install if the database is
     empty, read-replica flag, the configuration SQL (with the initial site_admin password from
-    REDCAP_ADMIN_SECRET_ID) once, and only on a database this bootstrap installed REDCap on or
-    with REDCAP_CONFIG_SQL_MODE=apply, then the S3 settings following the infrastructure;
+    REDCAP_ADMIN_SECRET_ID and REDCap's universal From address = SMTP_EMAIL) once, and only on
+    a database this bootstrap installed REDCap on or with REDCAP_CONFIG_SQL_MODE=apply, then
+    the S3 settings following the infrastructure and a warning while REDCap's From address is
+    not SMTP_EMAIL;
  5. msmtp configuration when SES credentials are given;
  6. exec the CMD with the same environment (plus PHP_TIMEZONE's default). Secrets are never
     exported to the environment (the original exported them, visible to every PHP page).
@@ -36,6 +38,7 @@ from .msmtp import clear_msmtprc, write_msmtprc
 from .replica import bypass_lag_check, set_replica_flag
 from .s3_settings import desired_s3_settings, sync_s3_settings
 from .secrets import Fetch, Secrets, app_user_name, boto3_fetcher, load_secrets
+from .sender import check_universal_from
 from .settings import Settings, load_settings
 from . import upgrade
 
@@ -61,6 +64,11 @@ def database_php_config(settings: Settings, secrets: Secrets) -> DatabasePhp:
         password=secrets.app.password if secrets.app else None, region=settings.aws_region,
         tls=settings.db_tls, salt_hex=redcap_salt(secrets.salt),
         reader_host=settings.db_reader_host)
+
+
+def mail_sender(settings: Settings) -> str | None:
+    """SMTP_EMAIL when mail goes out through SES (msmtp is configured), else None."""
+    return settings.smtp_email if settings.ses_secret_id and settings.smtp_email else None
 
 
 def install_step(conn: Any, settings: Settings,
@@ -103,6 +111,7 @@ def prepare_database(settings: Settings, secrets: Secrets, config_sql: ConfigSql
                 database_php_config(settings, secrets)), DATABASE_PHP_MODE)
             log.info("%s %s", php_path, "written" if changed else "unchanged")
             installed_now = install_step(conn, settings, config_sql, hide)
+            sender = mail_sender(settings)
             set_replica_flag(conn, settings.db_reader_host)
             if settings.db_reader_host:
                 bypass_lag_check(settings.redcap_root)
@@ -112,12 +121,14 @@ def prepare_database(settings: Settings, secrets: Secrets, config_sql: ConfigSql
                 "s3_secret_access_key": secrets.s3_secret_access_key,
                 "aws_region": settings.aws_region,
             }, mode=settings.config_sql_mode, installed_now=installed_now,
-                initial_admin_password=secrets.admin_password)
+                initial_admin_password=secrets.admin_password, sender=sender)
             # At every start, whatever the configuration decision: the S3 rows are
             # infrastructure.
             sync_s3_settings(conn, desired_s3_settings(
                 settings.s3_bucket, secrets.s3_access_key_id, secrets.s3_secret_access_key,
                 settings.aws_region))
+            if sender is not None:
+                check_universal_from(conn, sender)
     finally:
         try:
             conn.close()  # also releases the lock

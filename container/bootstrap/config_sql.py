@@ -33,6 +33,8 @@ DDL would commit implicitly and break the all-or-nothing transaction.
 
 With REDCAP_ADMIN_SECRET_ID, the same transaction also gives site_admin its initial temporary
 password when the file did not (admin.py), so that too happens only where the file is applied.
+With SMTP_EMAIL (and SES credentials), it also sets REDCap's universal From address to that
+sender, over whatever the file says (sender.py): no other From address passes SES and DMARC.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ import pymysql
 
 from .admin import create_initial_admin
 from .errors import DatabaseStepError, redact
+from .sender import set_universal_from
 from .settings import CONFIG_SQL_APPLY, CONFIG_SQL_MODES
 
 log = logging.getLogger("bootstrap")
@@ -333,12 +336,15 @@ def load_config_sql(path: str) -> ConfigSqlFile:
 
 
 def configure(conn: Any, config: ConfigSqlFile, values: Mapping[str, str], *, mode: str,
-              installed_now: bool, initial_admin_password: str | None = None) -> Decision:
+              installed_now: bool, initial_admin_password: str | None = None,
+              sender: str | None = None) -> Decision:
     """Decide (``decide``), record and log the decision, apply the file when it says so.
 
     installed_now: install.php created this database's schema in this start.
     initial_admin_password (REDCAP_ADMIN_SECRET_ID's value) is used in the same transaction as
     the file, after it, when the file created no site_admin login.
+    sender (SMTP_EMAIL, when mail is configured) becomes REDCap's universal From address in the
+    same transaction, after the file.
     """
     missing = [p for p in PLACEHOLDERS if p not in values]
     if missing:
@@ -348,7 +354,7 @@ def configure(conn: Any, config: ConfigSqlFile, values: Mapping[str, str], *, mo
     decision = decide(mode, installed_now, marker, config.sha256)
     if decision.apply:
         apply_config_sql(conn, config, values, APPLY_REASONS[decision.kind],
-                         initial_admin_password)
+                         initial_admin_password, sender)
         return decision
     admin_note = (" REDCAP_ADMIN_SECRET_ID not used: no site_admin login is created."
                   if initial_admin_password is not None else "")
@@ -382,8 +388,9 @@ def configure(conn: Any, config: ConfigSqlFile, values: Mapping[str, str], *, mo
 
 
 def apply_config_sql(conn: Any, config: ConfigSqlFile, values: Mapping[str, str], reason: str,
-                     initial_admin_password: str | None = None) -> None:
-    """The file, the initial site_admin login and the 'applied' marker in one transaction."""
+                     initial_admin_password: str | None = None, sender: str | None = None) -> None:
+    """The file, the initial site_admin login, REDCap's universal From address and the
+    'applied' marker in one transaction."""
     use_backslash_escapes(conn)
     conn.begin()
     admin = False
@@ -393,6 +400,8 @@ def apply_config_sql(conn: Any, config: ConfigSqlFile, values: Mapping[str, str]
                 cur.execute(stmt.sql, stmt.params(values))
             if initial_admin_password is not None:
                 admin = create_initial_admin(cur, initial_admin_password)
+            if sender is not None:
+                set_universal_from(cur, sender)
             write_marker(cur, config, APPLIED, reason + (
                 "; site_admin login from REDCAP_ADMIN_SECRET_ID" if admin else ""))
         conn.commit()
@@ -404,6 +413,8 @@ def apply_config_sql(conn: Any, config: ConfigSqlFile, values: Mapping[str, str]
                                 f"{message}") from None
     log.info("configuration SQL %s applied (%d statements, sha256 %s): %s", config.path,
              len(config.statements), config.sha256[:12], reason)
+    if sender is not None:
+        log.info("REDCap's universal From address (from_email) set to %s (SMTP_EMAIL)", sender)
     warn_if_nobody_can_log_in(conn)
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
 import pymysql
 
-from .errors import DatabaseStepError, DatabaseUnreachable
+from .errors import DatabaseStepError, DatabaseTlsError, DatabaseUnreachable
 from .secrets import Secrets
 from .settings import RDS_CA_BUNDLE, Settings
 
@@ -53,7 +54,22 @@ def connect_kwargs(host: str, port: int, user: str, password: str, database: str
     return kwargs
 
 
+def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate-verification failure behind a connection error, if that is what it is.
+
+    pymysql reports every socket-level failure, this one included, as 2003 "Can't connect"
+    (which alone would look like "not reachable yet") and keeps the cause in
+    original_exception.
+    """
+    for candidate in (exc, getattr(exc, "original_exception", None), exc.__cause__, exc.__context__):
+        if isinstance(candidate, ssl.SSLCertVerificationError):
+            return candidate
+    return None
+
+
 def is_retryable(exc: BaseException) -> bool:
+    if certificate_error(exc) is not None:
+        return False
     if isinstance(exc, pymysql.err.OperationalError) and exc.args:
         return exc.args[0] in RETRYABLE_ERRNOS
     return isinstance(exc, (ConnectionError, TimeoutError))
@@ -64,8 +80,9 @@ def wait_for_database(connect: Callable[[float], Any], what: str, deadline_secon
                       sleep: Callable[[float], None] = time.sleep) -> Any:
     """Call connect(timeout) until it succeeds, with exponential backoff, within the deadline.
 
-    Raises DatabaseUnreachable (after the deadline) or DatabaseStepError (non-retryable error,
-    e.g. wrong master password: waiting would not help).
+    Raises DatabaseUnreachable (after the deadline), DatabaseTlsError (the server's certificate
+    failed verification) or DatabaseStepError (another non-retryable error, e.g. a wrong master
+    password): waiting would not help with either of the last two.
     """
     start = clock()
     deadline = start + deadline_seconds
@@ -77,6 +94,13 @@ def wait_for_database(connect: Callable[[float], Any], what: str, deadline_secon
         try:
             conn = connect(max(1.0, min(10.0, remaining)))
         except Exception as exc:  # noqa: BLE001 - classified below
+            if (cert := certificate_error(exc)) is not None:
+                raise DatabaseTlsError(
+                    f"the TLS certificate of database {what} failed verification against "
+                    f"{RDS_CA_BUNDLE}: {cert.verify_message or cert}. Either the image's RDS CA "
+                    "bundle does not cover the server's certificate, or DB_HOST is not a name the "
+                    "certificate is for (use the cluster endpoint, not an address or an alias)"
+                ) from None
             if not is_retryable(exc):
                 raise DatabaseStepError(f"cannot connect to {what}: {exc}") from None
             delay = next(delays)

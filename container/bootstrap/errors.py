@@ -40,10 +40,16 @@ class FileWriteError(BootstrapError):
     exit_code = 6
 
 
+class DatabaseTlsError(BootstrapError):
+    """The database's TLS certificate failed verification: waiting would not change it."""
+
+    exit_code = 7
+
+
 class UpgradeFailed(BootstrapError):
     """REDCap's database upgrade (the upgrade-database mode) did not complete."""
 
-    exit_code = 7
+    exit_code = 8
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

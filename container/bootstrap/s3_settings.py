@@ -27,7 +27,7 @@ from .errors import DatabaseStepError, redact
 log = logging.getLogger("bootstrap")
 
 STORAGE_OPTION_FIELD = "edoc_storage_option"
-S3_STORAGE_OPTION = "2"  # REDCap: 0 local, 1 WebDAV, 2 Amazon S3, 3 Azure, 4 Google Cloud
+S3_STORAGE_OPTION = "2"  # REDCap: 0 local, 1 WebDAV, 2 Amazon S3, 3 and 5 Google Cloud, 4 Azure
 LOCAL_STORAGE_OPTION = "0"
 ENDPOINT_URL_FIELD = "amazon_s3_endpoint_url"
 S3_FIELDS = ("amazon_s3_bucket", "amazon_s3_key", "amazon_s3_secret", "amazon_s3_endpoint")

@@ -11,6 +11,9 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Mapping
 
+from webtier.sizing import (DEFAULT_PHP_MEMORY_LIMIT, DEFAULT_REQUEST_TIMEOUT_SECONDS, DEFAULT_STATUS_PORT,
+                            load_web_settings)
+
 from .errors import ConfigError, problem
 
 # Names are an interface: the Pulumi program sets them, the Dockerfile/Apache side reads some.
@@ -43,6 +46,13 @@ OPTIONAL_ENV: dict[str, str | None] = {
     "PHP_TIMEZONE": "UTC",
     "PORT": "8080",
     "TLS_PORT": None,
+    # The web tier (container/webtier, read by the CMD; checked here as well so that a mistake
+    # is reported before anything is written).
+    "STATUS_PORT": DEFAULT_STATUS_PORT,
+    "PHP_MEMORY_LIMIT": DEFAULT_PHP_MEMORY_LIMIT,
+    "REQUEST_TIMEOUT_SECONDS": str(DEFAULT_REQUEST_TIMEOUT_SECONDS),
+    "LB_IDLE_TIMEOUT_SECONDS": None,
+    "CONTAINER_MEMORY_MIB": None,
     "AWS_ENDPOINT_URL": None,
     # Operational knobs of the bootstrap itself (tests shrink the wait and move the paths).
     "BOOTSTRAP_DB_WAIT_SECONDS": "120",
@@ -228,6 +238,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     tls_port = port_number("TLS_PORT", 1025, "8081")
     if port is not None and tls_port is not None and port == tls_port:
         problems.append(problem("TLS_PORT", str(tls_port), "a port different from PORT", "8081"))
+    status_port = port_number("STATUS_PORT", 1025, DEFAULT_STATUS_PORT)
+    if status_port is not None and status_port in (port, tls_port):
+        problems.append(problem("STATUS_PORT", str(status_port), "a port different from PORT and TLS_PORT",
+                                DEFAULT_STATUS_PORT))
+    problems.extend(problem(p.key, p.value, p.allowed, p.example) for p in load_web_settings(env)[1])
     endpoint = optional("AWS_ENDPOINT_URL", URL_RE, "an http(s) URL (tests only)",
                         "http://127.0.0.1:5000")
     wait_raw = _get(env, "BOOTSTRAP_DB_WAIT_SECONDS") or "120"

@@ -34,7 +34,7 @@ either way back also clears it.
 
 Outcome. One line `upgrade result: {json}` (status upgraded, current or failed, both versions,
 statements run) for the Lambda that started the task, and the exit code: 0, the bootstrap's own
-codes when the start failed, or 7 (UpgradeFailed).
+codes when the start failed, or 8 (UpgradeFailed).
 """
 from __future__ import annotations
 
