@@ -963,12 +963,6 @@ def express_logs_encrypted(resources: Sequence[Resource]) -> list[Violation]:
     return found
 
 
-def _keeps_data(cluster: Resource) -> bool:
-    """A cluster whose destroy leaves a final snapshot (or the cluster): the stage keeps data."""
-    skip = cluster.props.get("skipFinalSnapshot")
-    return not is_unknown(skip) and not is_true(skip)
-
-
 def rds_monitoring(resources: Sequence[Resource]) -> list[Violation]:
     """Every Aurora instance has Performance Insights under a customer key; those of a cluster that
     keeps data have Enhanced Monitoring with a role; the instances of one cluster are monitored

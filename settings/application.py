@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
 from settings.common import Problem, _Model, parse_bool
 
