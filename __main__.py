@@ -161,6 +161,7 @@ def application_stack() -> None:
 
     # Compute (issue 4): image, runtime contract, App Runner or ECS, cron, tunnel host.
     languages_dir = paths.PROJECT_DIR / "languages"
+    modules_dir = paths.PROJECT_DIR / "modules"
     image = Image("redcap", ImageArgs(
         context=context,
         build=config.image_build,
@@ -172,6 +173,7 @@ def application_stack() -> None:
         redcap_zip=paths.RELEASES_DIR / f"{config.red_cap_local_version}.zip" if config.red_cap_local_version else None,
         redcap_s3_uri=config.red_cap_s3_path,
         languages_dir=languages_dir if languages_dir.is_dir() else None,
+        modules_dir=modules_dir if modules_dir.is_dir() else None,
         vpc_id=network.vpc_id,
         private_subnet_ids=network.private_subnet_ids,
         log_bucket_name=storage.log_bucket_name,

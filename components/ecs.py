@@ -29,6 +29,7 @@ from components.context import AwsContext
 from components.dns import AliasTarget
 from components.naming import stage_name
 from components.runtime import RuntimeContract
+from container.context import WRITABLE_PATHS
 
 CONTAINER_NAME = "redcap"
 HEALTH_PATH = "/healthz"
@@ -74,12 +75,28 @@ def resource_name(stack: str, limit: int) -> str:
     return stage_name(stack, limit, lower=True)
 
 
+def volume_name(path: str) -> str:
+    """Task volume name for a writable path: letters, digits, hyphens (ECS allows up to 255)."""
+    return "w" + path.replace("/", "-")
+
+
+def task_volumes() -> list[dict[str, str]]:
+    """One bind-mount volume (task storage, gone with the task) per path the container writes."""
+    return [{"name": volume_name(p)} for p in WRITABLE_PATHS]
+
+
 def container_definitions(*, image: str, port: int, environment: list[dict[str, str]], log_group: str,
                           region: str) -> str:
     return json.dumps([{
         "name": CONTAINER_NAME,
         "image": image,
         "essential": True,
+        # Nothing in the image can be changed at run time; only the image's declared volumes
+        # (container/context.py WRITABLE_PATHS) are writable, and they start from the image's
+        # content, owners and modes (Fargate copies a Dockerfile VOLUME into its bind mount).
+        "readonlyRootFilesystem": True,
+        "mountPoints": [{"sourceVolume": volume_name(p), "containerPath": p, "readOnly": False}
+                        for p in WRITABLE_PATHS],
         "portMappings": [{"containerPort": port, "hostPort": port, "protocol": "tcp"}],
         "environment": environment,
         "logConfiguration": {"logDriver": "awslogs", "options": {
@@ -148,6 +165,7 @@ class FargateService(pulumi.ComponentResource):
             runtime_platform={"operating_system_family": "LINUX", "cpu_architecture": "X86_64"},
             execution_role_arn=execution_role.arn, task_role_arn=task_role.arn,
             ephemeral_storage={"size_in_gib": EPHEMERAL_STORAGE_GIB},
+            volumes=task_volumes(),
             container_definitions=pulumi.Output.all(args.image_uri, args.runtime.environment_list(), group.name).apply(
                 lambda a: container_definitions(image=a[0], port=port, environment=a[1], log_group=a[2],
                                                 region=ctx.region)),

@@ -71,6 +71,7 @@ class ImageArgs:
     redcap_zip: Optional[Path] = None
     redcap_s3_uri: Optional[str] = None
     languages_dir: Optional[Path] = None
+    modules_dir: Optional[Path] = None
     # CodeBuild only: where it runs and where the artifacts bucket logs.
     vpc_id: Optional[pulumi.Input[str]] = None
     private_subnet_ids: Optional[pulumi.Input[Sequence[str]]] = None
@@ -119,7 +120,7 @@ def buildspec(s3_source: bool) -> str:
         'test -n "${IMAGE_TAG:-}" || { echo "IMAGE_TAG is not set" >&2; exit 1; }',
         f"curl -fsSL --retry 3 -o rds-ca-bundle.pem {RDS_CA_BUNDLE_URL}",
         "grep -q 'BEGIN CERTIFICATE' rds-ca-bundle.pem",
-        "mkdir -p languages",
+        "mkdir -p languages modules",
     ]
     if s3_source:
         pre_build.append('aws s3 cp --only-show-errors "$REDCAP_S3_URI" redcap.zip')
@@ -143,14 +144,18 @@ def buildspec(s3_source: bool) -> str:
     return yaml.safe_dump(spec, sort_keys=False, width=1000)
 
 
-def write_deterministic_zip(files: dict[str, Path], dest: Path, directories: Sequence[str] = ("languages/",)) -> Path:
+CONTEXT_DIRECTORIES = ("languages/", "modules/")
+
+
+def write_deterministic_zip(files: dict[str, Path], dest: Path, directories: Sequence[str] = CONTEXT_DIRECTORIES) -> Path:
     """Zip `files` (archive path -> source) with fixed timestamps and modes, sorted by path, so
     the same files always give the same bytes (and Pulumi sees no change in the asset).
 
     Entries are stored, not deflated: deflate output depends on the zlib build (zlib, zlib-ng,
     Apple's), so the same files deflated on another machine would be other bytes - a diff on
     the context object from there. The bulk of the context (the REDCap zip) is compressed already.
-    `directories` are empty folder entries written first (the build context's `languages/`)."""
+    `directories` are empty folder entries written first (the build context's `languages/`
+    and `modules/`, which the Dockerfile copies even when empty)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -179,11 +184,11 @@ def archive_matches(archive: Path, files: dict[str, Path]) -> bool:
             entries = existing.infolist()
     except (zipfile.BadZipFile, OSError):
         return False
-    if [i.filename for i in entries] != ["languages/", *sorted(files)]:
+    if [i.filename for i in entries] != [*CONTEXT_DIRECTORIES, *sorted(files)]:
         return False
     sizes = {rel: src.stat().st_size for rel, src in files.items()}
     return all(i.compress_type == zipfile.ZIP_STORED for i in entries) and all(
-        i.file_size == sizes[i.filename] for i in entries if i.filename != "languages/")
+        i.file_size == sizes[i.filename] for i in entries if i.filename not in CONTEXT_DIRECTORIES)
 
 
 def context_is_complete(context_dir: Path, files: dict[str, Path]) -> bool:
@@ -347,7 +352,7 @@ class Image(pulumi.ComponentResource):
         assert args.redcap_zip is not None
         ca_bundle = args.ca_bundle or ensure_ca_bundle(args.build_dir / "rds-ca-bundle.pem")
         inputs = dict(redcap_zip=args.redcap_zip, languages_dir=args.languages_dir, config_sql=args.config_sql,
-                      ca_bundle=ca_bundle)
+                      ca_bundle=ca_bundle, modules_dir=args.modules_dir)
         tag = image_tag(args.tag_prefix, build_context.context_hash(**inputs))
         context_dir = ensure_local_context(args.build_dir / "contexts" / tag, inputs)
         token = aws.ecr.get_authorization_token_output(registry_id=repo.registry_id)
@@ -380,10 +385,10 @@ class Image(pulumi.ComponentResource):
         if redcap_zip is None:
             redcap_zip = stand_ins / "redcap.zip"
             redcap_zip.write_text(f"downloaded by the build from {args.redcap_s3_uri}\n")
-        files = build_context.context_files(redcap_zip=redcap_zip, languages_dir=args.languages_dir,
-                                            config_sql=args.config_sql, ca_bundle=ca_stand_in)
-        digest = build_context.context_hash(redcap_zip=redcap_zip, languages_dir=args.languages_dir,
-                                            config_sql=args.config_sql, ca_bundle=ca_stand_in)
+        inputs = dict(redcap_zip=redcap_zip, languages_dir=args.languages_dir, config_sql=args.config_sql,
+                      ca_bundle=ca_stand_in, modules_dir=args.modules_dir)
+        files = build_context.context_files(**inputs)
+        digest = build_context.context_hash(**inputs)
         archive = args.build_dir / "contexts" / f"{digest}.zip"
         if not archive_matches(archive, files):
             write_deterministic_zip(files, archive)

@@ -21,6 +21,7 @@ start a pack server, so tests may import this module.
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ SECRET_ROTATION_TYPE = "aws:secretsmanager/secretRotation:SecretRotation"
 LAMBDA_FUNCTION_TYPE = "aws:lambda/function:Function"
 BACKUP_VAULT_TYPE = "aws:backup/vault:Vault"
 BACKUP_PLAN_TYPE = "aws:backup/plan:Plan"
+ECS_TASK_DEFINITION_TYPE = "aws:ecs/taskDefinition:TaskDefinition"
 BACKUP_SELECTION_TYPE = "aws:backup/selection:Selection"
 BUCKET_VERSIONING_TYPES = ("aws:s3/bucketVersioning:BucketVersioning", "aws:s3/bucketVersioningV2:BucketVersioningV2")
 POLICY_ATTACHMENT_TYPES = (
@@ -568,6 +570,25 @@ def codebuild_no_privileged(res: Resource) -> list[Violation]:
     )
 
 
+def ecs_read_only_root(res: Resource) -> list[Violation]:
+    if res.type != ECS_TASK_DEFINITION_TYPE:
+        return []
+    raw = res.props.get("containerDefinitions")
+    if is_unknown(raw) or raw is None:
+        return []  # computed at preview; checked again when it is known
+    try:
+        containers = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return [Violation.of("ecs-read-only-root", res, "containerDefinitions is not valid JSON")]
+    return [
+        Violation.of("ecs-read-only-root", res,
+                     f"container {c.get('name', index)!r} can change its image's files at run time; set "
+                     "readonlyRootFilesystem = true and mount a task volume where it must write")
+        for index, c in enumerate(as_list(containers))
+        if not (isinstance(c, dict) and c.get("readonlyRootFilesystem") is True)
+    ]
+
+
 # --------------------------------------------------------------------------------------------
 # Stack rules (relational)
 # --------------------------------------------------------------------------------------------
@@ -1031,6 +1052,7 @@ RESOURCE_RULES: tuple[Rule, ...] = (
     Rule("backup-vault-kms", "AWS Backup vaults encrypt recovery points with a customer KMS key.", backup_vault_kms),
     Rule("codebuild-encrypted", "CodeBuild projects use a customer KMS key (CB4).", codebuild_encrypted),
     Rule("codebuild-no-privileged", "CodeBuild projects do not run privileged (CB3).", codebuild_no_privileged),
+    Rule("ecs-read-only-root", "Every container of an ECS task definition has a read-only root filesystem.", ecs_read_only_root),
 )
 
 STACK_RULES: tuple[Rule, ...] = (

@@ -31,6 +31,7 @@ BASE_IMAGE = os.environ.get("REDCAP_TEST_BASE_IMAGE", "redcap-test/debian:trixie
 REDCAP_VERSION = "14.0.0"
 LANGUAGE_FILE = "Deutsch.ini"
 LANGUAGE_CONTENT = "; fixture language file\nhome = \"Startseite\"\n"
+MODULE_DIR = "fixture_module_v1.0.0"
 
 
 def docker(*args: str, check: bool = True, timeout: float = 120, input: bytes | None = None,
@@ -67,12 +68,17 @@ def build_inputs(workdir: Path, version: str = REDCAP_VERSION) -> dict[str, Path
     languages.mkdir(exist_ok=True)
     (languages / LANGUAGE_FILE).write_text(LANGUAGE_CONTENT)
     (languages / "README.txt").write_text("not a language file\n")
+    modules = workdir / "modules"
+    (modules / MODULE_DIR).mkdir(parents=True, exist_ok=True)
+    (modules / MODULE_DIR / "config.json").write_text('{"name": "Fixture module", "framework-version": 16}\n')
+    (modules / "README.md").write_text("not a module\n")
     ca = workdir / "rds-ca-bundle.pem"
     if not ca.exists():
         make_ca_bundle(ca)
     return {
         "redcap_zip": build_fixture_zip(workdir / "zip", version),
         "languages_dir": languages,
+        "modules_dir": modules,
         "config_sql": config_sql_source(),
         "ca_bundle": ca,
     }
@@ -155,7 +161,8 @@ class RunningApp:
         return docker(*args, check=check, text=text)
 
     def stop(self) -> None:
-        docker("rm", "-f", self.name, check=False)
+        # -v: the image's declared volumes are anonymous volumes; they go with the container.
+        docker("rm", "-f", "-v", self.name, check=False)
 
 
 def prepare_backends(mariadb: MariaDB, moto: MotoServer, app_secrets: AppSecrets) -> dict[str, str]:
@@ -229,11 +236,12 @@ def app_environment(mariadb: MariaDB, moto: MotoServer,
     return env, app_secrets
 
 
-def run_detached(image: str, env: dict[str, str], prefix: str) -> tuple[str, float]:
+def run_detached(image: str, env: dict[str, str], prefix: str,
+                 run_args: tuple[str, ...] = ()) -> tuple[str, float]:
     """`docker run -d` with host networking (MariaDB and moto listen on loopback).
     Returns the container name and the monotonic time just before the run."""
     name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    args = ["run", "-d", "--name", name, "--network", "host"]
+    args = ["run", "-d", "--name", name, "--network", "host", *run_args]
     for k, v in env.items():
         args += ["-e", f"{k}={v}"]
     started = time.monotonic()
@@ -241,12 +249,26 @@ def run_detached(image: str, env: dict[str, str], prefix: str) -> tuple[str, flo
     return name, started
 
 
+def read_only_run_args() -> tuple[str, ...]:
+    """`docker run` arguments for the production filesystem: a read-only root and a tmpfs, owned
+    by www-data as in the image, at exactly the paths the container writes (what ECS mounts)."""
+    from container.context import WRITABLE_PATHS
+    # The image's modes: sticky world-writable /tmp, Debian's session directory, private others.
+    modes = {"/tmp": "1777", "/var/lib/php/sessions": "1733", "/run/apache2": "0755", "/run/lock/apache2": "0755"}
+    args: list[str] = ["--read-only"]
+    for path in WRITABLE_PATHS:
+        owner = "" if path in ("/tmp", "/var/lib/php/sessions") else ",uid=33,gid=33"
+        args += ["--tmpfs", f"{path}:rw,nosuid,nodev,mode={modes.get(path, '0700')}{owner}"]
+    return tuple(args)
+
+
 def start_app(image: str, mariadb: MariaDB, moto: MotoServer, *, extra_env: dict[str, str] | None = None,
-              wait_for: str | None = "/healthz", timeout: float = 120) -> RunningApp:
+              wait_for: str | None = "/healthz", timeout: float = 120,
+              run_args: tuple[str, ...] = ()) -> RunningApp:
     """`docker run` the image with host networking (MariaDB and moto listen on loopback)."""
     env, app_secrets = app_environment(mariadb, moto, extra_env)
     port, tls_port, status_port = int(env["PORT"]), int(env["TLS_PORT"]), int(env["STATUS_PORT"])
-    name, started = run_detached(image, env, "redcap-test")
+    name, started = run_detached(image, env, "redcap-test", run_args)
     app = RunningApp(name=name, image=image, port=port, tls_port=tls_port, status_port=status_port,
                      db_name=env["DB_NAME"],
                      app_user=env["DB_APP_USER"], secrets=app_secrets,

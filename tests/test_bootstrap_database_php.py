@@ -109,6 +109,26 @@ def test_deterministic_and_unchanged_file_not_rewritten(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o640
 
 
+def test_a_link_is_written_through_beside_its_target(tmp_path):
+    """The image links database.php into /var/lib/redcap/conf/ (the root filesystem is read-only):
+    the temporary file and the rename happen in the target's directory, the link stays."""
+    conf, webroot = tmp_path / "conf", tmp_path / "html"
+    conf.mkdir()
+    webroot.mkdir()
+    (webroot / "database.php").symlink_to(conf / "database.php")
+    webroot.chmod(0o555)  # as read-only as the image's web root, even for the owner
+    try:
+        assert write_atomic(webroot / "database.php", render_database_php(IAM), 0o640) is True
+        assert (webroot / "database.php").is_symlink()
+        assert (conf / "database.php").read_text() == render_database_php(IAM)
+        assert (conf / "database.php").stat().st_mode & 0o777 == 0o640
+        assert sorted(p.name for p in conf.iterdir()) == ["database.php"]  # no temporary file left
+        assert sorted(p.name for p in webroot.iterdir()) == ["database.php"]
+        assert write_atomic(webroot / "database.php", render_database_php(IAM), 0o640) is False
+    finally:
+        webroot.chmod(0o755)
+
+
 def test_nul_is_refused():
     with pytest.raises(ValueError):
         php_string("a\x00b")

@@ -139,3 +139,55 @@ def test_a_container_file_may_not_shadow_an_input(container_dir: Path, inputs: d
     (container_dir / "redcap.zip").write_bytes(b"PK")
     with pytest.raises(ValueError, match="shadow"):
         context_hash(container_dir=container_dir, **inputs)
+
+
+def _modules(root: Path) -> Path:
+    module = root / "modules" / "vizr_v1.2.3"
+    (module / "lang").mkdir(parents=True)
+    (module / "config.json").write_text('{"name": "Vizr"}\n')
+    # Names that are build inputs or excluded at the top of container/ belong to the module here.
+    (module / "languages").mkdir()
+    (module / "languages" / "Deutsch.ini").write_text("y = 2\n")
+    (module / "tests").mkdir()
+    (module / "tests" / "ModuleTest.php").write_text("<?php\n")
+    (module / "lang" / "English.ini").write_text("x = 1\n")
+    (module / "__pycache__").mkdir()
+    (module / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    (root / "modules" / "README.md").write_text("not a module\n")
+    (root / "modules" / ".git").mkdir()
+    return root / "modules"
+
+
+def test_module_directories_enter_the_context_whole(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    modules = _modules(tmp_path / "project")
+    ctx = assemble_context(tmp_path / "ctx", **inputs, modules_dir=modules)
+    assert sorted(p.relative_to(ctx).as_posix() for p in (ctx / "modules").rglob("*") if p.is_file()) == [
+        "modules/vizr_v1.2.3/config.json", "modules/vizr_v1.2.3/lang/English.ini",
+        "modules/vizr_v1.2.3/languages/Deutsch.ini", "modules/vizr_v1.2.3/tests/ModuleTest.php"]
+    assert (ctx / "modules/vizr_v1.2.3/config.json").read_bytes() == (modules / "vizr_v1.2.3/config.json").read_bytes()
+    # Without a modules/ folder the context still has the (empty) directory the Dockerfile copies.
+    assert list((assemble_context(tmp_path / "ctx2", **inputs) / "modules").iterdir()) == []
+
+
+def test_module_content_changes_the_hash_and_nothing_else_does(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    modules = _modules(tmp_path / "a")
+    first = context_hash(**inputs, modules_dir=modules)
+    assert first != context_hash(**inputs)
+    moved = _modules(tmp_path / "b")
+    for p in moved.rglob("*"):
+        os.utime(p, (1, 1))
+    assert context_hash(**inputs, modules_dir=moved) == first
+    (moved / "README.md").write_text("still not a module\n")
+    assert context_hash(**inputs, modules_dir=moved) == first
+    (moved / "vizr_v1.2.3" / "config.json").write_text('{"name": "Vizr 2"}\n')
+    assert context_hash(**inputs, modules_dir=moved) != first
+
+
+def test_a_module_directory_redcap_cannot_find_fails_clearly(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    modules = tmp_path / "modules"
+    (modules / "Vizr").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"modules/Vizr: an external module directory must be named "
+                                         r"<prefix>_v<version> in lower case, e.g. modules/vizr_v1.2.3"):
+        context_hash(**inputs, modules_dir=modules)
+    with pytest.raises(FileNotFoundError, match="modules_dir"):
+        context_hash(**inputs, modules_dir=tmp_path / "nope")

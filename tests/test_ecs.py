@@ -4,10 +4,15 @@ scaling settings. Phase one of a new zone (no ECS service yet) is in tests/test_
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from container.context import WRITABLE_PATHS
+
 from compute_support import CERTIFICATE_ARN, policy_of, policy_violations, run_variant, statements
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def task_definition(run):
@@ -37,6 +42,29 @@ def test_task_definition_is_fargate_x86_with_settings_sizes(variant, cpu, memory
     assert definition["image"] == run.outputs["imageUri"] and ":latest" not in definition["image"]
     assert definition["portMappings"] == [{"containerPort": port, "hostPort": port, "protocol": "tcp"}]
     assert {e["name"]: e["value"] for e in definition["environment"]}["PORT"] == str(port)
+
+
+@pytest.mark.parametrize("variant", ["prod", "ecs-local"])
+def test_root_filesystem_is_read_only_with_a_task_volume_per_writable_path(variant):
+    run = run_variant(variant)
+    definition = container(run)
+    assert definition["readonlyRootFilesystem"] is True
+    # Bind mounts on the task's ephemeral storage (no host path, no EFS): they start from the
+    # image's VOLUME content and vanish with the task.
+    volumes = task_definition(run).inputs["volumes"]
+    assert all(set(v) == {"name"} for v in volumes)
+    mounts = {m["containerPath"]: m for m in definition["mountPoints"]}
+    assert sorted(mounts) == sorted(WRITABLE_PATHS) == sorted([
+        "/tmp", "/var/www/html/temp", "/var/lib/php/sessions", "/run/redcap", "/run/apache2", "/run/lock/apache2",
+        "/var/lib/redcap/tls", "/var/lib/redcap/conf"])
+    assert sorted(m["sourceVolume"] for m in mounts.values()) == sorted(v["name"] for v in volumes)
+    assert not any(m["readOnly"] for m in mounts.values())
+
+
+def test_the_dockerfile_declares_exactly_the_writable_paths_as_volumes():
+    dockerfile = (ROOT / "container" / "Dockerfile").read_text()
+    declared = [json.loads(line[len("VOLUME "):]) for line in dockerfile.splitlines() if line.startswith("VOLUME ")]
+    assert declared == [list(WRITABLE_PATHS)]
 
 
 def test_container_logs_go_to_an_encrypted_group_with_retention():

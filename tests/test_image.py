@@ -29,8 +29,9 @@ import botocore.session
 import pytest
 
 from container.webtier.sizing import IMAGEMAGICK_MEMORY_MIB, MAX_WORKERS, RESERVE_MIB, WORKER_OVERHEAD_MIB
-from image_support import (LANGUAGE_CONTENT, LANGUAGE_FILE, REDCAP_VERSION, BuiltImage, RunningApp,
-                           build_image, docker, start_app)
+from container.context import WRITABLE_PATHS
+from image_support import (LANGUAGE_CONTENT, LANGUAGE_FILE, MODULE_DIR, REDCAP_VERSION, BuiltImage, RunningApp,
+                           build_image, docker, read_only_run_args, start_app, wait_http)
 from overload_support import WebTier, burst, memory_stats, run_load, start_web_tier
 
 pytestmark = pytest.mark.docker
@@ -70,6 +71,36 @@ def wait_for_log(app: RunningApp, needle: str, timeout: float = 10) -> list[str]
         assert time.monotonic() < deadline, f"{needle!r} did not appear in the container log"
         time.sleep(0.1)
     return lines
+
+
+# --------------------------------------------------------------------------------------------
+# Read-only root filesystem (ECS readonlyRootFilesystem)
+
+def test_read_only_root_serves_and_survives_a_restart(image: BuiltImage, mariadb, moto_server) -> None:
+    """The production filesystem: nothing writable but a tmpfs at each of WRITABLE_PATHS, which
+    start empty as ECS's task volumes do, and start empty again after the restart."""
+    app = start_app(image.tag, mariadb, moto_server, run_args=read_only_run_args())
+    try:
+        mounts = json.loads(docker("inspect", "-f", "{{json .HostConfig}}", app.name).stdout)
+        assert mounts["ReadonlyRootfs"] is True and sorted(mounts["Tmpfs"]) == sorted(WRITABLE_PATHS)
+        for _ in range(2):
+            assert request(app, "/healthz")[:3:2] == (200, "ok\n")
+            status, _, body = request(app, "/")
+            assert (status, body.strip()) == (200, f"REDCap fixture OK db={app.db_name} version={REDCAP_VERSION}")
+            # The image itself cannot be changed, not even by root.
+            denied = app.exec("sh", "-c", "touch /var/www/html/index.php /var/www/html/modules/x 2>&1; exit 0",
+                              user="0").stdout
+            assert denied.count("Read-only file system") == 2, denied
+            docker("restart", app.name, timeout=180)
+            wait_http(app.url + "/healthz", 120, container=app.name)
+        assert "Traceback" not in app.logs()
+    finally:
+        app.stop()
+
+
+def test_modules_folder_is_baked_into_the_image(app: RunningApp) -> None:
+    listing = app.exec("find", f"/var/www/html/modules/{MODULE_DIR}", "-printf", "%P %u %m\n").stdout.split("\n")
+    assert sorted(filter(None, listing)) == [" root 755", "config.json root 644"], listing
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,29 +449,32 @@ def test_database_php_contents(app: RunningApp) -> None:
     assert "$db_ssl_verify_server_cert = false;" in text
     assert "$read_replica_hostname = '';" in text
     assert s.master_password not in text and s.salt not in text and s.s3_secret_key not in text
-    assert app.exec("stat", "-c", "%U %a", "/var/www/html/database.php").stdout.split() == ["www-data", "640"]
+    # REDCap's path is a link into a writable directory: the root filesystem is read-only.
+    assert app.exec("readlink", "/var/www/html/database.php").stdout.strip() == "/var/lib/redcap/conf/database.php"
+    assert app.exec("stat", "-L", "-c", "%U %a", "/var/www/html/database.php").stdout.split() == ["www-data", "640"]
 
 
 def test_writable_paths_are_only_what_redcap_writes(app: RunningApp) -> None:
-    """Everything www-data can write, on the whole image filesystem."""
-    # Contents of the writable directories are whatever the running app put there; not listed.
+    """Everything www-data can write, on the whole image filesystem, when the root is writable
+    (`docker run` without --read-only). The image's volumes (WRITABLE_PATHS) are filesystems of
+    their own: -xdev lists them, not their contents."""
     pruned = " -o ".join(f"-path {p}" for p in (
-        "/proc", "/sys", "/dev", "'/tmp/*'", "'/var/tmp/*'", "'/var/www/html/temp/*'", "'/var/www/html/edocs/*'",
-        "'/var/www/html/modules/*'", "'/var/lib/php/sessions/*'"))
+        "/proc", "/sys", "/dev", "'/var/tmp/*'", "'/var/www/html/edocs/*'"))
     out = app.exec("sh", "-c", f"find / -xdev \\( {pruned} \\) -prune -o -writable -print 2>/dev/null || true"
                    ).stdout.split()
     assert sorted(set(out)) == sorted([
-        # REDCap: temp files, local file storage, external modules; database.php from the bootstrap.
-        "/var/www/html/temp", "/var/www/html/edocs", "/var/www/html/modules", "/var/www/html/database.php",
-        # Bootstrap and redcap-apache at start: SES SMTP account, TLS key and certificate.
-        "/etc/msmtprc", "/var/lib/redcap/tls", "/var/lib/redcap/tls/cert.pem", "/var/lib/redcap/tls/key.pem",
-        # Apache's own run, lock, log and cache directories; PHP-FPM's sockets and pid file; PHP
-        # sessions (unused: REDCap keeps sessions in the database); the world-writable temporary
-        # directories.
-        "/run/apache2", "/run/apache2/apache2.pid", "/run/apache2/socks", "/run/lock", "/run/lock/apache2", "/var/lock",
-        "/run/redcap", "/run/redcap/php-fpm.sock", "/run/redcap/php-fpm-status.sock", "/run/redcap/php-fpm.pid",
-        "/var/log/apache2", "/var/cache/apache2/mod_cache_disk", "/var/lib/php/sessions", "/tmp", "/var/tmp",
+        # The volumes: what the container writes, also with a read-only root (ECS).
+        *WRITABLE_PATHS,
+        # Links into /var/lib/redcap/conf, where the bootstrap writes database.php and msmtp's account.
+        "/var/www/html/database.php", "/etc/msmtprc",
+        # REDCap's local file storage (unused: files are in S3).
+        "/var/www/html/edocs",
+        # Writable only without --read-only: Apache's log and cache directories (it logs to
+        # stdout), the lock directory above Apache's and the world-writable /var/tmp.
+        "/var/log/apache2", "/var/cache/apache2/mod_cache_disk", "/run/lock", "/var/lock", "/var/tmp",
     ])
+    # External modules come from the image only (container/README.md, "External modules").
+    assert app.exec("stat", "-c", "%U %a", "/var/www/html/modules").stdout.split() == ["root", "755"]
 
 
 def test_redcap_files_languages_ca_bundle_and_sql(app: RunningApp, image: BuiltImage) -> None:

@@ -108,7 +108,9 @@ def test_deterministic_context_zip(tmp_path):
     assert one == two
     names = zipfile.ZipFile(tmp_path / "one.zip").namelist()
     assert {"Dockerfile", "redcap.zip", "redcap-config.sql", "rds-ca-bundle.pem", "languages/",
-            "languages/Spanish.ini"} <= set(names)
+            "languages/Spanish.ini", "modules/"} <= set(names)
+    # The Dockerfile copies languages/ and modules/ even when empty: both are folder entries.
+    assert names[:2] == ["languages/", "modules/"]
     assert not any(n.startswith("tests/") for n in names)
     # Stored, not deflated: deflate output differs between zlib builds (zlib, zlib-ng, Apple's),
     # so a deflated context would change bytes - and show a diff - from another machine.

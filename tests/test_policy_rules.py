@@ -207,6 +207,9 @@ def compliant_stack() -> list[Resource]:
         res("aws:secretsmanager/secretRotation:SecretRotation", "redcap-s3-rotation", secretId="arn:secret",
             rotationLambdaArn=arn_of("aws:lambda/function:Function", "key-rotation"),
             rotationRules={"automaticallyAfterDays": 90.0}),
+        res("aws:ecs/taskDefinition:TaskDefinition", "task", containerDefinitions=json.dumps([
+            {"name": "redcap", "image": "redcap:1", "readonlyRootFilesystem": True,
+             "mountPoints": [{"sourceVolume": "w-tmp", "containerPath": "/tmp"}]}]), volumes=[{"name": "w-tmp"}]),
     ]
 
 
@@ -425,6 +428,11 @@ VARIANTS: list[tuple[str, str, str, list[Mutation]]] = [
         "variables": {"ROTATION_TARGETS": json.dumps({"arn:secret": {"userName": "someone-else"}})}})]),
     ("rotation-too-rare", "iam-access-key-rotation", "redcap-s3-rotation",
      [setp("redcap-s3-rotation", rotationRules={"automaticallyAfterDays": 365.0})]),
+    ("task-root-writable", "ecs-read-only-root", "task",
+     [setp("task", containerDefinitions=json.dumps([{"name": "redcap", "image": "redcap:1"}]))]),
+    ("task-sidecar-root-writable", "ecs-read-only-root", "task", [setp("task", containerDefinitions=json.dumps([
+        {"name": "redcap", "image": "redcap:1", "readonlyRootFilesystem": True},
+        {"name": "sidecar", "image": "x:1", "readonlyRootFilesystem": False}]))]),
 ]
 
 
@@ -441,6 +449,15 @@ def test_each_noncompliant_variant_is_reported_by_its_rule(rule: str, name: str,
 def test_every_rule_has_a_failing_variant() -> None:
     covered = {v[1] for v in VARIANTS} | {"codebuild-no-privileged"}  # tested below, without waivers
     assert covered == rules.RULE_IDS
+
+
+def test_read_only_root_names_the_container_and_waits_for_unknown_definitions() -> None:
+    found = violations_for(variant(setp("task", containerDefinitions=json.dumps([
+        {"name": "redcap", "image": "redcap:1", "readonlyRootFilesystem": True}, {"name": "sidecar", "image": "x:1"}]))))
+    assert [v.message for v in found] == [
+        "aws:ecs/taskDefinition:TaskDefinition 'task': container 'sidecar' can change its image's files at run "
+        "time; set readonlyRootFilesystem = true and mount a task volume where it must write"]
+    assert violations_for(variant(setp("task", containerDefinitions=UNKNOWN))) == []
 
 
 def test_messages_say_what_to_change() -> None:

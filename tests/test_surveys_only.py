@@ -10,7 +10,7 @@ import pytest
 import harness
 from components import firewall as fw
 from test_firewall import CRON_MATCH, camel, recorded_rules
-from waf_eval import Request, cron_secret_location, evaluate, normalize_path, priorities
+from waf_eval import Request, UnmodelledRule, cron_secret_location, evaluate, normalize_path, priorities
 
 V4_ARN, V6_ARN = "arn:ipset:v4", "arn:ipset:v6"
 IP_SETS = {V4_ARN: ["203.0.113.0/24"], V6_ARN: ["2001:db8::/32"]}
@@ -169,7 +169,7 @@ def test_the_rate_limit_still_applies_to_surveys() -> None:
 def test_the_evaluator_refuses_what_it_does_not_model() -> None:
     rule = {"name": "x", "priority": 1, "action": {"block": {}},
             "statement": {"size_constraint_statement": {"size": 1}}, "visibility_config": {}}
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(UnmodelledRule):
         evaluate([rule], request("login page", ALLOWED))
 
 

@@ -22,6 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
 
 
+class UnmodelledRule(ValueError):
+    """A statement, field or transformation this evaluator does not model: never guessed."""
+
+
 @dataclass(frozen=True)
 class Request:
     path: str                                   # the URI path as the client sent it
@@ -80,7 +84,7 @@ def _transform(value: str, transformations: Sequence[Mapping[str, Any]]) -> str:
     for step in sorted(transformations, key=lambda t: t["priority"]):
         kind = step["type"]
         if kind not in TRANSFORMATIONS:
-            raise NotImplementedError(f"text transformation {kind}")
+            raise UnmodelledRule(f"text transformation {kind}")
         value = TRANSFORMATIONS[kind](value)
     return value
 
@@ -97,7 +101,7 @@ def _field(request: Request, field_to_match: Mapping[str, Any]) -> Optional[str]
         return next((v for k, v in request.headers.items() if k.lower() == wanted), None)
     if kind == "query_string":
         return urllib.parse.urlencode(dict(request.query))
-    raise NotImplementedError(f"field to match {kind}")
+    raise UnmodelledRule(f"field to match {kind}")
 
 
 def _byte_match(value: str, constraint: str, search: str) -> bool:
@@ -135,7 +139,7 @@ def matches(statement: Mapping[str, Any], request: Request, ip_sets: Mapping[str
         return request.over_rate_limit
     if kind == "managed_rule_group_statement":
         return False
-    raise NotImplementedError(f"statement {kind}")
+    raise UnmodelledRule(f"statement {kind}")
 
 
 def evaluate(rules: Sequence[Mapping[str, Any]], request: Request,

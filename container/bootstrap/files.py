@@ -17,7 +17,9 @@ def write_atomic(path: str | Path, content: str | bytes, mode: int) -> bool:
     www-data in a root-owned /etc), the file is rewritten in place instead; nothing reads it
     while the bootstrap runs, before the CMD starts.
     """
-    path = Path(path)
+    # The image links database.php and /etc/msmtprc into a writable directory (the root
+    # filesystem is read-only): the temporary file and the rename belong beside the target.
+    path = Path(os.path.realpath(path))
     data = content.encode("utf-8") if isinstance(content, str) else content
     try:
         if path.is_file() and path.read_bytes() == data and (path.stat().st_mode & 0o777) == mode:
