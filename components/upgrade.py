@@ -32,10 +32,11 @@ import pulumi_random as random
 
 from components import policies
 from components.context import AwsContext
-from components.ecs import CONTAINER_NAME, task_roles
+from components.ecs import CONTAINER_NAME, task_roles, task_volumes, volume_name
 from components.image import project_relative
 from components.naming import stage_name
 from components.runtime import RuntimeContract
+from container.context import WRITABLE_PATHS
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 LAMBDA_TIMEOUT_SECONDS = 900  # Lambda's maximum; a longer wait is taken up by the next `pulumi up`
@@ -106,12 +107,16 @@ def upgrade_policy(*, partition: str, region: str, account_id: str, log_group_ar
 
 def upgrade_container_definitions(*, image: str, environment: list[dict[str, str]], log_group: str,
                                   region: str) -> str:
-    """The service's container with the upgrade command instead of Apache, and no port."""
+    """The service's container with the upgrade command instead of Apache, and no port; read-only
+    like the service's, with the same writable task volumes (components/ecs.py)."""
     return json.dumps([{
         "name": CONTAINER_NAME,
         "image": image,
         "essential": True,
         "command": [UPGRADE_COMMAND],
+        "readonlyRootFilesystem": True,
+        "mountPoints": [{"sourceVolume": volume_name(p), "containerPath": p, "readOnly": False}
+                        for p in WRITABLE_PATHS],
         "environment": environment,
         "logConfiguration": {"logDriver": "awslogs", "options": {
             "awslogs-group": log_group, "awslogs-region": region, "awslogs-stream-prefix": LOG_STREAM_PREFIX}},
@@ -239,7 +244,7 @@ class DatabaseUpgrade(pulumi.ComponentResource):
             f"{name}-task", family=family, cpu=str(TASK_CPU), memory=str(TASK_MEMORY),
             network_mode="awsvpc", requires_compatibilities=["FARGATE"],
             runtime_platform={"operating_system_family": "LINUX", "cpu_architecture": "X86_64"},
-            execution_role_arn=execution_role.arn, task_role_arn=task_role.arn,
+            execution_role_arn=execution_role.arn, task_role_arn=task_role.arn, volumes=task_volumes(),
             container_definitions=pulumi.Output.all(args.image_uri, args.runtime.environment_list(), group.name).apply(
                 lambda a: upgrade_container_definitions(image=a[0], environment=a[1], log_group=a[2],
                                                         region=ctx.region)),

@@ -1,7 +1,7 @@
 """REDCap's database upgrade in the real image (Debian's PHP 8.4, the image's entrypoint): a
 container of the 14.0.0 image installs REDCap against MariaDB; the one-off task of the 14.0.1
-image (`upgrade-database`, as the Pulumi program runs it) upgrades the database; a second task
-finds nothing to do."""
+image (`upgrade-database` on a read-only root, as the Pulumi program runs it) upgrades the
+database; a second task finds nothing to do."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from image_support import REDCAP_VERSION, BuiltImage, RunningApp, build_image, docker, start_app
+from image_support import (REDCAP_VERSION, BuiltImage, RunningApp, build_image, docker, read_only_run_args,
+                           start_app)
 
 pytestmark = pytest.mark.docker
 
@@ -32,7 +33,8 @@ def installed(images: tuple[BuiltImage, BuiltImage], mariadb, moto_server) -> It
 
 
 def upgrade_task(image: BuiltImage, app: RunningApp) -> tuple[int, str, dict]:
-    args = ["run", "--rm", "--network", "host"]
+    # As the task runs it: a read-only root, writable only where the task's volumes are.
+    args = ["run", "--rm", "--network", "host", *read_only_run_args()]
     for key, value in app.env.items():
         args += ["-e", f"{key}={value}"]
     r = docker(*args, image.tag, "upgrade-database", check=False, timeout=300)

@@ -184,6 +184,13 @@ def test_the_upgrade_task_is_the_service_image_and_contract_with_the_upgrade_com
     (container,) = json.loads(task.inputs["containerDefinitions"])
     assert container["command"] == ["upgrade-database"] and container["image"] == run.outputs["imageUri"]
     assert "portMappings" not in container and container["name"] == "redcap"
+    # Read-only like the service's containers, with the same writable task volumes.
+    service_task = next((r for r in run.of_type(TASK_DEFINITION) if r.name == "redcap-task"), None)
+    assert container["readonlyRootFilesystem"] is True
+    if service_task is not None:
+        (served,) = json.loads(service_task.inputs["containerDefinitions"])
+        assert container["mountPoints"] == served["mountPoints"]
+        assert task.inputs["volumes"] == service_task.inputs["volumes"]
     assert container["logConfiguration"]["options"]["awslogs-group"] == run.outputs["redcapUpgradeLogGroup"]
     assert container["logConfiguration"]["options"]["awslogs-stream-prefix"] == "upgrade"
     # The same environment and grants as the serving containers (components/runtime.py).
