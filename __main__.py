@@ -7,7 +7,8 @@ from components.backup import Backup, BackupArgs, VaultLockArgs
 from components.context import AwsContext
 from components.database import Database, DatabaseArgs, PreviousClusterArgs
 from components.delegation import NsDelegation, NsDelegationArgs
-from components.dns import AliasTarget, Domain, DomainArgs, SiteRecord, SiteRecordArgs
+from components.dns import (AliasTarget, Domain, DomainArgs, SiteRecord, SiteRecordArgs, ZoneSecurity,
+                            ZoneSecurityArgs)
 from components.email import Email, EmailArgs
 from components.firewall import Firewall, FirewallArgs
 from components.network import Network, NetworkArgs
@@ -128,6 +129,22 @@ def application_stack() -> None:
         certificate_region=certificate_region(),
         stack_region=config.region,
     )) if config.domain else None
+
+    # DNSSEC and query logging of the zone this stack creates (settings allow nothing else).
+    zone_security = ZoneSecurity("redcap", ZoneSecurityArgs(
+        context=context,
+        zone_id=domain.zone_id,
+        fqdn=domain.fqdn,
+        parent_zone_id=domain.parent_zone_id,
+        dns_dependencies=domain.dns_dependencies,
+        # Route53 refuses to sign a zone whose parent does not delegate to it yet
+        # (HostedZonePartiallyDelegated): a new zone is signed from phase two on.
+        dnssec=config.dnssec_mode if domain.ready else "off",
+        query_logging=config.dns_query_logging,
+        kms_key_arn=storage.kms_key_arn,
+        log_retention_days=config.log_retention(365),
+    )) if domain is not None and domain.zone_id is not None and (
+        config.dnssec_mode != "off" or config.dns_query_logging) else None
 
     email = Email("redcap", EmailArgs(
         context=context,
@@ -419,6 +436,12 @@ def application_stack() -> None:
         if domain.name_servers is not None:
             # Delegate to these (docs/domains.md); a delegation stack reads them by this name.
             pulumi.export("nameServers", domain.name_servers)
+    if zone_security is not None:
+        if zone_security.ds_record is not None:
+            # For the parent zone's operator when the stack does not write the delegation itself.
+            pulumi.export("dsRecord", zone_security.ds_record)
+        if zone_security.query_log_group_name is not None:
+            pulumi.export("dnsQueryLogGroup", zone_security.query_log_group_name)
     pulumi.export("sesIdentityArn", email.identity_arn)
     pulumi.export("senderAddress", email.sender_address)
     pulumi.export("smtpCredentialsSecretArn", email.smtp_credentials_secret_arn)

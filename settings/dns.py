@@ -65,6 +65,8 @@ DESCRIPTIONS: dict[str, str] = {
     "subdomain": "Label(s) placed before `domain`.",
     "hostInRoute53": "`true`: create a hosted zone for the FQDN; a zone name: use that existing zone; `false`: no Route53 (docs/domains.md).",
     "zoneDelegated": "With `hostInRoute53: true` (required there, nowhere else): `false` until the FQDN is delegated to the exported `nameServers` (the first `pulumi up` creates only the zone), then `true` (certificate, custom domain and site record follow).",
+    "dnssec": "For a zone this stack creates: `true` signs it with DNSSEC (KMS key and key-signing key in us-east-1; the DS record is written into the parent zone when the stack writes the delegation, otherwise exported as `dsRecord` for the parent's operator), `dsWithdrawn` keeps signing but removes the DS (first step of turning it off), `false` unsigned (docs/domains.md).",
+    "dnsQueryLogging": "For a zone this stack creates: `true` logs every DNS query Route53 answers for it to the CloudWatch log group `/aws/route53/<fqdn>` in us-east-1 (exported as `dnsQueryLogGroup`).",
     "nsDelegation": "Present: this stack only writes NS delegation records (docs/domains.md).",
     "nsDelegation.domain": "The existing hosted zone that receives the NS records.",
     "nsDelegation.records": "`[{name, nameServers: [...]}]` or `[{name, fromStack: org/project/stack}]`.",

@@ -138,6 +138,8 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "subdomain": {"subdomain", "domain"},
     "hostInRoute53": {"hostInRoute53", "domain"},
     "zoneDelegated": {"zoneDelegated", "hostInRoute53", "domain"},
+    "dnssec": {"dnssec", "hostInRoute53", "domain", "subdomain"},
+    "dnsQueryLogging": {"dnsQueryLogging", "hostInRoute53", "domain", "subdomain"},
     "ecs": {"ecs", "domain", "hostInRoute53"},
     "ecs.certificateArn": {"ecs", "domain"},
     "ecs/express": {"ecs", "express"},

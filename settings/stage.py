@@ -39,6 +39,8 @@ class StageSettings(_Model):
     subdomain: Optional[str] = None
     host_in_route53: bool | str = Field(True, alias="hostInRoute53")
     zone_delegated: Optional[bool] = Field(None, alias="zoneDelegated")
+    dnssec: bool | Literal["dsWithdrawn"] = False
+    dns_query_logging: bool = Field(False, alias="dnsQueryLogging")
     email: Optional[str] = None
     sender_email: Optional[str] = Field(None, alias="senderEmail")
     bounce_notification_email: Optional[str] = Field(None, alias="bounceNotificationEmail")
@@ -128,6 +130,20 @@ class StageSettings(_Model):
         if not _LABELS_RE.match(str(v).lower()):
             raise Problem("one or more DNS labels placed before domain", "redcap")
         return str(v).lower()
+
+    @field_validator("dnssec", mode="before")
+    @classmethod
+    def _dnssec(cls, v: Any) -> bool | str:
+        if v == "dsWithdrawn":
+            return v
+        try:
+            return parse_bool(v)
+        except Problem:
+            raise Problem("true (sign the zone), false (unsigned) or dsWithdrawn (still signed, DS record "
+                          "removed from the parent zone: the first of the two steps that turn DNSSEC off, "
+                          "docs/domains.md)", "true") from None
+
+    _query_logging = field_validator("dns_query_logging", mode="before")(parse_bool)
 
     @field_validator("host_in_route53", mode="before")
     @classmethod
@@ -296,6 +312,7 @@ class StageSettings(_Model):
                              Problem(f"an existing zone that contains domain {self.domain}",
                                      f"hostInRoute53: {self.domain}")))
         problems.extend(self._zone_delegated_problems())
+        problems.extend(self._zone_security_problems())
         if self.ecs is not None and not self.has_zone and self.ecs.certificate_arn is None:
             problems.append(("ecs", "no Route53 zone and no ecs.certificateArn",
                              Problem("ECS serves HTTPS only, so it needs redcap:domain with hostInRoute53 "
@@ -365,6 +382,18 @@ class StageSettings(_Model):
                 "stack itself, and false has no zone",
                 "pulumi config rm redcap:zoneDelegated"))]
         return []
+
+    def _zone_security_problems(self) -> list[tuple[str, Any, Problem]]:
+        """DNSSEC and query logging are set up on the zone this stack creates; an existing zone is
+        somebody else's to sign and log."""
+        if self.creates_zone:
+            return []
+        return [(key, value, Problem(
+            "only for a zone this stack creates (redcap:domain with hostInRoute53: true, or a zone name "
+            "together with redcap:subdomain); an existing zone is signed and logged by whoever manages it",
+            f"pulumi config rm redcap:{key}"))
+            for key, value in (("dnssec", self.dnssec), ("dnsQueryLogging", self.dns_query_logging))
+            if value is not False]
 
     def _shared_identity_problems(self) -> list[tuple[str, Any, Problem]]:
         """The address identity is shared by the stages (docs/email.md): it carries no configuration
@@ -497,6 +526,18 @@ class StageSettings(_Model):
     @property
     def has_zone(self) -> bool:
         return bool(self.domain) and self.host_in_route53 is not False
+
+    @property
+    def creates_zone(self) -> bool:
+        """hostInRoute53 true, or a zone name with a subdomain (a child zone the stack delegates)."""
+        return bool(self.domain) and (self.host_in_route53 is True or
+                                      (isinstance(self.host_in_route53, str) and bool(self.subdomain)))
+
+    @property
+    def dnssec_mode(self) -> Literal["off", "signing", "dsWithdrawn"]:
+        if self.dnssec == "dsWithdrawn":
+            return "dsWithdrawn"
+        return "signing" if self.dnssec else "off"
 
     @property
     def protect_data(self) -> bool:

@@ -41,7 +41,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                                     "zoneDelegated": True,
                                     "ec2ServerStack": {"durationHours": 2}, "cronMinutes": 3}),
     "express-eu-cert": ("prod", {"aws:region": "eu-west-1", "ecs": None, "hostInRoute53": False, "zoneDelegated": None,
-                                 "bounceNotificationEmail": None,
+                                 "dnssec": None, "dnsQueryLogging": None, "bounceNotificationEmail": None,
                                  "express": {"cpu": "4 vCPU", "memory": "8 GB", "certificateArn": CERTIFICATE_ARN,
                                              "scaling": {"minContainers": 2, "maxContainers": 4,
                                                          "metric": "requests", "target": 250}}}),

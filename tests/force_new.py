@@ -162,6 +162,13 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     "aws:rds/instance:Instance": frozenset({"availabilityZone", "backupTarget", "customIamInstanceProfile", "dbName", "engine", "kmsKeyId", "ncharCharacterSetName", "restoreToPointInTime", "s3Import.bucketName", "s3Import.bucketPrefix", "s3Import.ingestionRole", "s3Import.sourceEngine", "s3Import.sourceEngineVersion", "snapshotIdentifier", "storageEncrypted", "timezone", "username"}),
     # aws_db_subnet_group
     "aws:rds/subnetGroup:SubnetGroup": frozenset({"name", "namePrefix"}),
+    # aws_route53_hosted_zone_dnssec (internal/service/route53/hosted_zone_dnssec.go)
+    "aws:route53/hostedZoneDnsSec:HostedZoneDnsSec": frozenset({"hostedZoneId"}),
+    # aws_route53_key_signing_key (internal/service/route53/key_signing_key.go): the KMS key ARN
+    # is not ForceNew there (only hosted_zone_id and name are); the program never changes it.
+    "aws:route53/keySigningKey:KeySigningKey": frozenset({"hostedZoneId", "name"}),
+    # aws_route53_query_log (internal/service/route53/query_log.go)
+    "aws:route53/queryLog:QueryLog": frozenset({"cloudwatchLogGroupArn", "zoneId"}),
     # aws_route53_record
     "aws:route53/record:Record": frozenset({"name", "zoneId"}),
     # aws_route53_zone

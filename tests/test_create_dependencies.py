@@ -118,7 +118,7 @@ def test_everything_encrypted_with_the_stack_key_waits_for_the_key_and_its_polic
     policy is part of the key resource (no separate key policy that could come later), and every
     user of the key ARN depends on the key."""
     run = run_of(variant)
-    key = run.one(KEY)
+    key = run.one(KEY, "redcap-key")
     assert key.inputs["policy"] and run.of_type("aws:kms/keyPolicy:KeyPolicy") == []
     arn = key.outputs["arn"]
     users = [r for r in run.resources if r.custom and r is not key and arn in harness.all_strings(

@@ -70,11 +70,11 @@ def test_the_header_the_caller_sends_is_the_one_the_waf_checks_and_its_log_redac
 
 def test_the_connection_secret_is_encrypted_with_the_stack_key_tagged_for_eventbridge():
     run = run_variant("prod")
-    key = run.one("aws:kms/key:Key")
+    key = run.one("aws:kms/key:Key", "redcap-key")
     assert run.one("aws:cloudwatch/eventConnection:EventConnection").inputs["kmsKeyIdentifier"] == key.outputs["arn"]
     assert key.inputs["tags"] == {"EventBridgeApiDestinations": "true"}
     # Without a schedule there is no connection, and the key carries no tag for it.
-    assert "tags" not in run_variant("dev-apprunner").one("aws:kms/key:Key").inputs
+    assert "tags" not in run_variant("dev-apprunner").one("aws:kms/key:Key", "redcap-key").inputs
 
 
 def test_the_header_connection_replaces_the_query_string_one():

@@ -27,6 +27,8 @@ NO_ECS: dict[str, Any] = {"ecs": None}
 DELEGATED: dict[str, Any] = {"zoneDelegated": True}
 # Modes other than `true` take no zoneDelegated (prod's file carries one).
 NO_NEW_ZONE: dict[str, Any] = {"zoneDelegated": None}
+# prod signs and logs the zone it creates; a stage without such a zone sets neither.
+NOT_OUR_ZONE: dict[str, Any] = {**NO_NEW_ZONE, "dnssec": None, "dnsQueryLogging": None}
 # What waits for a name in the zone to resolve, and what serves the site.
 WAITS_FOR_DNS = {CERT_VALIDATION, ASSOCIATION}
 SERVES_THE_SITE = {"aws:lb/loadBalancer:LoadBalancer", "aws:lb/listener:Listener", "aws:ecs/service:Service",
@@ -202,7 +204,7 @@ def test_new_zone_for_domain_holds_every_record_of_the_site() -> None:
 
 def test_existing_zone_records_at_fqdn_inside_it() -> None:
     run, lookups = run_with_zone_lookups(
-        "prod", {"domain": "research.example.org", "subdomain": None, "hostInRoute53": "example.org", **NO_NEW_ZONE})
+        "prod", {"domain": "research.example.org", "subdomain": None, "hostInRoute53": "example.org", **NOT_OUR_ZONE})
     assert run.of_type(ZONE) == []
     assert [(a["name"], a.get("privateZone")) for a in lookups] == [("example.org", False)]
     assert "nameServers" not in run.outputs
@@ -215,7 +217,7 @@ def test_existing_zone_records_at_fqdn_inside_it() -> None:
 
 def test_existing_zone_apex_gets_the_alias_and_takes_over_nothing() -> None:
     run, _ = run_with_zone_lookups("prod", {"domain": "example.org", "subdomain": None,
-                                            "hostInRoute53": "example.org", **NO_NEW_ZONE, **NO_ECS})
+                                            "hostInRoute53": "example.org", **NOT_OUR_ZONE, **NO_ECS})
     site = run.named("redcap-site")
     assert (site.inputs["zoneId"], site.inputs["name"], site.inputs["type"]) == ("ZPARENT", "example.org", "A")
     assert site.inputs["allowOverwrite"] is False
@@ -229,8 +231,9 @@ def test_zone_name_with_subdomain_creates_delegated_child_and_validates_after_th
     delegation = run.one(RECORD, "delegation")
     assert delegation.inputs == {"zoneId": "ZPARENT", "name": "redcap.example.org", "type": "NS",
                                  "ttl": 172800, "records": sorted(zone.outputs["nameServers"])}
-    # Only the delegation goes into the parent zone; everything else into the child.
-    assert names_in_zone(run, "ZPARENT") == {("redcap.example.org", "NS")}
+    # Only the delegation (and, as prod signs its zone, the DS record) goes into the parent zone;
+    # everything else into the child.
+    assert names_in_zone(run, "ZPARENT") == {("redcap.example.org", "NS"), ("redcap.example.org", "DS")}
     assert run.outputs["nameServers"] == sorted(zone.outputs["nameServers"])
     # Ready in one `pulumi up`: ACM looks the CNAME up through the parent, so it waits for the NS record.
     assert delegation.urn in run.one(CERT_VALIDATION).dependencies
@@ -239,13 +242,13 @@ def test_zone_name_with_subdomain_creates_delegated_child_and_validates_after_th
 
 def test_no_route53() -> None:
     run, lookups = run_with_zone_lookups("prod", {"hostInRoute53": False, "bounceNotificationEmail": None,
-                                                  **NO_NEW_ZONE, **NO_ECS})
+                                                  **NOT_OUR_ZONE, **NO_ECS})
     assert run.of_type(ZONE) == [] and run.of_type(RECORD) == [] and run.of_type(CERT) == []
     assert lookups == []
     assert "nameServers" not in run.outputs
     assert run.outputs["domainName"] == "redcap.example.org"
     ecs = harness.run_program("prod", {"hostInRoute53": False, "ecs": {"certificateArn": CERT_ARN},
-                                       "bounceNotificationEmail": None, **NO_NEW_ZONE})
+                                       "bounceNotificationEmail": None, **NOT_OUR_ZONE})
     assert ecs.of_type("aws:ecs/service:Service") and not ecs.of_type(SITE_RECORD)  # DNS by hand
 
 

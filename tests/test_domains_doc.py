@@ -23,6 +23,8 @@ RECORD = "aws:route53/record:Record"
 SITE_RECORD = "redcap:dns:SiteRecord"
 CERT_VALIDATION = "aws:acm/certificateValidation:CertificateValidation"
 ASSOCIATION = "aws:apprunner/customDomainAssociation:CustomDomainAssociation"
+KSK = "aws:route53/keySigningKey:KeySigningKey"
+SIGNING = "aws:route53/hostedZoneDnsSec:HostedZoneDnsSec"
 # Commands of the operator's own, outside Pulumi (checks, not changes).
 OPERATOR_CHECKS = ("dig",)
 
@@ -131,6 +133,9 @@ def new_zone_id(run: harness.StackRun) -> str:
 def check_new_zone(operator: Operator) -> None:
     first, second = prod_runs(operator)
     assert not waits_for_dns(first) and not first.of_type(SITE_RECORD) and first.outputs["nameServers"]
+    # Signed from phase two (Route53 signs only a delegated zone); the DS is the parent operator's to publish.
+    assert not first.of_type(KSK) and "dsRecord" not in first.outputs
+    assert second.one(KSK) and second.outputs["dsRecord"] and not ds_records(second)
     assert serves_the_fqdn(second, new_zone_id(second))
 
 
@@ -144,6 +149,9 @@ def check_child_zone(operator: Operator) -> None:
     (run,) = prod_runs(operator)
     delegation = run.named("redcap-delegation", RECORD)
     assert delegation.inputs["records"] == run.outputs["nameServers"]
+    # prod signs its zone: the DS record goes next to the NS delegation, in the parent.
+    assert [(r.inputs["zoneId"], r.inputs["name"]) for r in ds_records(run)] == [
+        (delegation.inputs["zoneId"], "redcap.example.org")]
     assert delegation.urn in run.one(CERT_VALIDATION).dependencies
     assert serves_the_fqdn(run, new_zone_id(run))
 
@@ -152,6 +160,17 @@ def check_no_route53(operator: Operator) -> None:
     (run,) = prod_runs(operator)
     assert run.of_type(RECORD) == [] and not run.of_type(SITE_RECORD)
     assert run.one("aws:ecs/service:Service") and run.outputs["loadBalancerUrl"].startswith("https://")
+
+
+def check_dnssec_off(operator: Operator) -> None:
+    withdrawn, off = prod_runs(operator)
+    assert withdrawn.one(KSK) and withdrawn.one(SIGNING) and not ds_records(withdrawn)
+    assert not off.of_type(KSK) and not off.of_type(SIGNING)
+    assert off.one("aws:route53/queryLog:QueryLog")  # query logging is a setting of its own
+
+
+def ds_records(run: harness.StackRun) -> list[harness.Recorded]:
+    return [r for r in run.of_type(RECORD) if r.inputs["type"] == "DS"]
 
 
 def check_delegation_stack(operator: Operator) -> None:
@@ -174,6 +193,8 @@ WALKS: dict[str, tuple[dict[str, Any], Callable[[Operator], None]]] = {
     "Mode `<zone name>` with subdomain: a delegated child zone": ({}, check_child_zone),
     "Mode `false`: no Route53": ({}, check_no_route53),
     "The delegation-only stack (parent zone in another account)": ({}, check_delegation_stack),
+    # prod as a signed child zone, its DS in the parent.
+    "DNSSEC and query logging": ({"hostInRoute53": "example.org", "zoneDelegated": None}, check_dnssec_off),
     # A stage deployed before zoneDelegated existed has none.
     "Upgrading a stage deployed before `zoneDelegated` existed": ({"zoneDelegated": None}, check_upgrade),
 }

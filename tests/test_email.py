@@ -115,7 +115,7 @@ def test_bounces_to_encrypted_topic_and_identities_use_configuration_set(prod_ru
     assert config_set.urn in domain.dependencies  # the set exists before the identity names it
     topic = run.one(TOPIC, "bounces")
     assert bounce_topics(run) == [topic]
-    assert topic.inputs["kmsMasterKeyId"] == run.one("aws:kms/key:Key").outputs["arn"]
+    assert topic.inputs["kmsMasterKeyId"] == run.one("aws:kms/key:Key", "redcap-key").outputs["arn"]
     destination = run.one(DESTINATION)
     assert destination.inputs["configurationSetName"] == "redcap-prod"
     assert destination.inputs["eventDestination"] == {
@@ -140,7 +140,7 @@ def test_smtp_credentials_secret(prod_run: harness.StackRun) -> None:
     assert run.of_type("aws:iam/accessKey:AccessKey") == []
     assert run.one("aws:iam/user:User", "smtp").inputs["forceDestroy"] is True
     secret = run.one(SECRET, "smtp")
-    assert secret.inputs["kmsKeyId"] == run.one("aws:kms/key:Key").outputs["arn"]
+    assert secret.inputs["kmsKeyId"] == run.one("aws:kms/key:Key", "redcap-key").outputs["arn"]
     assert [v for v in run.of_type(SECRET_VERSION) if "smtp" in v.name] == []
     assert run.outputs["smtpCredentialsSecretArn"] == secret.outputs["arn"]
 

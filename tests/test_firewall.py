@@ -208,7 +208,7 @@ def test_waf_logging_encrypted_and_redacted(dev_run: harness.StackRun) -> None:
     group = run.one(LOG_GROUP, "waf")
     assert group.inputs["name"] == "aws-waf-logs-redcap-dev"
     assert group.inputs["retentionInDays"] == 365
-    assert group.inputs["kmsKeyId"] == run.one("aws:kms/key:Key").outputs["arn"]
+    assert group.inputs["kmsKeyId"] == run.one("aws:kms/key:Key", "redcap-key").outputs["arn"]
     logging = run.one(LOGGING)
     assert logging.inputs["resourceArn"] == run.one(WEB_ACL).outputs["arn"]
     assert logging.inputs["logDestinationConfigs"] == [group.outputs["arn"]]

@@ -66,7 +66,7 @@ def test_flow_logs_all_traffic_to_an_encrypted_log_group_with_retention(dev, pro
         group = next(r for r in run.of_type("aws:cloudwatch/logGroup:LogGroup") if r.name == "redcap-flow-logs")
         assert flow.inputs["logDestination"] == group.outputs["arn"]
         assert group.inputs["retentionInDays"] == days
-        assert group.inputs["kmsKeyId"] == run.one(KEY).outputs["arn"]
+        assert group.inputs["kmsKeyId"] == run.one(KEY, "redcap-key").outputs["arn"]
         role = run.one("aws:iam/role:Role", "flow-logs")
         trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
         assert trust["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
@@ -109,7 +109,7 @@ def test_database_reachable_only_from_the_app_security_group(prod):
 
 def test_one_rotating_kms_key(dev, prod):
     for run in (dev, prod):
-        key = run.one(KEY)
+        key = run.one(KEY, "redcap-key")
         assert key.inputs["enableKeyRotation"] is True
         policy = json.loads(key.inputs["policy"])
         sids = {s["Sid"] for s in policy["Statement"]}
@@ -149,7 +149,7 @@ def test_file_bucket_encrypted_with_the_stack_key_and_logged(prod):
                            "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")[0]
     rule = sse["rules"][0]
     assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "aws:kms",
-                                                           "kmsMasterKeyId": prod.one(KEY).outputs["arn"]}
+                                                           "kmsMasterKeyId": prod.one(KEY, "redcap-key").outputs["arn"]}
     assert rule["bucketKeyEnabled"] is True
     logging = _bucket_children(prod, "redcap-files", "aws:s3/bucketLogging:BucketLogging")[0]
     assert logging["targetBucket"] == prod.named("redcap-logs", BUCKET).id
@@ -190,13 +190,13 @@ def test_redcap_s3_user_is_scoped_to_its_bucket_and_key(prod):
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
     assert by_sid["ListFiles"]["Resource"] == [arn]
     assert by_sid["ReadWriteFiles"]["Resource"] == [f"{arn}/*"]
-    assert by_sid["UseBucketKey"]["Resource"] == [prod.one(KEY).outputs["arn"]]
+    assert by_sid["UseBucketKey"]["Resource"] == [prod.one(KEY, "redcap-key").outputs["arn"]]
     for s in policy["Statement"]:
         assert all("*" not in a for a in s["Action"])
 
 
 def test_secrets_are_encrypted_and_their_values_marked_secret(prod):
-    key_arn = prod.one(KEY).outputs["arn"]
+    key_arn = prod.one(KEY, "redcap-key").outputs["arn"]
     for secret in prod.of_type(SECRET):
         assert secret.inputs["kmsKeyId"] == key_arn, secret.name
     versions = {r.name: r for r in prod.of_type(SECRET_VERSION)}
@@ -235,10 +235,10 @@ def test_cluster_security_settings(dev, prod):
     for run in (dev, prod):
         c = run.one(CLUSTER).inputs
         assert c["engine"] == "aurora-mysql" and c["engineMode"] == "provisioned"
-        assert c["storageEncrypted"] is True and c["kmsKeyId"] == run.one(KEY).outputs["arn"]
+        assert c["storageEncrypted"] is True and c["kmsKeyId"] == run.one(KEY, "redcap-key").outputs["arn"]
         assert c["iamDatabaseAuthenticationEnabled"] is True
         assert c["manageMasterUserPassword"] is True and "masterPassword" not in c
-        assert c["masterUserSecretKmsKeyId"] == run.one(KEY).outputs["arn"]
+        assert c["masterUserSecretKmsKeyId"] == run.one(KEY, "redcap-key").outputs["arn"]
         assert c["backtrackWindow"] == 86400
         assert sorted(c["enabledCloudwatchLogsExports"]) == ["audit", "error", "general", "slowquery"]
         assert c["vpcSecurityGroupIds"] == [run.named("redcap-database", "aws:ec2/securityGroup:SecurityGroup").id]
@@ -258,7 +258,7 @@ def test_cluster_log_groups_precreated_encrypted_with_retention(prod):
               if r.inputs.get("name", "").startswith("/aws/rds/")}
     assert set(groups) == {f"/aws/rds/cluster/{ident}/{k}" for k in ("audit", "error", "general", "slowquery")}
     for g in groups.values():
-        assert g.inputs["retentionInDays"] == 731 and g.inputs["kmsKeyId"] == prod.one(KEY).outputs["arn"]
+        assert g.inputs["retentionInDays"] == 731 and g.inputs["kmsKeyId"] == prod.one(KEY, "redcap-key").outputs["arn"]
         assert g.urn in prod.one(CLUSTER).dependencies
 
 
@@ -297,7 +297,7 @@ def test_master_secret_and_endpoints_exported(prod):
 
 # --- destroy semantics ---------------------------------------------------------------------------
 
-DATA = ((KEY, ""), (BUCKET, "redcap-files"), (BUCKET, "redcap-logs"), (SECRET, "redcap-salt"))
+DATA = ((KEY, "redcap-key"), (BUCKET, "redcap-files"), (BUCKET, "redcap-logs"), (SECRET, "redcap-salt"))
 
 
 def test_dev_destroy_removes_everything(dev):

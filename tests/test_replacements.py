@@ -109,4 +109,4 @@ def test_kms_key_patch_really_replaces_the_key():
     after = with_patched(storage, "kms", new_kms_key, "dev")
     t = transition(run_program("dev"), after)
     assert ("aws:kms/key:Key", "redcap-key") in t.replaces
-    assert after.one("aws:kms/key:Key").inputs["customerMasterKeySpec"] == "SYMMETRIC_DEFAULT"
+    assert after.one("aws:kms/key:Key", "redcap-key").inputs["customerMasterKeySpec"] == "SYMMETRIC_DEFAULT"

@@ -332,7 +332,14 @@ IDENTITY_RULES: dict[str, IdentityRule] = {
     "aws:backup/plan:Plan": _r("backup-plan", "name"),
     "aws:backup/vaultLockConfiguration:VaultLockConfiguration": _r("backup-vault-lock", "backupVaultName",
                                                                     policy=SETTING),
-    "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": _r("logs-resource-policy", "resourceArn", policy=SETTING),
+    # A log group's own policy (resourceArn) or an account-level one (policyName).
+    "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": _r("logs-resource-policy", "resourceArn", "policyName",
+                                                             policy=SETTING, optional=("resourceArn", "policyName")),
+    # Route53 names a KSK within its zone; a zone has one signing state and one query-log config.
+    "aws:route53/keySigningKey:KeySigningKey": _r("route53-ksk", "hostedZoneId", "name", scope="global"),
+    "aws:route53/hostedZoneDnsSec:HostedZoneDnsSec": _r("route53-dnssec", "hostedZoneId", scope="global",
+                                                          policy=SETTING),
+    "aws:route53/queryLog:QueryLog": _r("route53-query-log", "zoneId", scope="global"),
     "aws:cloudwatch/metricAlarm:MetricAlarm": _r("cloudwatch-alarm", "name", policy=ADOPT),
     "aws:cloudwatch/compositeAlarm:CompositeAlarm": _r("cloudwatch-alarm", "alarmName", policy=ADOPT),
     "aws:cloudwatch/dashboard:Dashboard": _r("cloudwatch-dashboard", "dashboardName", scope="global", policy=ADOPT),

@@ -24,6 +24,8 @@ COMPLIANCE_LOCK = {"mode": "compliance", "minRetentionDays": 7, "maxRetentionDay
 
 # Stack files whose zone this stack creates carry zoneDelegated; the other domain modes take none.
 NO_NEW_ZONE = {"zoneDelegated": None}
+# prod signs and logs the zone it creates; a stage without such a zone sets neither.
+NOT_OUR_ZONE = {**NO_NEW_ZONE, "dnssec": None, "dnsQueryLogging": None}
 
 # dev runs on Express (its stack file's express block); `"express": None` gives App Runner.
 VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
@@ -53,11 +55,11 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
                                        "zoneDelegated": True}),
     ("dev-apprunner-surveys-only", "dev", {**ALLOW_LISTS, "allowListScope": "allButSurveys", "express": None}),
     ("prod-existing-zone", "prod", {"domain": "example.org", "subdomain": None, "hostInRoute53": "example.org",
-                                    **NO_NEW_ZONE}),
+                                    **NOT_OUR_ZONE}),
     ("prod-child-zone", "prod", {"domain": "example.org", "subdomain": "redcap", "hostInRoute53": "example.org",
                                  **NO_NEW_ZONE}),
     ("prod-no-route53-cert", "prod", {"hostInRoute53": False, "ecs": {"certificateArn": CERT},
-                                      "bounceNotificationEmail": None, **NO_NEW_ZONE}),
+                                      "bounceNotificationEmail": None, **NOT_OUR_ZONE}),
     ("prod-retain-readers", "prod", {"removalPolicy": "retain", "db": {"dbReaders": 3}}),
     ("prod-restore", "prod", {"db": {"dbSnapshotId": "redcap-prod-a1b2c3d4-final"}}),
     ("prod-restore-in-place", "prod", {"db": {"dbSnapshotId": "redcap-prod-a1b2c3d4-final",
