@@ -25,6 +25,7 @@ from components.image import Image, ImageArgs, config_sql_path
 from components.runtime import (ALB_DEFAULT_IDLE_TIMEOUT_SECONDS, APP_RUNNER_REQUEST_TIMEOUT_SECONDS,
                                 DatabaseAppLogin, RuntimeArgs, app_runner_memory_mib, runtime_contract)
 from components.tunnel import TunnelArgs, TunnelHost
+from components.upgrade import DatabaseUpgrade, DatabaseUpgradeArgs, UpgradeSnapshot, UpgradeSnapshotArgs
 
 config, secrets = stage.from_pulumi()
 
@@ -81,6 +82,9 @@ def application_stack() -> None:
         subnet_ids=network.isolated_subnet_ids,
         security_group_id=network.database_security_group_id,
         engine_upgrade_to=config.db.engine_upgrade_to,
+        monitoring_interval=config.enhanced_monitoring_seconds,
+        performance_insights_retention_days=config.db.monitoring.performance_insights_retention_days,
+        database_insights_mode=config.db.monitoring.database_insights,
         previous=PreviousClusterArgs(
             snapshot_id=config.db.previous_cluster.db_snapshot_id,
             protect=config.previous_cluster_protected,
@@ -194,6 +198,17 @@ def application_stack() -> None:
         log_retention_days=config.log_retention(365),
         ca_bundle=paths.RELEASES_DIR / "rds-ca-bundle.pem" if (paths.RELEASES_DIR / "rds-ca-bundle.pem").is_file() else None,
     ))
+    # A new REDCap release: the cluster's snapshot first (after the build), then the rollout.
+    upgrade_snapshot = UpgradeSnapshot("redcap-upgrade-snapshot", UpgradeSnapshotArgs(
+        context=context,
+        release=config.release,
+        cluster_identifier=database.cluster_identifier,
+        cluster_arn=database.cluster_arn,
+        kms_key_arn=storage.kms_key_arn,
+        log_retention_days=config.log_retention(365),
+        after=[image],
+    )) if config.upgrade_snapshot else None
+    image_uri = upgrade_snapshot.gate(image.image_uri) if upgrade_snapshot is not None else image.image_uri
     app_login = DatabaseAppLogin("redcap-db-app", username=database.app_user, kms_key_arn=storage.kms_key_arn) \
         if config.db_auth == "password" else None
     # The web tier sizes its PHP workers from the task's or instance's memory, and its request
@@ -241,12 +256,16 @@ def application_stack() -> None:
     service_url: pulumi.Output[str] | None = None
     custom_url: str | None = None
     cron_host: pulumi.Output[str] | None = None
+    # What the database upgrade waits for: the runtime and its service (none in ECS's phase one).
+    rollout: pulumi.Resource | None = None
+    service_arn: pulumi.Output[str] | None = None
+    service_cluster: pulumi.Output[str] | None = None
     runtime_kind = ""
     if config.express is not None:
         express = config.express
         service = ExpressService("redcap", ExpressArgs(
             context=context,
-            image_uri=image.image_uri,
+            image_uri=image_uri,
             repository_arn=image.repository_arn,
             runtime=runtime,
             vpc_id=network.vpc_id,
@@ -270,6 +289,7 @@ def application_stack() -> None:
         site_alias = service.site_alias if custom_url else None
         # The distribution's own name answers before the custom domain's DNS does.
         cron_host, runtime_kind = service.distribution_url, "express"
+        rollout, service_arn, service_cluster = service, service.service_arn, service.cluster_name
         pulumi.export("cloudFrontUrl", service.distribution_url)
         pulumi.export("expressServiceUrl", service.service_url)
         pulumi.export("expressClusterName", service.cluster_name)
@@ -286,7 +306,7 @@ def application_stack() -> None:
         if domain.ready and certificate_arn is not None:
             fargate = FargateService("redcap", FargateArgs(
                 context=context,
-                image_uri=image.image_uri,
+                image_uri=image_uri,
                 repository_arn=image.repository_arn,
                 runtime=runtime,
                 vpc_id=network.vpc_id,
@@ -307,10 +327,12 @@ def application_stack() -> None:
                 deletion_protection=config.protect_data,
                 fqdn=domain.fqdn,
                 capacity_scheduled=config.operations.idle_schedule is not None,
+                wait_for_rollout=config.upgrade.database,
             ))
             service_url, custom_url, site_alias = fargate.load_balancer_url, fargate.custom_url, fargate.site_alias
             # The certificate is for the FQDN only, so cron calls the custom domain.
             cron_host, runtime_kind = pulumi.Output.from_input(domain.fqdn), "ecs"
+            rollout, service_arn, service_cluster = fargate, fargate.service_arn, fargate.cluster_name
             pulumi.export("loadBalancerUrl", service_url)
             pulumi.export("ecsClusterName", fargate.cluster_name)
             pulumi.export("ecsServiceName", fargate.service_name)
@@ -319,7 +341,7 @@ def application_stack() -> None:
         # validate it against a zone nobody can resolve yet.
         apprunner = AppRunnerService("redcap", AppRunnerArgs(
             context=context,
-            image_uri=image.image_uri,
+            image_uri=image_uri,
             repository_arn=image.repository_arn,
             runtime=runtime,
             private_subnet_ids=network.private_subnet_ids,
@@ -340,6 +362,7 @@ def application_stack() -> None:
         subscriptions += apprunner.email_subscriptions
         # The default URL works before the custom domain's certificate is validated.
         cron_host, runtime_kind = apprunner.service_url, "apprunner"
+        rollout, service_arn = apprunner, apprunner.service_arn
         pulumi.export("appRunnerServiceUrl", service_url)
     if site_domain is not None and site_domain.zone_id is not None and site_alias is not None:
         # One record for the site whatever the runtime (components/dns.py).
@@ -349,13 +372,33 @@ def application_stack() -> None:
         cron = Cron("redcap-cron", CronArgs(context=context, host=cron_host, search_string=firewall.cron_search_string,
                                      minutes=config.cron_minutes, runtime_kind=runtime_kind,
                                      kms_key_arn=storage.kms_key_arn))
+    if config.upgrade.database and rollout is not None and service_arn is not None:
+        db_upgrade = DatabaseUpgrade("redcap-db-upgrade", DatabaseUpgradeArgs(
+            context=context,
+            release=config.release,
+            image_uri=image_uri,
+            repository_arn=image.repository_arn,
+            runtime=runtime,
+            private_subnet_ids=network.private_subnet_ids,
+            kms_key_arn=storage.kms_key_arn,
+            log_retention_days=config.log_retention(365),
+            runtime_kind=runtime_kind,
+            service_arn=service_arn,
+            service_cluster=service_cluster,
+            db_cluster_identifier=database.cluster_identifier,
+            backtrack=config.db.backtrack_hours > 0,
+            snapshot_identifier=upgrade_snapshot.snapshot_identifier if upgrade_snapshot is not None else "",
+            rollout=[rollout],
+        ))
+        pulumi.export("redcapDatabaseUpgrade", db_upgrade.result)
+        pulumi.export("redcapUpgradeLogGroup", db_upgrade.log_group_name)
     if config.ec2_server_stack is not None:
         tunnel = TunnelHost("redcap-tunnel", TunnelArgs(
             context=context,
             instance_type=config.ec2_server_stack.instance_type,
             duration_hours=config.ec2_server_stack.duration_hours,
             subnet_ids=network.private_subnet_ids,
-            image_uri=image.image_uri,
+            image_uri=image_uri,
             repository_arn=image.repository_arn,
             runtime=runtime,
             kms_key_arn=storage.kms_key_arn,
@@ -414,6 +457,9 @@ def application_stack() -> None:
     pulumi.export("dbEndpoint", database.endpoint)
     pulumi.export("dbReaderEndpoint", database.reader_endpoint)
     pulumi.export("dbMasterSecretArn", database.master_secret_arn)
+    if upgrade_snapshot is not None:
+        # Before the last release change; "" until the stage's release first changes.
+        pulumi.export("dbUpgradeSnapshotIdentifier", upgrade_snapshot.snapshot_identifier)
     if database.final_snapshot_identifier is not None:
         pulumi.export("dbFinalSnapshotIdentifier", database.final_snapshot_identifier)
     if database.previous_cluster_identifier is not None:

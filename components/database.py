@@ -20,6 +20,11 @@ with the cluster it replaces, and the final snapshot `<identifier>-final` is uni
 Engine. AWS applies minor upgrades itself, so `engineVersion` is ignored after creation (no
 drift). `engine_upgrade_to` makes one update a real engine upgrade (docs/upgrade.md).
 
+Monitoring. Every instance has the same Performance Insights settings (encrypted with the stack
+key) and, with `monitoring_interval` above 0, Enhanced Monitoring through a role RDS assumes
+(AWS's AmazonRDSEnhancedMonitoringRole: writes to the RDSOSMetrics log group only); CloudWatch
+Database Insights is a setting of the cluster and needs every instance configured alike.
+
 Restores. The provider's RestoreDBClusterFromSnapshot call does not pass
 EnableIAMDatabaseAuthentication, so a restored cluster starts with IAM authentication off. A
 function (functions/rds_iam_auth.py) switches it on and waits until RDS reports it; the
@@ -59,6 +64,8 @@ ENGINE_MODE = "provisioned"
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 # Switching IAM authentication on takes minutes; Lambda allows 15.
 IAM_AUTH_TIMEOUT_SECONDS = 900
+# AWS's policy for the Enhanced Monitoring role, as the RDS User Guide prescribes.
+ENHANCED_MONITORING_POLICY_SUFFIX = "service-role/AmazonRDSEnhancedMonitoringRole"
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,11 @@ class DatabaseArgs:
     security_group_id: pulumi.Input[str]
     engine_upgrade_to: Optional[str] = None
     previous: Optional[PreviousClusterArgs] = None
+    # Seconds between Enhanced Monitoring samples (0 = off), Performance Insights retention and
+    # the cluster's Database Insights mode.
+    monitoring_interval: int = 0
+    performance_insights_retention_days: int = 7
+    database_insights_mode: Literal["standard", "advanced"] = "standard"
 
 
 @dataclass(frozen=True)
@@ -147,7 +159,8 @@ class Database(pulumi.ComponentResource):
                         for k, v, m in cluster_parameters(args.max_allowed_packet)],
             opts=with_cluster)
 
-        clusters = {spec: self._cluster(name, args, spec, subnet_group, parameters)
+        monitoring = self._monitoring_role(name, args, with_cluster) if args.monitoring_interval > 0 else None
+        clusters = {spec: self._cluster(name, args, spec, subnet_group, parameters, monitoring)
                     for spec in cluster_specs(args.snapshot_id, args.protect, args.previous)}
         restored = {spec: c for spec, c in clusters.items() if spec.snapshot_id is not None}
         confirmed = self._iam_auth(name, args, restored) if restored else {}
@@ -179,8 +192,25 @@ class Database(pulumi.ComponentResource):
             "appUserArn": self.app_user_arn,
         })
 
+    def _monitoring_role(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions
+                         ) -> tuple[aws.iam.Role, aws.iam.RolePolicyAttachment]:
+        """The role RDS assumes to write Enhanced Monitoring metrics, and its policy attachment
+        (RDS checks the role's permissions when an instance starts using it)."""
+        ctx = args.context
+        role = aws.iam.Role(
+            f"{name}-monitoring-role",
+            assume_role_policy=ctx.account_id.apply(
+                lambda a: policies.assume_role_policy("monitoring.rds.amazonaws.com", a)),
+            description="RDS Enhanced Monitoring of the REDCap cluster's instances", opts=opts)
+        attachment = aws.iam.RolePolicyAttachment(
+            f"{name}-monitoring", role=role.name,
+            policy_arn=ctx.partition.apply(lambda p: f"arn:{p}:iam::aws:policy/{ENHANCED_MONITORING_POLICY_SUFFIX}"),
+            opts=opts)
+        return role, attachment
+
     def _cluster(self, name: str, args: DatabaseArgs, spec: ClusterSpec, subnet_group: aws.rds.SubnetGroup,
-                 parameters: aws.rds.ClusterParameterGroup) -> aws.rds.Cluster:
+                 parameters: aws.rds.ClusterParameterGroup,
+                 monitoring: Optional[tuple[aws.iam.Role, aws.iam.RolePolicyAttachment]]) -> aws.rds.Cluster:
         ctx = args.context
         tail = restore_suffix(spec.snapshot_id)
         restoring = spec.snapshot_id is not None
@@ -242,6 +272,11 @@ class Database(pulumi.ComponentResource):
                 min_capacity=args.min_acu, max_capacity=args.max_acu,
                 seconds_until_auto_pause=AUTO_PAUSE_SECONDS if args.min_acu == 0 else None),
             copy_tags_to_snapshot=True,
+            # Database Insights is the cluster's; it reads the instances' Performance Insights.
+            database_insights_mode=args.database_insights_mode,
+            performance_insights_enabled=True,
+            performance_insights_kms_key_id=args.kms_key_arn,
+            performance_insights_retention_period=args.performance_insights_retention_days,
             deletion_protection=spec.protect,
             skip_final_snapshot=args.removal_policy == "destroy",
             final_snapshot_identifier=identifier.apply(final_snapshot_name) if keep else None,
@@ -266,10 +301,13 @@ class Database(pulumi.ComponentResource):
                 ca_cert_identifier=CA_CERTIFICATE,
                 performance_insights_enabled=True,
                 performance_insights_kms_key_id=args.kms_key_arn,
-                performance_insights_retention_period=7,
+                performance_insights_retention_period=args.performance_insights_retention_days,
+                monitoring_interval=args.monitoring_interval,
+                monitoring_role_arn=monitoring[0].arn if monitoring is not None else None,
                 # Instances follow the cluster's engine (an upgrade is a cluster operation).
                 opts=pulumi.ResourceOptions(parent=self, protect=spec.protect, retain_on_delete=retain,
-                                            ignore_changes=["engineVersion"]),
+                                            ignore_changes=["engineVersion"],
+                                            depends_on=[monitoring[1]] if monitoring is not None else None),
             )
         return cluster
 

@@ -69,6 +69,8 @@ class FargateArgs:
     # An idle schedule moves the scalable target's bounds (components/operations.py): a diff on
     # them would wake a sleeping stage at every `pulumi up`.
     capacity_scheduled: bool = False
+    # `pulumi up` waits until the new tasks run (the database upgrade starts only then).
+    wait_for_rollout: bool = False
 
 
 def resource_name(stack: str, limit: int) -> str:
@@ -145,6 +147,7 @@ class FargateService(pulumi.ComponentResource):
     site_alias: AliasTarget
     cluster_name: pulumi.Output[str]
     service_name: pulumi.Output[str]
+    service_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: FargateArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("redcap:ecs:FargateService", name, None, opts)
@@ -214,6 +217,7 @@ class FargateService(pulumi.ComponentResource):
             deployment_minimum_healthy_percent=100, deployment_maximum_percent=200,
             health_check_grace_period_seconds=HEALTH_CHECK_GRACE_SECONDS,
             propagate_tags="SERVICE", enable_ecs_managed_tags=True,
+            wait_for_steady_state=args.wait_for_rollout or None,
             # Autoscaling owns the running count: a diff on it would undo scaling at every `pulumi up`.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCount"],
                                         depends_on=[https, execution, runtime_grants]))
@@ -235,6 +239,7 @@ class FargateService(pulumi.ComponentResource):
         self.load_balancer_url = alb.dns_name.apply(lambda d: f"https://{d}")
         self.cluster_name = cluster.name
         self.service_name = service.name
+        self.service_arn = service.arn
         self.register_outputs({"loadBalancerUrl": self.load_balancer_url, "customUrl": self.custom_url,
                                "clusterName": self.cluster_name, "serviceName": self.service_name})
 

@@ -29,6 +29,8 @@ def allow(actions: Sequence[str], resources: Sequence[str], sid: str | None = No
 SOURCE_ACCOUNT_IN_TRUST = frozenset({
     "vpc-flow-logs.amazonaws.com", "codebuild.amazonaws.com", "ecs-tasks.amazonaws.com",
     "events.amazonaws.com", "scheduler.amazonaws.com",
+    # RDS User Guide, Enhanced Monitoring: "Protecting against the confused deputy problem".
+    "monitoring.rds.amazonaws.com",
 })
 
 

@@ -151,6 +151,10 @@ WILDCARD_RESOURCE_ACTIONS: Mapping[str, str] = {
     "route53:listhostedzones": "account-wide listing; Route 53 defines no resource for it",
     "apprunner:listservices": "account-wide listing; App Runner defines no resource for it (the key rotation "
     "finds its service's generated ARN by name)",
+    "ecs:describetaskdefinition": "ECS defines no resource type for DescribeTaskDefinition (the database "
+    "upgrade reads which image a rollout ended on)",
+    "ecs:listtasks": "listing a Fargate cluster's tasks is authorized on \"*\" (no container instance); the "
+    "database-upgrade function narrows it with the ecs:cluster condition",
 }
 
 # AWS-managed policies (arn:aws:iam::aws:policy/<suffix>) that may be attached (cdk-nag IAM4).
@@ -166,6 +170,9 @@ ALLOWED_MANAGED_POLICIES: Mapping[str, str] = {
     "service-role/AmazonECSInfrastructureRoleforExpressGatewayServices": "ECS Express Mode infrastructure "
     "role: creates the service's load balancer, target groups, security groups, certificate, alarms and "
     "autoscaling, as ECS documents (AWS keeps the list of those actions current)",
+    "service-role/AmazonRDSEnhancedMonitoringRole": "the role RDS assumes for Enhanced Monitoring, as the RDS "
+    "User Guide prescribes: it can only create and write the RDS* log groups (RDSOSMetrics) and is trusted by "
+    "monitoring.rds.amazonaws.com for this account only",
     "service-role/AWSLambdaBasicExecutionRole": "a Lambda function writing its own logs",
     "service-role/AWSLambdaVPCAccessExecutionRole": "a Lambda function in the VPC managing its network "
     "interfaces",
@@ -1074,6 +1081,43 @@ def uptime_check(resources: Sequence[Resource]) -> list[Violation]:
                     "uptime-check", entry,
                     f"no alarm with actions watches {UPTIME_METRIC} of its uptime check '{check.name}'; add a "
                     "MetricAlarm on that metric that notifies the alarm topic"))
+def rds_monitoring(resources: Sequence[Resource]) -> list[Violation]:
+    """Every Aurora instance has Performance Insights under a customer key; those of a cluster that
+    keeps data have Enhanced Monitoring with a role; the instances of one cluster are monitored
+    alike (Database Insights refuses a cluster whose instances differ)."""
+    found = []
+    clusters = _of_types(resources, (RDS_CLUSTER_TYPE,))
+    for instance in _of_types(resources, (RDS_CLUSTER_INSTANCE_TYPE,)):
+        props = instance.props
+        if not true_or_unknown(props.get("performanceInsightsEnabled")):
+            found.append(Violation.of("rds-monitoring", instance,
+                                      "Performance Insights is off; set performanceInsightsEnabled = true"))
+        elif not is_set(props.get("performanceInsightsKmsKeyId")):
+            found.append(Violation.of("rds-monitoring", instance,
+                                      "Performance Insights data (SQL text) is under AWS's default key; set "
+                                      "performanceInsightsKmsKeyId to the stack's KMS key"))
+        interval = props.get("monitoringInterval")
+        if is_unknown(interval):
+            continue
+        if interval and not is_set(props.get("monitoringRoleArn")):
+            found.append(Violation.of("rds-monitoring", instance,
+                                      f"monitoringInterval = {interval!r} without monitoringRoleArn (RDS refuses it)"))
+        owners = [c for c in clusters if refers_to(instance, "clusterIdentifier", c)]
+        if not interval and any(_keeps_data(c) for c in owners):
+            found.append(Violation.of("rds-monitoring", instance,
+                                      "Enhanced Monitoring is off on a cluster that keeps data (skipFinalSnapshot is "
+                                      "false); set monitoringInterval (60) and monitoringRoleArn"))
+    for cluster in clusters:
+        members = [i for i in _of_types(resources, (RDS_CLUSTER_INSTANCE_TYPE,))
+                   if refers_to(i, "clusterIdentifier", cluster)]
+        settings_seen = {(normalize(i.props.get("monitoringInterval")), normalize(i.props.get("performanceInsightsRetentionPeriod")))
+                         for i in members}
+        if any(is_unknown(v) for pair in settings_seen for v in pair):
+            continue
+        if len(settings_seen) > 1:
+            found.append(Violation.of("rds-monitoring", cluster,
+                                      f"its instances differ in (monitoringInterval, performanceInsightsRetentionPeriod): "
+                                      f"{sorted(settings_seen, key=repr)}; Database Insights needs them alike"))
     return found
 
 
@@ -1121,6 +1165,7 @@ STACK_RULES: tuple[Rule, ...] = (
     Rule("backup-plan-coverage", "A stage that keeps its data backs up the cluster and the file bucket with AWS Backup.", backup_plan_coverage, stack=True),
     Rule("alarm-topic-encrypted", "Topics that alarms notify are KMS-encrypted and refuse requests without TLS.", alarm_topic_encrypted, stack=True),
     Rule("uptime-check", "Every public entry has a scheduled uptime check from outside with an alarm.", uptime_check, stack=True),
+    Rule("rds-monitoring", "Aurora instances have Performance Insights under a customer KMS key, Enhanced Monitoring with a role when the cluster keeps data, and the same settings on every instance of a cluster (RDS11).", rds_monitoring, stack=True),
 )
 
 RULES: tuple[Rule, ...] = RESOURCE_RULES + STACK_RULES

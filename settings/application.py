@@ -2,9 +2,11 @@
 REDCap's database at start (docs/configuration-sql.md)."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
-from settings.common import Problem
+from pydantic import field_validator
+
+from settings.common import Problem, _Model, parse_bool
 
 ConfigurationSqlMode = Literal["onInstall", "apply"]
 CONFIGURATION_SQL_MODES: tuple[str, ...] = ("onInstall", "apply")
@@ -22,7 +24,21 @@ def parse_configuration_sql(value: Any) -> str:
     return str(value)
 
 
+class UpgradeSettings(_Model):
+    """What `pulumi up` does when the REDCap version changes (docs/upgrade.md)."""
+
+    # Unset: on for stages that keep their data (removalPolicy snapshot or retain).
+    snapshot: Optional[bool] = None
+    database: bool = False
+
+    _bools = field_validator("snapshot", "database", mode="before")(
+        lambda v: None if v is None else parse_bool(v))
+
+
 # What each key means (docs/settings.md is generated from the models and these tables).
 DESCRIPTIONS: dict[str, str] = {
+    "upgrade": "What `pulumi up` does when the REDCap version changes (docs/upgrade.md).",
+    "upgrade.snapshot": "Take a cluster snapshot named after the old and new version before the new image rolls out; it survives `pulumi destroy`. Unset: true unless removalPolicy is destroy.",
+    "upgrade.database": "After the new image is healthy, run REDCap's database upgrade in a one-off task with the same image; a failure fails `pulumi up` (docs/upgrade.md).",
     "configurationSql": "When the container applies the configuration SQL and gives `site_admin` the generated password: `onInstall` only on a database it installed REDCap on; `apply` also on a database where REDCap was already installed (migration, older snapshot), once per file (docs/configuration-sql.md).",
 }

@@ -51,6 +51,61 @@ class PreviousCluster(_Model):
         lambda v: None if v is None else parse_bool(v))
 
 
+# Enhanced Monitoring granularities RDS accepts (MonitoringInterval; 0 = off).
+MONITORING_INTERVALS: tuple[int, ...] = (0, 1, 5, 10, 15, 30, 60)
+# Database Insights' advanced mode keeps Performance Insights data at least this long.
+ADVANCED_INSIGHTS_MIN_RETENTION_DAYS = 465
+DATABASE_INSIGHTS_MODES: tuple[str, ...] = ("standard", "advanced")
+
+
+def performance_insights_retentions() -> tuple[int, ...]:
+    """What RDS accepts as PerformanceInsightsRetentionPeriod: 7, months * 31 (1 to 23), 731."""
+    return (7, *(31 * months for months in range(1, 24)), 731)
+
+
+class DbMonitoring(_Model):
+    """What the cluster's instances report beyond CloudWatch's own metrics."""
+
+    enhanced_monitoring_seconds: Optional[int] = Field(None, alias="enhancedMonitoringSeconds")
+    performance_insights_retention_days: int = Field(7, alias="performanceInsightsRetentionDays")
+    database_insights: str = Field("standard", alias="databaseInsights")
+
+    @field_validator("enhanced_monitoring_seconds", mode="before")
+    @classmethod
+    def _interval(cls, v: Any) -> Optional[int]:
+        if v is None:
+            return None
+        if not _is_int(v) or int(v) not in MONITORING_INTERVALS:
+            raise Problem("0 (off), 1, 5, 10, 15, 30 or 60 seconds between Enhanced Monitoring samples", "60")
+        return int(v)
+
+    @field_validator("performance_insights_retention_days", mode="before")
+    @classmethod
+    def _retention(cls, v: Any) -> int:
+        if not _is_int(v) or int(v) not in performance_insights_retentions():
+            raise Problem("7 (free), a multiple of 31 up to 713 (months), or 731 days of Performance Insights "
+                          "data", "7")
+        return int(v)
+
+    @field_validator("database_insights", mode="before")
+    @classmethod
+    def _mode(cls, v: Any) -> str:
+        if v not in DATABASE_INSIGHTS_MODES:
+            raise Problem("standard (free) or advanced (billed per ACU-hour; needs "
+                          "performanceInsightsRetentionDays of at least 465)", "standard")
+        return str(v)
+
+    @model_validator(mode="after")
+    def _advanced_needs_retention(self) -> "DbMonitoring":
+        if self.database_insights == "advanced" and \
+                self.performance_insights_retention_days < ADVANCED_INSIGHTS_MIN_RETENTION_DAYS:
+            raise _CrossProblems([("db.monitoring.performanceInsightsRetentionDays",
+                                   self.performance_insights_retention_days, Problem(
+                "at least 465 days with databaseInsights: advanced (RDS refuses the mode with less): "
+                "465, 496, ... 713 or 731", "performanceInsightsRetentionDays: 465"))])
+        return self
+
+
 class DbSettings(_Model):
     engine_version: str = Field("8.0.mysql_aurora.3.10.3", alias="engineVersion")
     db_readers: int = Field(1, alias="dbReaders")
@@ -62,6 +117,7 @@ class DbSettings(_Model):
     backup_retention_days: int = Field(30, alias="backupRetentionDays")
     engine_upgrade_to: Optional[str] = Field(None, alias="engineUpgradeTo")
     previous_cluster: Optional[PreviousCluster] = Field(None, alias="previousCluster")
+    monitoring: DbMonitoring = DbMonitoring()
 
     _engine = field_validator("engine_version", mode="before")(lambda v: parse_engine_version(str(v)))
     _upgrade = field_validator("engine_upgrade_to", mode="before")(
@@ -147,5 +203,9 @@ DESCRIPTIONS: dict[str, str] = {
     "db.scaling.maxCapacityAcu": "Maximum ACUs (at least 1).",
     "db.backtrackHours": "Backtrack window in hours (0 to 72; can only be enabled when the cluster is created). In a region without Aurora backtrack (docs/regions.md) unset means 0 and a value above 0 is an error.",
     "db.backupRetentionDays": "Automated backup retention in days (1 to 35).",
+    "db.monitoring": "What the cluster's instances report besides CloudWatch's own metrics (docs/upgrade.md, \"Watching the database\").",
+    "db.monitoring.enhancedMonitoringSeconds": "Enhanced Monitoring (operating-system metrics) every 1, 5, 10, 15, 30 or 60 seconds, or 0 for off. Unset: 60 unless removalPolicy is destroy, then 0.",
+    "db.monitoring.performanceInsightsRetentionDays": "Days of Performance Insights data, encrypted with the stack key: 7 (free), a multiple of 31 up to 713, or 731.",
+    "db.monitoring.databaseInsights": "CloudWatch Database Insights mode of the cluster: `standard` (free) or `advanced` (billed; needs performanceInsightsRetentionDays of at least 465).",
     "dbAuth": "How REDCap logs in to the database: `iam` (token per connection) or `password`.",
 }

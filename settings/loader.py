@@ -17,7 +17,7 @@ KNOWN_KEYS: tuple[str, ...] = tuple(
     f.alias or name for name, f in StageSettings.model_fields.items() if name not in ("stack", "region")
 )
 STRUCTURED_KEYS = frozenset({"allowedIps", "allowedCountries", "ecs", "express", "db", "ec2ServerStack",
-                             "externalResources", "nsDelegation", "wafSqliRulesToCount", "backup", "operations"})
+                             "externalResources", "nsDelegation", "wafSqliRulesToCount", "backup", "operations", "upgrade"})
 SECRET_KEYS = frozenset({"cronSecret", "dbSalt"})
 # Secret values checked where they arrive; a problem shows the key, never the value.
 SECRET_RULES = {"dbSalt": parse_db_salt}
@@ -42,6 +42,7 @@ _STRUCTURED_EXAMPLES = {
     "allowedIps": "pulumi config set --path 'redcap:allowedIps[0]' 203.0.113.0/24",
     "backup": "pulumi config set --path redcap:backup.retentionDays 35",
     "operations": "pulumi config set --path redcap:operations.uptimeMinutes 5",
+    "upgrade": "pulumi config set --path redcap:upgrade.database true",
 }
 
 
@@ -154,6 +155,7 @@ CROSS_RULE_INPUTS: dict[str, set[str]] = {
     "db.engineUpgradeTo": {"db"},
     "db.previousCluster": {"db"},
     "db.previousCluster.dbSnapshotId": {"db"},
+    "db.monitoring.performanceInsightsRetentionDays": {"db"},
     "aws:region": {"ecs"},
     "senderEmail": {"senderEmail", "domain", "subdomain", "hostInRoute53"},
     "db.backtrackHours": {"db"},

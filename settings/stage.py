@@ -11,7 +11,7 @@ from settings.common import (APPRUNNER_SIZES, SQLI_RULE_NAMES, Problem, _CrossPr
                              _LABELS_RE, _LOCAL_VERSION_RE, _Model, _as_list, _is_int, _normalise_size, parse_bool,
                              parse_cidr, parse_country, parse_dns_name, parse_email, parse_log_retention,
                              parse_s3_path, parse_timezone, version_from_zip_name)
-from settings.application import ConfigurationSqlMode, parse_configuration_sql
+from settings.application import ConfigurationSqlMode, UpgradeSettings, parse_configuration_sql
 from settings.backup import BackupSettings
 from settings.compute import EcsSettings, ExpressSettings, TunnelSettings
 from settings.credentials import parse_rotation_days
@@ -76,6 +76,7 @@ class StageSettings(_Model):
     backup: BackupSettings = BackupSettings()
     credential_rotation_days: int = Field(90, alias="credentialRotationDays")
     operations: OperationsSettings = OperationsSettings()
+    upgrade: UpgradeSettings = UpgradeSettings()
 
     # --- single-value rules ------------------------------------------------------------------
 
@@ -506,6 +507,28 @@ class StageSettings(_Model):
         if self.red_cap_s3_path:
             return version_from_zip_name(self.red_cap_s3_path)
         return None
+
+    @property
+    def release(self) -> str:
+        """The REDCap release the stage runs, as the upgrade snapshot and database upgrade see it:
+        the version from the zip's name, else deployTag (the settings require one of them)."""
+        return str(self.redcap_version or self.deploy_tag)
+
+    @property
+    def upgrade_snapshot(self) -> bool:
+        """A snapshot before each new REDCap version: its own setting, else whether the stage keeps
+        its data (a destroy stage would otherwise leave snapshots behind)."""
+        if self.upgrade.snapshot is not None:
+            return self.upgrade.snapshot
+        return self.keep_data_on_destroy
+
+    @property
+    def enhanced_monitoring_seconds(self) -> int:
+        """db.monitoring.enhancedMonitoringSeconds, else 60 for stages that keep data, 0 otherwise."""
+        seconds = self.db.monitoring.enhanced_monitoring_seconds
+        if seconds is not None:
+            return seconds
+        return 60 if self.keep_data_on_destroy else 0
 
     @property
     def image_tag_prefix(self) -> str:

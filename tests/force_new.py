@@ -21,6 +21,9 @@ Where the engine's view differs from "a change of this input replaces":
   internal/provider/resource_id.go, resource_password.go).
 - EC2 Instance `userData` replaces only with `userDataReplaceOnChange` (CustomizeDiff), see
   conditional_replace_keys.
+- Lambda Invocation `input`: with lifecycleScope CREATE_ONLY (the default) a change replaces the
+  invocation (a new invoke); with CRUD it is an update that invokes with the previous input
+  (internal/service/lambda/invocation.go, customizeDiffInputChangeWithCreateOnlyScope).
 
 tests/test_transitions.py asserts that every custom type any stack variant registers has an entry
 here: a new type makes its author look it up.
@@ -259,4 +262,7 @@ def conditional_replace_keys(type_: str, old: dict[str, Any], new: dict[str, Any
     """Replacements that depend on other inputs (the provider's CustomizeDiff rules)."""
     if type_ == "aws:ec2/instance:Instance" and new.get("userDataReplaceOnChange"):
         return {k for k in ("userData", "userDataBase64") if k in changed}
+    if type_ == "aws:lambda/invocation:Invocation" and new.get("lifecycleScope", "CREATE_ONLY") != "CRUD" \
+            and "input" in changed:
+        return {"input"}
     return set()

@@ -275,6 +275,30 @@ def mock_random_id(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
             "b64Url": base64.urlsafe_b64encode(raw).decode().rstrip("="), "dec": str(int.from_bytes(raw, "big"))}
 
 
+def mock_invocation_result(inputs: dict[str, Any]) -> str:
+    """What each of the program's functions answers when its invocation is created (the mocks see
+    no previous input, so the upgrade functions answer as on a stage's first deployment)."""
+    event = json.loads(inputs.get("input") or "{}")
+    function = str(inputs.get("functionName") or "")
+    if event.get("mode") == "smoke":  # a passing post-deploy smoke check
+        checks = (("health", "/healthz", 200), ("redcap page", "/", 200),
+                  ("cron refused without the secret", "/cron.php", 403), ("cron accepted with the secret", "/cron.php", 200))
+        return json.dumps({"mode": "smoke", "site": event.get("siteUrl"), "ok": True, "checks": [
+            {"name": n, "method": "GET", "path": p, "expected": st, "status": st, "ok": True, "ms": 50, "detail": ""}
+            for n, p, st in checks]})
+    if function.endswith("-upgrade-snapshot"):
+        return json.dumps({"action": "create", "previousRelease": None, "release": event.get("release"),
+                           "snapshotIdentifier": "", "status": "no-snapshot"})
+    if function.endswith("-db-upgrade"):
+        return json.dumps({"from": event.get("release"), "release": event.get("release"), "status": "current",
+                           "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/redcap-upgrade/0a1b2c3d",
+                           "to": event.get("release")})
+    if function.endswith("-db-iam-auth"):
+        return json.dumps({"changed": True, "clusterIdentifier": event.get("clusterIdentifier"),
+                           "iamDatabaseAuthenticationEnabled": True})
+    return json.dumps({"imageTag": event.get("imageTag"), "status": "built"})
+
+
 # Compute (issue 4): what the provider computes for the image pipeline, App Runner, ECS and EC2.
 MOCK_APPRUNNER_VALIDATION_RECORDS = (
     # One for the domain and one for the name App Runner adds to its certificate; deliberately
@@ -298,7 +322,7 @@ COMPUTE_OUTPUTS: dict[str, Callable[[str, dict[str, Any], str], dict[str, Any]]]
     "aws:lambda/function:Function": lambda name, inputs, region: {
         "arn": _arn("lambda", f"function:{inputs.get('name', name)}", region),
         "invokeArn": f"arn:aws:apigateway:{region}:lambda:path/functions/{inputs.get('name', name)}/invocations"},
-    "aws:lambda/invocation:Invocation": lambda name, inputs, region: {"result": _invocation_result(inputs)},
+    "aws:lambda/invocation:Invocation": lambda name, inputs, region: {"result": mock_invocation_result(inputs)},
     "aws:apprunner/service:Service": lambda name, inputs, region: {
         "arn": _arn("apprunner", f"service/{inputs.get('serviceName', name)}/0123456789abcdef", region),
         "serviceId": "0123456789abcdef", "serviceUrl": f"mock{name.replace('-', '')}.{region}.awsapprunner.com"},
@@ -314,6 +338,9 @@ COMPUTE_OUTPUTS: dict[str, Callable[[str, dict[str, Any], str], dict[str, Any]]]
         "arnSuffix": f"targetgroup/{name}/73e2d6bc24d8a067"},
     "aws:ecs/cluster:Cluster": lambda name, inputs, region: {
         "arn": _arn("ecs", f"cluster/{inputs.get('name', name)}", region)},
+    "aws:ecs/service:Service": lambda name, inputs, region: {
+        "arn": _arn("ecs", f"service/{str(inputs.get('cluster', 'default')).rsplit('/', 1)[-1]}/{inputs.get('name', name)}",
+                    region)},
     "aws:ecs/taskDefinition:TaskDefinition": lambda name, inputs, region: {
         "arn": _arn("ecs", f"task-definition/{inputs.get('family', name)}:1", region), "revision": 1},
     "aws:ec2/instance:Instance": lambda name, inputs, region: {
@@ -347,19 +374,6 @@ COMPUTE_OUTPUTS: dict[str, Callable[[str, dict[str, Any], str], dict[str, Any]]]
     "docker:index/image:Image": lambda name, inputs, region: {
         "repoDigest": f"{str(inputs.get('imageName', name)).split(':')[0]}@sha256:{'ab' * 32}"},
 }
-
-
-def _invocation_result(inputs: dict[str, Any]) -> str:
-    """What the program's functions answer: the build trigger, or a passing smoke check."""
-    event = json.loads(inputs.get("input") or "{}")
-    if event.get("mode") == "smoke":
-        checks = [(name, path, status) for name, path, status in (
-            ("health", "/healthz", 200), ("redcap page", "/", 200), ("cron refused without the secret", "/cron.php", 403),
-            ("cron accepted with the secret", "/cron.php", 200))]
-        return json.dumps({"mode": "smoke", "site": event.get("siteUrl"), "ok": True, "checks": [
-            {"name": n, "method": "GET", "path": p, "expected": st, "status": st, "ok": True, "ms": 50, "detail": ""}
-            for n, p, st in checks]})
-    return json.dumps({"imageTag": event.get("imageTag"), "status": "built"})
 
 
 class RecordingMocks(pulumi.runtime.Mocks):

@@ -60,7 +60,7 @@ def config_sql_source() -> Path:
     raise MissingPrerequisite("no sql/redcap-config.sql or sql/redcap-config.default.sql in the repository")
 
 
-def build_inputs(workdir: Path) -> dict[str, Path]:
+def build_inputs(workdir: Path, version: str = REDCAP_VERSION) -> dict[str, Path]:
     """The four build inputs: fixture zip, one language file (+ a file that must be ignored),
     the configuration SQL and a test CA bundle."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def build_inputs(workdir: Path) -> dict[str, Path]:
     if not ca.exists():
         make_ca_bundle(ca)
     return {
-        "redcap_zip": build_fixture_zip(workdir / "zip", REDCAP_VERSION),
+        "redcap_zip": build_fixture_zip(workdir / "zip", version),
         "languages_dir": languages,
         "modules_dir": modules,
         "config_sql": config_sql_source(),
@@ -93,7 +93,7 @@ class BuiltImage:
 
 
 def build_image(workdir: Path, base_image: str = BASE_IMAGE, container_dir: Path = ROOT / "container",
-                repository: str = "redcap-test/redcap") -> BuiltImage:
+                repository: str = "redcap-test/redcap", version: str = REDCAP_VERSION) -> BuiltImage:
     """Assemble the context and `docker build` it (the layer cache makes a rebuild cheap).
 
     The tag is derived from the context hash, as the compute stack does. container_dir: another
@@ -102,7 +102,7 @@ def build_image(workdir: Path, base_image: str = BASE_IMAGE, container_dir: Path
     docker_available()
     if docker("image", "inspect", base_image, check=False).returncode != 0:
         raise MissingPrerequisite(f"base image {base_image} is missing: run scripts/make-base-image")
-    inputs = build_inputs(workdir / "inputs")
+    inputs = build_inputs(workdir / "inputs", version)
     tag = f"{repository}:{context_hash(**inputs, container_dir=container_dir)[:16]}"
     ctx = assemble_context(workdir / "context", **inputs, container_dir=container_dir)
     log = workdir / "docker-build.log"

@@ -15,26 +15,12 @@ from moto import mock_aws
 from moto.rds.models import RDSBackend
 
 from functions import rds_iam_auth as fn
+from lambda_clock import Clock
 
 REGION = "us-east-1"
 SOURCE = "redcap-prod-0a1b2c3d"
 RESTORED = "redcap-prod-9f8e7d6c"
 SNAPSHOT = "redcap-prod-0a1b2c3d-before-upgrade"
-
-
-class Clock:
-    """The Lambda's remaining time, spent by the handler's sleeps."""
-
-    def __init__(self, remaining_ms: int):
-        self.remaining = remaining_ms
-        self.sleeps = 0
-
-    def remaining_ms(self) -> int:
-        return self.remaining
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps += 1
-        self.remaining -= int(seconds * 1000)
 
 
 class SlowIamAuth:

@@ -206,6 +206,57 @@ def test_backtrack_and_backups():
     assert "1 to 35 days" in problems_of(db={"backupRetentionDays": 0})
 
 
+def test_database_monitoring_defaults_follow_whether_the_stage_keeps_data():
+    kept = load()
+    assert (kept.enhanced_monitoring_seconds, kept.db.monitoring.performance_insights_retention_days,
+            kept.db.monitoring.database_insights) == (60, 7, "standard")
+    assert load(removalPolicy="destroy").enhanced_monitoring_seconds == 0
+    assert load(removalPolicy="destroy", db={"monitoring": {"enhancedMonitoringSeconds": 5}}).enhanced_monitoring_seconds == 5
+    assert load(db={"monitoring": {"enhancedMonitoringSeconds": 0}}).enhanced_monitoring_seconds == 0
+    advanced = load(db={"monitoring": {"databaseInsights": "advanced", "performanceInsightsRetentionDays": 465}})
+    assert (advanced.db.monitoring.database_insights, advanced.db.monitoring.performance_insights_retention_days) == (
+        "advanced", 465)
+    for days in (7, 31, 713, 731):
+        assert load(db={"monitoring": {"performanceInsightsRetentionDays": days}}).db.monitoring.performance_insights_retention_days == days
+
+
+def test_database_monitoring_messages():
+    for bad in (2, 120, "often", True):
+        assert ("redcap:db.monitoring.enhancedMonitoringSeconds = " in (text := problems_of(
+            db={"monitoring": {"enhancedMonitoringSeconds": bad}})))
+        assert ("allowed: 0 (off), 1, 5, 10, 15, 30 or 60 seconds between Enhanced Monitoring samples; "
+                "example: 60") in text
+    for bad in (0, 8, 30, 732, "week"):
+        assert ("allowed: 7 (free), a multiple of 31 up to 713 (months), or 731 days of Performance Insights data; "
+                "example: 7") in problems_of(db={"monitoring": {"performanceInsightsRetentionDays": bad}})
+    assert ("redcap:db.monitoring.databaseInsights = 'Advanced': allowed: standard (free) or advanced (billed per "
+            "ACU-hour; needs performanceInsightsRetentionDays of at least 465); example: standard") in problems_of(
+        db={"monitoring": {"databaseInsights": "Advanced"}})
+    assert ("redcap:db.monitoring.performanceInsightsRetentionDays = 434: allowed: at least 465 days with "
+            "databaseInsights: advanced (RDS refuses the mode with less): 465, 496, ... 713 or 731; example: "
+            "performanceInsightsRetentionDays: 465") in problems_of(
+        db={"monitoring": {"databaseInsights": "advanced", "performanceInsightsRetentionDays": 434}})
+    assert ("redcap:db.monitoring.interval = 60: unknown key; allowed: databaseInsights, enhancedMonitoringSeconds, "
+            "performanceInsightsRetentionDays") in problems_of(db={"monitoring": {"interval": 60}})
+
+
+def test_upgrade_block():
+    s = load()
+    assert (s.upgrade.snapshot, s.upgrade.database, s.upgrade_snapshot, s.release) == (None, False, True, "15.0.9")
+    assert load(removalPolicy="destroy").upgrade_snapshot is False
+    assert load(removalPolicy="destroy", upgrade={"snapshot": True}).upgrade_snapshot is True
+    assert load(upgrade={"snapshot": False, "database": True}).upgrade_snapshot is False
+    assert load(upgrade={"database": "true"}).upgrade.database is True
+    # A zip whose name carries no version: the release is deployTag.
+    assert load(redCapS3Path="my-redcap-releases/current.zip", deployTag="15.1.0-site2").release == "15.1.0-site2"
+    assert "redcap:upgrade.database = 'yes': allowed: true or false; example: true" in problems_of(
+        upgrade={"database": "yes"})
+    assert "redcap:upgrade.snapshots = true: unknown key; allowed: database, snapshot" in problems_of(
+        upgrade={"snapshots": True})
+    assert ("redcap:upgrade = true: allowed: an object; example: pulumi config set --path redcap:upgrade.database "
+            "true") in problems_of(upgrade=True)
+
+
 def test_snapshot_id_forms():
     assert load(db={"dbSnapshotId": "rds:redcap-2026-11-01"}).db.db_snapshot_id == "rds:redcap-2026-11-01"
     arn = "arn:aws:rds:us-east-1:123456789012:cluster-snapshot:redcap-final-1a2b"

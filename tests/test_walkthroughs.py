@@ -524,8 +524,9 @@ PROCEDURES: dict[str, tuple[str, ...]] = {
     "restore into a new stack": ("restore-new-stack",),
     "migration": ("migrate-old-deployment", "migrate-new-stack", "migrate-files"),
     "destroy a protected stage": ("destroy-protected",),
-    "upgrade REDCap from S3": ("upgrade-snapshot", "upgrade-s3-zip", "upgrade-up", "upgrade-php"),
-    "upgrade REDCap from a local zip": ("upgrade-snapshot", "upgrade-local-zip", "upgrade-up", "upgrade-php"),
+    "upgrade REDCap from S3": ("upgrade-automatic", "upgrade-s3-zip", "upgrade-up", "upgrade-check"),
+    "upgrade REDCap from a local zip": ("upgrade-local-zip", "upgrade-up", "upgrade-php"),
+    "go back after a failed upgrade": ("upgrade-failed-backtrack",),
     "upgrade the engine": ("engine-check", "engine-upgrade", "engine-record"),
 }
 
@@ -688,25 +689,91 @@ def test_destroy_without_lowering_protection_is_refused():
 
 # --- upgrades --------------------------------------------------------------------------------------
 
-def test_redcap_upgrade_from_s3_touches_no_data():
+SNAPSHOT_INVOCATION = "redcap-upgrade-snapshot-invocation"
+UPGRADE_INVOCATION = "redcap-db-upgrade-invocation"
+
+
+def snapshot_taken(t: Transition) -> Optional[str]:
+    """The snapshot functions/upgrade_snapshot.py takes in this update: the provider invokes a CRUD
+    invocation with its new input and, under `tf.prev_input`, the input the state holds."""
+    from functions import upgrade_snapshot
+
+    change = t.change(INVOCATION, SNAPSHOT_INVOCATION)
+    new = json.loads(t.after.named(SNAPSHOT_INVOCATION, INVOCATION).inputs["input"])
+    if change.kind == "same":
+        return None
+    prev = json.loads(t.before.named(SNAPSHOT_INVOCATION, INVOCATION).inputs["input"]) if change.kind == "update" else None
+    event = {**new, "tf": {"action": "update" if prev else "create", "prev_input": prev}}
+    return upgrade_snapshot.planned_snapshot(upgrade_snapshot.Request.from_event(event, {"CLUSTER_IDENTIFIER": "c"}))
+
+
+def rollout_after(t: Transition, first: str, then_type: str) -> bool:
+    """Whether the step of `first` (a resource name) comes before every step of `then_type`."""
+    order = [s for s in t.steps if s.op not in ("delete-replaced", "delete", "discard")]
+    at = next(i for i, s in enumerate(order) if s.name == first)
+    return all(i > at for i, s in enumerate(order) if s.type == then_type)
+
+
+def test_redcap_upgrade_from_s3_snapshots_first_and_upgrades_the_database_after_the_rollout():
     ws = Workspace()
-    ws.deployed("prod")
-    before = ws.stacks["prod"].state.outputs["imageTag"]
+    prod = ws.deployed("prod")
+    before = prod.state.outputs["imageTag"]
     follow(ws, "upgrade REDCap from S3")
     t = ws.last("pulumi up -s prod")
     assert not data_changes(t)
-    assert before.startswith("15.0.9-") and ws.stacks["prod"].state.outputs["imageTag"].startswith("15.1.0-")
+    assert before.startswith("15.0.9-") and prod.state.outputs["imageTag"].startswith("15.1.0-")
+    # The snapshot: exactly this update's release change, named after both releases, before the rollout.
+    attempt = prod.state.named("redcap-upgrade-snapshot-attempt").outputs["hex"]
+    assert snapshot_taken(t) == f"redcap-prod-15-0-9-to-15-1-0-{attempt}"
+    assert rollout_after(t, SNAPSHOT_INVOCATION, "aws:ecs/taskDefinition:TaskDefinition")
+    # The database upgrade, switched on in the same update, runs after the rollout.
+    assert t.change(INVOCATION, UPGRADE_INVOCATION).kind == "create"
+    assert depends_on(prod.state, prod.state.named(UPGRADE_INVOCATION), prod.state.named("redcap-service").urn)
+    assert "redcapDatabaseUpgrade" in prod.state.outputs and "dbUpgradeSnapshotIdentifier" in prod.state.outputs
+    # The next `pulumi up` with the same release takes no snapshot and runs no upgrade.
+    again = ws.up(prod, "pulumi up -s prod")
+    assert snapshot_taken(again) is None and again.change(INVOCATION, UPGRADE_INVOCATION).kind == "same"
 
 
-def test_redcap_upgrade_from_a_local_zip_touches_no_data():
+def test_redcap_upgrade_from_a_local_zip_snapshots_first_and_leaves_the_database_to_redcap():
     from compute_support import fake_releases
 
     ws = Workspace(releases=fake_releases())
-    ws.deployed("prod")
+    prod = ws.deployed("prod")
     follow(ws, "upgrade REDCap from a local zip")
     t = ws.last("pulumi up -s prod")
     assert not data_changes(t)
-    assert ws.stacks["prod"].state.outputs["imageTag"].startswith("15.1.0-")
+    assert prod.state.outputs["imageTag"].startswith("15.1.0-")
+    assert snapshot_taken(t).startswith("redcap-prod-15-0-9-to-15-1-0-")
+    assert not [r for r in prod.state.resources if r.name.startswith("redcap-db-upgrade")]
+
+
+def test_after_a_failed_upgrade_backtrack_and_the_old_release_go_back_through_another_snapshot():
+    ws = Workspace({"<time the upgrade task started>": "2026-11-30T09:15:00Z"})
+    prod = ws.deployed("prod")
+    follow(ws, "upgrade REDCap from S3")
+    follow(ws, "go back after a failed upgrade")
+    back = ws.last("pulumi up -s prod")
+    assert not data_changes(back)
+    assert prod.state.outputs["imageTag"].startswith("15.0.9-")
+    assert snapshot_taken(back).startswith("redcap-prod-15-1-0-to-15-0-9-")
+    assert back.change(INVOCATION, UPGRADE_INVOCATION).kind == "update"  # the task finds 15.0.9: current
+    assert any(c.startswith("aws rds backtrack-db-cluster --db-cluster-identifier redcap-prod-")
+               and c.endswith("--backtrack-to 2026-11-30T09:15:00Z") for c in ws.external)
+
+
+def test_after_a_failed_upgrade_the_upgrade_snapshot_restores_in_place_under_protection():
+    ws = Workspace()
+    prod = ws.deployed("prod")
+    follow(ws, "upgrade REDCap from S3")
+    upgrade_snapshot = snapshot_taken(ws.last("pulumi up -s prod"))
+    ws.values["<snapshot to restore>"] = upgrade_snapshot
+    follow(ws, "restore in place")
+    (cluster,) = clusters(prod.state).values()
+    assert cluster.inputs["snapshotIdentifier"] == upgrade_snapshot and cluster.protect is True
+    # The restored cluster is the one the next snapshot is taken of.
+    assert prod.state.named("redcap-upgrade-snapshot-function").inputs["environment"]["variables"] == {
+        "CLUSTER_IDENTIFIER": prod.state.outputs["dbClusterIdentifier"]}
 
 
 def test_engine_upgrade_is_applied_and_then_recorded():

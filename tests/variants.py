@@ -79,6 +79,10 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("prod-restore-in-place", "prod", {"db": {"dbSnapshotId": "redcap-prod-a1b2c3d4-final",
                                               "previousCluster": {"deletionProtection": True}}}),
     ("dev-tunnel", "dev", {"ec2ServerStack": {"durationHours": 4}}),
+    # REDCap's database upgrade after each new release, on each runtime (prod: ECS).
+    ("prod-upgrade-database", "prod", {"zoneDelegated": True, "upgrade": {"database": True}}),
+    ("dev-express-upgrade-all", "dev", {"upgrade": {"snapshot": True, "database": True}}),
+    ("dev-apprunner-upgrade-all", "dev", {"express": None, "upgrade": {"snapshot": True, "database": True}}),
     ("dev-password-auth-allowlists", "dev", {"dbAuth": "password", "allowedIps": ["203.0.113.0/24", "2001:db8::/32"],
                                              "allowedCountries": ["US", "CA"], "wafSqliRulesToCount": ["SQLi_BODY"]}),
     ("dev-external-acl-guardduty", "dev", {"externalResources": {"wafWebAcl": EXTERNAL_ACL}, "guardDuty": True,

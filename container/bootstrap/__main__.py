@@ -13,6 +13,9 @@ Order (container/README.md "Start-time bootstrap"):
  5. msmtp configuration when SES credentials are given;
  6. exec the CMD with the same environment (plus PHP_TIMEZONE's default). Secrets are never
     exported to the environment (the original exported them, visible to every PHP page).
+
+``python3 -m bootstrap upgrade-database`` (a one-off task): steps 1-5, then REDCap's database
+upgrade to the image's version instead of a CMD (bootstrap/upgrade.py).
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from .s3_settings import desired_s3_settings, sync_s3_settings
 from .secrets import Fetch, Secrets, app_user_name, boto3_fetcher, load_secrets
 from .sender import check_universal_from
 from .settings import Settings, load_settings
+from . import upgrade
 
 log = logging.getLogger("bootstrap")
 
@@ -181,6 +185,8 @@ def main(argv: Sequence[str]) -> int:
         log.error("%s", exc)
         log.error("start aborted (exit code %d)", exc.exit_code)
         return exc.exit_code
+    if argv[:1] == [upgrade.MODE]:
+        return upgrade.main(os.environ, secret_values)
     if not argv:
         log.info("bootstrap complete; no command to run")
         return 0

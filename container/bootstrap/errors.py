@@ -46,6 +46,12 @@ class DatabaseTlsError(BootstrapError):
     exit_code = 7
 
 
+class UpgradeFailed(BootstrapError):
+    """REDCap's database upgrade (the upgrade-database mode) did not complete."""
+
+    exit_code = 8
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """Hide secret values that a server or installer message might echo back."""
     for value in sorted((v for v in secrets if v), key=len, reverse=True):
