@@ -1081,6 +1081,9 @@ def uptime_check(resources: Sequence[Resource]) -> list[Violation]:
                     "uptime-check", entry,
                     f"no alarm with actions watches {UPTIME_METRIC} of its uptime check '{check.name}'; add a "
                     "MetricAlarm on that metric that notifies the alarm topic"))
+    return found
+
+
 def rds_monitoring(resources: Sequence[Resource]) -> list[Violation]:
     """Every Aurora instance has Performance Insights under a customer key; those of a cluster that
     keeps data have Enhanced Monitoring with a role; the instances of one cluster are monitored
