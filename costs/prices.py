@@ -60,6 +60,7 @@ EXCLUDED: tuple[str, ...] = (
     "Aurora I/O and backtrack change records",
     "App Runner active vCPU while requests run, Aurora ACUs above the minimum, tasks above the minimum",
     "CodeBuild build minutes, SES messages, GuardDuty, ECS Container Insights metrics",
+    "KMS requests (including DNSSEC signing) and Route 53 queries (and their query logs)",
     "free tiers (Lambda, EventBridge Scheduler, an account's first three dashboards): not subtracted",
     "AWS Budgets (an account's first two budgets are free)",
 )

@@ -62,12 +62,12 @@ def test_dev_on_app_runner_at_idle() -> None:
 
 def test_prod_at_idle() -> None:
     # Once its zone is delegated: NAT per AZ, a reader, 0.5 ACU minimum, two 2 vCPU / 4 GB tasks,
-    # ALB, US-only WAF, a zone, cron every minute.
+    # ALB, US-only WAF, a signed zone, cron every minute.
     task_hour = 2 * 0.04048 + 4 * 0.004445 + 1 * 0.000111             # + 1 GB ephemeral storage above 20
     expected = {
         "redcap-vpc": round(2 * (0.045 + 0.005) * H, 2),                 # 73.00
         "redcap-secretsmanager": 14.60,
-        "redcap-key": 1.00,
+        "redcap-key, redcap-dnssec-key": 2.00,                          # + the zone's DNSSEC signing key
         "secrets": round(7 * 0.40, 2),                                   # + the EventBridge connection's
         "redcap-writer": round(0.5 * 0.12 * H, 2),                       # 43.80
         "redcap-reader-1": round(0.5 * 0.12 * H, 2),
@@ -82,7 +82,7 @@ def test_prod_at_idle() -> None:
         "redcap-cron-schedule": round(43800 * 0.0000002, 2),             # 0.01
     }
     assert lines_of("prod", DELEGATED) == expected
-    assert round(total_of("prod", DELEGATED), 2) == 366.38
+    assert round(total_of("prod", DELEGATED), 2) == 367.38
     # Before the delegation (the first `pulumi up` of a new zone) there is no ECS service, no
     # load balancer, no cron, no site check yet.
     first = lines_of("prod")
@@ -143,7 +143,7 @@ def test_the_script_prints_the_estimate_of_a_stack_file() -> None:
                              "zoneDelegated=true"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "Monthly cost estimate of stack prod in us-east-1" in result.stdout
-    assert [line.split()[-1] for line in result.stdout.splitlines() if "total at idle" in line] == ["366.38"]
+    assert [line.split()[-1] for line in result.stdout.splitlines() if "total at idle" in line] == ["367.38"]
     bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "estimate-cost"), "nosuchstack"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "no Pulumi.nosuchstack.yaml" in bad.stderr

@@ -190,7 +190,7 @@ def test_aurora_max_connections_estimate() -> None:
 
 def test_alarm_topic_is_encrypted_tls_only_and_for_this_stages_alarms() -> None:
     run = run_of("prod")
-    key = run.one("aws:kms/key:Key")
+    key = run.one("aws:kms/key:Key", "redcap-key")
     topic = run.named("redcap-alarms", TOPIC)
     assert topic.inputs["kmsMasterKeyId"] == key.outputs["arn"]
     policy = json.loads(run.named("redcap-alarms-policy", "aws:sns/topicPolicy:TopicPolicy").inputs["policy"])

@@ -168,7 +168,7 @@ def test_the_rate_limit_still_applies_to_surveys() -> None:
 
 def test_the_evaluator_refuses_what_it_does_not_model() -> None:
     rule = {"name": "x", "priority": 1, "action": {"block": {}},
-            "statement": {"size_constraint_statement": {"size": 1}}, "visibility_config": {}}
+            "statement": {"sqli_match_statement": {"field_to_match": {"body": {}}}}, "visibility_config": {}}
     with pytest.raises(UnmodelledRule):
         evaluate([rule], request("login page", ALLOWED))
 
