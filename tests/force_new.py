@@ -152,7 +152,7 @@ FORCE_NEW: dict[str, frozenset[str]] = {
     # aws_lambda_invocation
     # (+ input with lifecycle_scope CREATE_ONLY, the default: customizeDiffInputChangeWithCreateOnlyScope
     # in internal/service/lambda/invocation.go forces a new invocation when the input changes)
-    "aws:lambda/invocation:Invocation": frozenset({"functionName", "input", "qualifier", "triggers"}),
+    "aws:lambda/invocation:Invocation": frozenset({"functionName", "qualifier", "triggers"}),
     # aws_lb_listener
     "aws:lb/listener:Listener": frozenset({"loadBalancerArn"}),
     # aws_lb
