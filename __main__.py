@@ -25,6 +25,7 @@ from components.image import Image, ImageArgs, config_sql_path
 from components.runtime import (ALB_DEFAULT_IDLE_TIMEOUT_SECONDS, APP_RUNNER_REQUEST_TIMEOUT_SECONDS,
                                 DatabaseAppLogin, RuntimeArgs, app_runner_memory_mib, runtime_contract)
 from components.tunnel import TunnelArgs, TunnelHost
+from components.rollout import DeployedVersion, RolloutCheck, RolloutCheckArgs
 from components.upgrade import DatabaseUpgrade, DatabaseUpgradeArgs, UpgradeSnapshot, UpgradeSnapshotArgs
 
 config, secrets = stage.from_pulumi()
@@ -258,6 +259,8 @@ def application_stack() -> None:
     cron_host: pulumi.Output[str] | None = None
     # What the database upgrade waits for: the runtime and its service (none in ECS's phase one).
     rollout: pulumi.Resource | None = None
+    # What the stage's rollout check reads back (none in ECS's phase one either).
+    rollout_target: DeployedVersion | None = None
     service_arn: pulumi.Output[str] | None = None
     service_cluster: pulumi.Output[str] | None = None
     runtime_kind = ""
@@ -290,6 +293,7 @@ def application_stack() -> None:
         # The distribution's own name answers before the custom domain's DNS does.
         cron_host, runtime_kind = service.distribution_url, "express"
         rollout, service_arn, service_cluster = service, service.service_arn, service.cluster_name
+        rollout_target = service.deployed
         pulumi.export("cloudFrontUrl", service.distribution_url)
         pulumi.export("expressServiceUrl", service.service_url)
         pulumi.export("expressClusterName", service.cluster_name)
@@ -327,12 +331,12 @@ def application_stack() -> None:
                 deletion_protection=config.protect_data,
                 fqdn=domain.fqdn,
                 capacity_scheduled=config.operations.idle_schedule is not None,
-                wait_for_rollout=config.upgrade.database,
             ))
             service_url, custom_url, site_alias = fargate.load_balancer_url, fargate.custom_url, fargate.site_alias
             # The certificate is for the FQDN only, so cron calls the custom domain.
             cron_host, runtime_kind = pulumi.Output.from_input(domain.fqdn), "ecs"
             rollout, service_arn, service_cluster = fargate, fargate.service_arn, fargate.cluster_name
+            rollout_target = fargate.deployed
             pulumi.export("loadBalancerUrl", service_url)
             pulumi.export("ecsClusterName", fargate.cluster_name)
             pulumi.export("ecsServiceName", fargate.service_name)
@@ -363,7 +367,16 @@ def application_stack() -> None:
         # The default URL works before the custom domain's certificate is validated.
         cron_host, runtime_kind = apprunner.service_url, "apprunner"
         rollout, service_arn = apprunner, apprunner.service_arn
+        rollout_target = apprunner.deployed
         pulumi.export("appRunnerServiceUrl", service_url)
+    if rollout_target is not None:
+        # One check for the stage whatever the runtime: `pulumi up` fails when a new version
+        # never became healthy (components/rollout.py).
+        rollout_check = RolloutCheck("redcap-rollout", RolloutCheckArgs(
+            context=context, target=rollout_target, kms_key_arn=storage.kms_key_arn,
+            log_retention_days=config.log_retention(731)))
+        rollout = rollout_check
+        pulumi.export("rolloutCheck", rollout_check.result)
     if site_domain is not None and site_domain.zone_id is not None and site_alias is not None:
         # One record for the site whatever the runtime (components/dns.py).
         SiteRecord("redcap", SiteRecordArgs(zone_id=site_domain.zone_id, fqdn=site_domain.fqdn, target=site_alias))

@@ -24,6 +24,7 @@ from components import policies
 from components.context import AwsContext
 from components.dns import AliasTarget
 from components.naming import stage_name
+from components.rollout import DeployedVersion, settings_fingerprint
 from components.notifications import EmailSubscription, email_subscription
 from components.runtime import RuntimeContract
 from settings import regions
@@ -71,6 +72,12 @@ class AppRunnerArgs:
 def short_name(stack: str, limit: int) -> str:
     """`redcap-<stack>` within an App Runner name limit (letters, digits, - and _), unique per stack."""
     return stage_name(stack, limit, allowed=r"A-Za-z0-9_-")
+
+
+def application_log_group(service_arn: str) -> str:
+    """The log group App Runner creates for a service's container output: /aws/apprunner/<name>/<id>/application."""
+    name, service_id = service_arn.split(":service/", 1)[1].split("/")[:2]
+    return f"/aws/apprunner/{name}/{service_id}/application"
 
 
 def access_policy(repository_arn: str) -> str:
@@ -190,6 +197,15 @@ class AppRunnerService(pulumi.ComponentResource):
         # What must be in place before the site is checked through its public entry (components/operations.py).
         self.waf_association = aws.wafv2.WebAclAssociation(
             f"{name}-waf", resource_arn=service.arn, web_acl_arn=args.web_acl_arn, opts=child)
+
+        # After App Runner's own rollback the service is RUNNING again: the check reads which
+        # image runs and how the last operation ended. Environment and sizes roll out too.
+        self.deployed = DeployedVersion(
+            runtime="apprunner", service=service.arn, cluster=None, service_arn=service.arn, expected=args.image_uri,
+            container_log_group=service.arn.apply(application_log_group), after=(service,),
+            triggers={"settings": pulumi.Output.from_input(args.runtime.environment).apply(
+                lambda env: settings_fingerprint({"environment": env, "cpu": args.cpu, "memory": args.memory,
+                                                  "port": args.runtime.port}))})
 
         self.service_arn = service.arn
         self.service_url = service.service_url.apply(lambda u: f"https://{u}")

@@ -6,7 +6,9 @@ with an `ecs` block). Unlike App Runner (120 s request limit, closed to new AWS 
   to an encrypted log group with retention; the task role carries the runtime contract.
 - Service: circuit breaker with rollback; the desired count belongs to autoscaling (ignored
   in diffs). A new image (new immutable tag) is a new task definition revision, rolled out by
-  the same `pulumi up` - no EventBridge/Step Functions redeploy machinery.
+  the same `pulumi up` - no EventBridge/Step Functions redeploy machinery. `pulumi up` waits for
+  the rollout, and the stage's RolloutCheck (components/rollout.py) fails it when the rollout
+  did not end on the new revision.
 - ALB: public subnets, idle timeout 4000 s, invalid headers dropped, access logs to the log
   bucket under alb/, HTTPS 443 with a TLS 1.3 policy and the ACM certificate, HTTP 80 only
   redirects. Security groups: the world reaches the ALB on 80/443 only; the ALB reaches the
@@ -28,6 +30,7 @@ from components import policies
 from components.context import AwsContext
 from components.dns import AliasTarget
 from components.naming import stage_name
+from components.rollout import DeployedVersion
 from components.runtime import RuntimeContract
 from container.context import WRITABLE_PATHS
 
@@ -40,6 +43,10 @@ COOLDOWN_SECONDS = 300
 DEREGISTRATION_DELAY_SECONDS = 3600  # the ALB maximum
 # REDCap's first start runs its installer; give it time before health checks count.
 HEALTH_CHECK_GRACE_SECONDS = 600
+# How long `pulumi up` waits for a rollout to end. A failing one ends when the circuit breaker
+# has seen at least 3 tasks fail (each after the grace period and the health checks) and has
+# rolled back; a healthy one when the old tasks have drained (up to the deregistration delay).
+ROLLOUT_TIMEOUT = "90m"
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,6 @@ class FargateArgs:
     # An idle schedule moves the scalable target's bounds (components/operations.py): a diff on
     # them would wake a sleeping stage at every `pulumi up`.
     capacity_scheduled: bool = False
-    # `pulumi up` waits until the new tasks run (the database upgrade starts only then).
-    wait_for_rollout: bool = False
 
 
 def resource_name(stack: str, limit: int) -> str:
@@ -217,10 +222,18 @@ class FargateService(pulumi.ComponentResource):
             deployment_minimum_healthy_percent=100, deployment_maximum_percent=200,
             health_check_grace_period_seconds=HEALTH_CHECK_GRACE_SECONDS,
             propagate_tags="SERVICE", enable_ecs_managed_tags=True,
-            wait_for_steady_state=args.wait_for_rollout or None,
+            # `pulumi up` waits until the rollout has ended (the stage's RolloutCheck then says
+            # whether it ended on the new revision).
+            wait_for_steady_state=True,
             # Autoscaling owns the running count: a diff on it would undo scaling at every `pulumi up`.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCount"],
-                                        depends_on=[https, execution, runtime_grants]))
+                                        depends_on=[https, execution, runtime_grants],
+                                        custom_timeouts=pulumi.CustomTimeouts(create=ROLLOUT_TIMEOUT,
+                                                                              update=ROLLOUT_TIMEOUT)))
+        # The revision's ARN covers every setting of the task: nothing else needs to trigger the check.
+        self.deployed = DeployedVersion(
+            runtime="ecs", service=service.name, cluster=cluster.name, service_arn=service.arn, expected=task.arn,
+            container_log_group=group.name, after=(service,))
         scaling = self._autoscaling(name, args, cluster, service, alb, target_group)
         aws.wafv2.WebAclAssociation(f"{name}-waf", resource_arn=alb.arn, web_acl_arn=args.web_acl_arn, opts=child)
 

@@ -38,6 +38,7 @@ from components.dns import AliasTarget
 from components.ecs import CONTAINER_NAME, HEALTH_PATH, task_roles
 from components.network import AVAILABILITY_ZONES, SUBNET_MASK, TIERS, VPC_CIDR
 from components.runtime import RuntimeContract
+from components.rollout import DeployedVersion
 from settings.common import plan_subnets
 
 # AWS's managed policy for the role Express Mode uses to create the load balancer, target
@@ -311,6 +312,11 @@ class ExpressService(pulumi.ComponentResource):
         self.service_name = service.service_name
         self.service_arn = service.service_arn
         self.log_group_name = group.name
+        # Express registers its own revisions, so the check follows the image: a rollback to a
+        # revision of another image fails `pulumi up` even where the service's wait does not.
+        self.deployed = DeployedVersion(
+            runtime="express", service=service.service_arn, cluster=cluster.name, service_arn=service.service_arn,
+            expected=args.image_uri, container_log_group=group.name, after=(service,))
         self.console_url = pulumi.Output.all(cluster.name, service.service_name).apply(
             lambda a: console_url(ctx.region, a[0], a[1]))
         self.describe_command = service.service_arn.apply(lambda arn: describe_command(ctx.region, arn))

@@ -110,7 +110,8 @@ def stack_key_policy(partition: str, account_id: str, region: str,
     IAM in this account decides who uses the key (the account-root statement, as AWS's default
     key policy). AWS services that encrypt on our behalf without an IAM role of ours get
     narrow statements: CloudWatch Logs (log groups of this account and region only), the
-    services that publish to our encrypted SNS topics (EventBridge, SES) and CloudWatch alarms.
+    services that publish to our encrypted SNS topics (SES and CloudWatch alarms for this
+    account; EventBridge, whose requests carry no source account).
     The database's recovery points stay encrypted with this key (AWS Backup does not re-encrypt
     Aurora backups), so accounts that receive copies of them must be allowed to use it.
     """
@@ -137,10 +138,21 @@ def stack_key_policy(partition: str, account_id: str, region: str,
         {
             "Sid": "PublishersToEncryptedTopics",
             "Effect": "Allow",
-            "Principal": {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com", "ses.amazonaws.com"]},
+            "Principal": {"Service": "ses.amazonaws.com"},
             "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
             "Resource": "*",
             "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+        },
+        {
+            # No aws:SourceAccount/SourceArn here: EventBridge's requests to KMS for an encrypted
+            # target topic carry neither (AWS documents them as unsupported for this delivery), so
+            # such a condition would drop every notification silently. Who may publish is decided
+            # by each topic's policy, which admits only this stack's rules (aws:SourceArn).
+            "Sid": "EventBridgeToEncryptedTopics",
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+            "Resource": "*",
         },
         {
             "Sid": "CloudWatchAlarmsToEncryptedTopics",

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Optional, Sequence, TypeVar
 
 import pulumi
@@ -33,13 +32,11 @@ import pulumi_random as random
 from components import policies
 from components.context import AwsContext
 from components.ecs import CONTAINER_NAME, task_roles, task_volumes, volume_name
-from components.image import project_relative
+from components.lambdas import FunctionSpec, logged_function, write_logs
 from components.naming import stage_name
 from components.runtime import RuntimeContract
 from container.context import WRITABLE_PATHS
 
-FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
-LAMBDA_TIMEOUT_SECONDS = 900  # Lambda's maximum; a longer wait is taken up by the next `pulumi up`
 UPGRADE_COMMAND = "upgrade-database"
 LOG_STREAM_PREFIX = "upgrade"
 TASK_CPU, TASK_MEMORY = 1024, 2048
@@ -55,16 +52,6 @@ def attempt(name: str, release: str, parent: pulumi.Resource) -> random.RandomId
     """A value drawn anew whenever the release changes, and kept while it does not."""
     return random.RandomId(name, byte_length=4, keepers={"release": release},
                            opts=pulumi.ResourceOptions(parent=parent))
-
-
-def lambda_role(name: str, ctx: AwsContext, parent: pulumi.Resource) -> aws.iam.Role:
-    return aws.iam.Role(
-        name, assume_role_policy=ctx.account_id.apply(lambda a: policies.assume_role_policy("lambda.amazonaws.com", a)),
-        opts=pulumi.ResourceOptions(parent=parent))
-
-
-def write_logs(log_group_arn: str) -> dict:
-    return policies.allow(["logs:CreateLogStream", "logs:PutLogEvents"], [f"{log_group_arn}:*"], sid="WriteLogs")
 
 
 def snapshot_policy(*, log_group_arn: str, cluster_arn: str, snapshot_arn_pattern: str) -> str:
@@ -132,10 +119,6 @@ def parse_result(result: Optional[str]) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def function_code(module: str) -> pulumi.AssetArchive:
-    return pulumi.AssetArchive({f"{module}.py": pulumi.FileAsset(project_relative(FUNCTIONS_DIR / f"{module}.py"))})
-
-
 # --------------------------------------------------------------------------------------------
 # The snapshot before a new release
 # --------------------------------------------------------------------------------------------
@@ -160,29 +143,17 @@ class UpgradeSnapshot(pulumi.ComponentResource):
     def __init__(self, name: str, args: UpgradeSnapshotArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("redcap:upgrade:UpgradeSnapshot", name, None, opts)
         ctx = args.context
-        child = pulumi.ResourceOptions(parent=self)
-        function_name = f"redcap-{ctx.stack}-upgrade-snapshot"
-        group = aws.cloudwatch.LogGroup(
-            f"{name}-logs", name=f"/aws/lambda/{function_name}", retention_in_days=args.log_retention_days,
-            kms_key_id=args.kms_key_arn, opts=child)
-        role = lambda_role(f"{name}-role", ctx, self)
         prefix = snapshot_prefix(ctx.stack)
-        role_policy = aws.iam.RolePolicy(
-            f"{name}-policy", role=role.id,
-            policy=pulumi.Output.all(ctx.partition, ctx.account_id, group.arn, args.cluster_arn).apply(
+        function = logged_function(name, ctx, FunctionSpec(
+            function_name=f"redcap-{ctx.stack}-upgrade-snapshot", module="upgrade_snapshot",
+            description="Snapshots the REDCap cluster before a new REDCap release rolls out",
+            policy=lambda group_arn: pulumi.Output.all(ctx.partition, ctx.account_id, group_arn, args.cluster_arn).apply(
                 lambda a: snapshot_policy(log_group_arn=a[2], cluster_arn=a[3],
                                           snapshot_arn_pattern=f"arn:{a[0]}:rds:{ctx.region}:{a[1]}:cluster-snapshot:{prefix}-*")),
-            opts=child)
-        function = aws.lambda_.Function(
-            f"{name}-function", name=function_name, role=role.arn, runtime="python3.12",
-            handler="upgrade_snapshot.handler", timeout=LAMBDA_TIMEOUT_SECONDS, memory_size=128,
-            architectures=["x86_64"], code=function_code("upgrade_snapshot"),
+            kms_key_arn=args.kms_key_arn, log_retention_days=args.log_retention_days,
             # The cluster is configuration, not input: a restore in place (a new serving cluster)
             # changes the function, not the invocation, and takes no snapshot by itself.
-            environment={"variables": {"CLUSTER_IDENTIFIER": args.cluster_identifier}},
-            logging_config={"log_format": "Text", "log_group": group.name},
-            description="Snapshots the REDCap cluster before a new REDCap release rolls out",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[group, role_policy]))
+            environment={"CLUSTER_IDENTIFIER": args.cluster_identifier}), self)
         drawn = attempt(f"{name}-attempt", args.release, self)
         event = drawn.hex.apply(lambda h: json.dumps(
             {"attempt": h, "namePrefix": prefix, "release": args.release}, sort_keys=True))
@@ -250,19 +221,6 @@ class DatabaseUpgrade(pulumi.ComponentResource):
                                                         region=ctx.region)),
             opts=child)
 
-        function_name = f"redcap-{ctx.stack}-db-upgrade"
-        function_logs = aws.cloudwatch.LogGroup(
-            f"{name}-logs", name=f"/aws/lambda/{function_name}", retention_in_days=args.log_retention_days,
-            kms_key_id=args.kms_key_arn, opts=child)
-        role = lambda_role(f"{name}-role", ctx, self)
-        role_policy = aws.iam.RolePolicy(
-            f"{name}-policy", role=role.id,
-            policy=pulumi.Output.all(ctx.partition, ctx.account_id, function_logs.arn, group.arn, cluster.arn,
-                                     execution_role.arn, task_role.arn, args.service_arn).apply(
-                lambda a: upgrade_policy(partition=a[0], region=ctx.region, account_id=a[1], log_group_arn=a[2],
-                                         upgrade_log_group_arn=a[3], cluster_arn=a[4], family=family,
-                                         role_arns=[a[5], a[6]], runtime=args.runtime_kind, service_arn=a[7])),
-            opts=child)
         variables = {
             "UPGRADE_CLUSTER": cluster.arn, "TASK_DEFINITION": task.arn,
             "SUBNETS": pulumi.Output.from_input(args.private_subnet_ids).apply(lambda s: ",".join(s)),
@@ -273,16 +231,19 @@ class DatabaseUpgrade(pulumi.ComponentResource):
         }
         if args.service_cluster is not None:
             variables["SERVICE_CLUSTER"] = args.service_cluster
-        function = aws.lambda_.Function(
-            f"{name}-function", name=function_name, role=role.arn, runtime="python3.12",
-            handler="db_upgrade.handler", timeout=LAMBDA_TIMEOUT_SECONDS, memory_size=128, architectures=["x86_64"],
-            code=function_code("db_upgrade"),
+        function = logged_function(name, ctx, FunctionSpec(
+            function_name=f"redcap-{ctx.stack}-db-upgrade", module="db_upgrade",
+            description="Runs REDCap's database upgrade in a one-off task once the new image serves",
+            policy=lambda group_arn: pulumi.Output.all(
+                ctx.partition, ctx.account_id, group_arn, group.arn, cluster.arn, execution_role.arn, task_role.arn,
+                args.service_arn).apply(
+                lambda a: upgrade_policy(partition=a[0], region=ctx.region, account_id=a[1], log_group_arn=a[2],
+                                         upgrade_log_group_arn=a[3], cluster_arn=a[4], family=family,
+                                         role_arns=[a[5], a[6]], runtime=args.runtime_kind, service_arn=a[7])),
+            kms_key_arn=args.kms_key_arn, log_retention_days=args.log_retention_days,
             # What changes with every rollout (image, task definition) is configuration: only a
             # new release, in the invocation's input, starts an upgrade.
-            environment={"variables": variables},
-            logging_config={"log_format": "Text", "log_group": function_logs.name},
-            description="Runs REDCap's database upgrade in a one-off task once the new image serves",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[function_logs, role_policy]))
+            environment=variables), self)
         drawn = attempt(f"{name}-attempt", args.release, self)
         event = pulumi.Output.all(drawn.hex, args.snapshot_identifier).apply(lambda a: json.dumps(
             {"attempt": a[0], "release": args.release, "snapshotIdentifier": a[1]}, sort_keys=True))

@@ -135,6 +135,8 @@ class Recorded:
     aliases: list[Any] = field(default_factory=list)
     replace_on_changes: list[str] = field(default_factory=list)
     deleted_with: str = ""
+    # ResourceOptions.custom_timeouts as the engine passes them to the provider ("" = its default)
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -293,6 +295,10 @@ def mock_invocation_result(inputs: dict[str, Any]) -> str:
         return json.dumps({"from": event.get("release"), "release": event.get("release"), "status": "current",
                            "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/redcap-upgrade/0a1b2c3d",
                            "to": event.get("release")})
+    if function.endswith("-rollout-check"):
+        serving = event.get("taskDefinition") or event.get("image")
+        return json.dumps({"detail": "2 task(s) running", "runtime": event.get("runtime"), "serving": serving,
+                           "status": "rolledOut"})
     if function.endswith("-db-iam-auth"):
         return json.dumps({"changed": True, "clusterIdentifier": event.get("clusterIdentifier"),
                            "iamDatabaseAuthenticationEnabled": True})
@@ -512,6 +518,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             aliases=[_alias(a) for a in request.aliases] + list(request.aliasURNs),
             replace_on_changes=list(request.replaceOnChanges),
             deleted_with=request.deletedWith,
+            custom_timeouts={k: getattr(request.customTimeouts, k) for k in ("create", "update", "delete")
+                             if getattr(request.customTimeouts, k)},
         ))
         return response
 

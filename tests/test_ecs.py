@@ -11,6 +11,12 @@ import pytest
 from container.context import WRITABLE_PATHS
 
 from compute_support import CERTIFICATE_ARN, policy_of, policy_violations, run_variant, statements
+from harness import depends_on
+from transitions import run_transition
+
+INVOCATION = "aws:lambda/invocation:Invocation"
+ROLLOUT_INVOCATION = "redcap-rollout-invocation"
+LIVE = {"zoneDelegated": True}
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -203,3 +209,65 @@ def test_site_record_points_at_the_alb_and_belongs_to_the_site_record_component(
     assert run.outputs["loadBalancerUrl"] == f"https://{alb.outputs['dnsName']}"
     assert run.outputs["nameServers"] and run.outputs["upgradeUrl"] == "https://redcap.example.org/upgrade.php"
     assert "appRunnerServiceUrl" not in run.outputs and not run.of_type("aws:apprunner/service:Service")
+
+
+# --- a rollout that never gets healthy fails `pulumi up` --------------------------------------------
+
+@pytest.mark.parametrize("variant", ["prod", "ecs-local"])
+def test_pulumi_up_waits_for_the_rollout_then_checks_it_ended_on_the_new_revision(variant):
+    run = run_variant(variant)
+    service = run.one("aws:ecs/service:Service")
+    assert service.inputs["waitForSteadyState"] is True
+    # Long enough for the circuit breaker to see 3 tasks fail after their grace period, and for
+    # a healthy rollout's old tasks to drain: the provider's 20 minutes are not.
+    assert service.custom_timeouts == {"create": "90m", "update": "90m"}
+    invocation = run.named(ROLLOUT_INVOCATION, INVOCATION)
+    group = run.named("redcap-container-logs")
+    assert json.loads(invocation.inputs["input"]) == {
+        "runtime": "ecs", "cluster": run.one("aws:ecs/cluster:Cluster").outputs["name"],
+        "service": service.inputs["name"], "taskDefinition": service.inputs["taskDefinition"],
+        "logGroup": group.outputs["name"]}
+    assert "triggers" not in invocation.inputs  # the revision covers every setting of the task
+    # After the service's update and its wait; invoked on create only (each revision replaces it).
+    assert depends_on(run, invocation, service.urn) and "lifecycleScope" not in invocation.inputs
+    function = run.named("redcap-rollout-function", "aws:lambda/function:Function")
+    assert invocation.inputs["functionName"] == function.outputs["name"] == f"redcap-{run.stack}-rollout-check"
+    assert function.inputs["handler"] == "rollout_check.handler" and function.inputs["timeout"] == 900
+    assert "vpcConfig" not in function.inputs  # it reaches the ECS API, not the site
+    assert run.outputs["rolloutCheck"] == {"detail": "2 task(s) running", "runtime": "ecs", "status": "rolledOut",
+                                           "serving": service.inputs["taskDefinition"]}
+
+
+def test_the_rollout_check_may_only_describe_this_service_and_write_its_log():
+    run = run_variant("prod")
+    document = policy_of(run.named("redcap-rollout-policy"))
+    logs = run.named("redcap-rollout-logs", "aws:cloudwatch/logGroup:LogGroup")
+    assert statements(document) == [
+        {"Sid": "WriteLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": [f"{logs.outputs['arn']}:*"]},
+        {"Sid": "SeeTheRollout", "Effect": "Allow", "Action": ["ecs:DescribeServices"],
+         "Resource": [run.one("aws:ecs/service:Service").outputs["arn"]]}]
+    assert logs.inputs["kmsKeyId"] == run.outputs["kmsKeyArn"] and logs.inputs["retentionInDays"] == 731
+
+
+@pytest.mark.parametrize("change", [
+    {"redCapS3Path": "my-redcap-releases/redcap15.1.0.zip"},   # a new release: a new image
+    {"ecs": {"cpu": "4 vCPU", "memory": "8 GB"}},               # new sizes: a new revision of the same image
+], ids=["new-release", "new-sizes"])
+def test_every_new_revision_runs_the_check_after_the_service_has_rolled_it_out(change):
+    t = run_transition("prod", LIVE, {**LIVE, **change})
+    t.assert_safe()
+    assert t.change(INVOCATION, ROLLOUT_INVOCATION).kind == "replace"
+    order = [(s.op, s.type, s.name) for s in t.steps]
+    service_step = order.index(("update", "aws:ecs/service:Service", "redcap-service"))
+    check_step = order.index(("create-replacement", INVOCATION, ROLLOUT_INVOCATION))
+    assert service_step < check_step
+    # The old invocation goes at the end, with nothing to undo (CREATE_ONLY runs nothing on delete).
+    assert ("delete-replaced", INVOCATION, ROLLOUT_INVOCATION) in order[check_step:]
+
+
+@pytest.mark.parametrize("change", [{}, {"cronMinutes": 5}, {"ecs": {"scaling": {"maxContainers": 6}}}],
+                         ids=["re-run", "other-setting", "autoscaling-bounds"])
+def test_nothing_that_leaves_the_revision_alone_runs_the_check(change):
+    t = run_transition("prod", LIVE, {**LIVE, **change})
+    assert t.change(INVOCATION, ROLLOUT_INVOCATION).kind == "same"

@@ -114,7 +114,15 @@ def test_one_rotating_kms_key(dev, prod):
         policy = json.loads(key.inputs["policy"])
         sids = {s["Sid"] for s in policy["Statement"]}
         assert sids == {"AccountAdministersKeyThroughIam", "CloudWatchLogsOfThisAccount", "PublishersToEncryptedTopics",
-                        "CloudWatchAlarmsToEncryptedTopics"}
+                        "CloudWatchAlarmsToEncryptedTopics", "EventBridgeToEncryptedTopics"}
+        by_sid = {s["Sid"]: s for s in policy["Statement"]}
+        # EventBridge's KMS requests carry no aws:SourceAccount: a condition on it would drop every
+        # notification to an encrypted topic; the topics' own policies admit only this stack's rules.
+        assert by_sid["EventBridgeToEncryptedTopics"]["Principal"] == {"Service": "events.amazonaws.com"}
+        assert "Condition" not in by_sid["EventBridgeToEncryptedTopics"]
+        assert by_sid["PublishersToEncryptedTopics"]["Principal"] == {"Service": "ses.amazonaws.com"}
+        assert by_sid["PublishersToEncryptedTopics"]["Condition"] == {
+            "StringEquals": {"aws:SourceAccount": "123456789012"}}
         logs = next(s for s in policy["Statement"] if s["Sid"] == "CloudWatchLogsOfThisAccount")
         assert logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"] == \
             "arn:aws:logs:us-east-1:123456789012:*"

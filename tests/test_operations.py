@@ -204,8 +204,9 @@ def test_alarm_topic_is_encrypted_tls_only_and_for_this_stages_alarms() -> None:
     assert all(re.fullmatch(r"redcap-prod-\w+", a.inputs["name"]) for a in alarms_of(run).values())
     # The stack key lets CloudWatch encrypt for the topic (only for this account).
     publishers = next(s for s in json.loads(key.inputs["policy"])["Statement"]
-                      if s["Sid"] == "PublishersToEncryptedTopics")
-    assert "cloudwatch.amazonaws.com" in publishers["Principal"]["Service"]
+                      if s["Sid"] == "CloudWatchAlarmsToEncryptedTopics")
+    assert publishers["Principal"]["Service"] == "cloudwatch.amazonaws.com"
+    assert publishers["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT_ID}}
 
 
 def test_alarm_address_is_subscribed_or_left_to_the_operator() -> None:

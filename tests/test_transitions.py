@@ -136,6 +136,23 @@ def test_new_dependency_value_counts_as_changed_and_can_force_replacement() -> N
     assert [c.kind for c in t.collisions] == ["replacement-already-exists"]
 
 
+def test_a_replaced_revisioned_resource_has_a_new_arn_under_the_same_name() -> None:
+    # A new ECS task definition revision keeps its family but not its ARN (family:N+1), so what
+    # takes the ARN sees a change even though the mocks give both revisions one ARN.
+    task = "aws:ecs/taskDefinition:TaskDefinition"
+    invocation = "aws:lambda/invocation:Invocation"
+    assert "containerDefinitions" in FORCE_NEW[task] and "input" not in FORCE_NEW[invocation]
+    v1 = res("s", task, "task", {"family": "redcap-s", "containerDefinitions": "[1]"})
+    v2 = res("s", task, "task", {"family": "redcap-s", "containerDefinitions": "[2]"})
+    check = dict(inputs={"functionName": "f", "input": '{"taskDefinition": "arn:task:1"}'}, deps={"input": [v1.urn]})
+    t = transition(run("s", v1, res("s", invocation, "check", **check)),
+                   run("s", v2, res("s", invocation, "check", **check)))
+    assert t.change(task, "task").kind == "replace"
+    # Without lifecycleScope (CREATE_ONLY) a new input replaces the invocation: it runs again.
+    assert t.change(invocation, "check").kind == "replace"
+    assert ops(t).index(("create-replacement", "check")) > ops(t).index(("create-replacement", "task"))
+
+
 # --- protect, retainOnDelete, parents -----------------------------------------------------------
 
 def test_delete_of_a_resource_protected_in_the_state_is_refused() -> None:

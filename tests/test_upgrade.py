@@ -213,9 +213,9 @@ def test_the_upgrade_task_is_the_service_image_and_contract_with_the_upgrade_com
     assert depends_on(run, invocation, service.urn) and invocation.inputs["lifecycleScope"] == "CRUD"
     assert depends_on(run, invocation, run.named(SNAPSHOT_INVOCATION, INVOCATION).urn)
     assert run.outputs["redcapDatabaseUpgrade"]["status"] == "current"
-    if runtime == "ecs":  # `pulumi up` waits for the rollout before the upgrade's own check
+    if runtime == "ecs":  # and for the check that the rollout ended on the new revision
         assert service.inputs["waitForSteadyState"] is True
-        assert "waitForSteadyState" not in cached_run("prod", LIVE).named(name, type_).inputs
+        assert depends_on(run, invocation, run.named("redcap-rollout-invocation", INVOCATION).urn)
 
 
 def test_the_upgrade_function_may_run_only_its_task_and_read_only_the_rollout():

@@ -404,7 +404,8 @@ class _Identities:
         return self.urn_map.get(urn, urn)
 
     def names_itself(self, urn: str) -> bool:
-        """True when the resource's name (and so its ARN) comes from its own inputs."""
+        """True when the resource's name (and so its ARN) comes from its own inputs. A revisioned
+        type's ARN does not: every replacement registers the next revision under the same name."""
         if urn not in self._names_itself:
             self._names_itself[urn] = False  # cycles: not self-named
             r = self.index.get(urn)
@@ -412,7 +413,7 @@ class _Identities:
                 self._names_itself[urn] = r is not None  # components pass their children's values through
             else:
                 rule = IDENTITY_RULES.get(r.type)
-                self._names_itself[urn] = bool(rule and rule.props and all(
+                self._names_itself[urn] = bool(rule and rule.props and rule.policy != REVISION and all(
                     r.inputs.get(p) is not None or p in rule.optional for p in rule.props) and not any(
                     self._foreign_deps(r, p) for p in rule.props))
         return self._names_itself[urn]
