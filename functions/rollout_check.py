@@ -16,7 +16,8 @@ the state records a version that is not running. This function asks the service 
 - Express (`image`): the same, with "the primary deployment's task definition runs the image"
   for "the primary deployment is the revision" (Express registers its own revisions).
 - App Runner (`image`): the latest operation failed or was rolled back, or the service runs
-  another image, fails; an operation in progress is waited for; RUNNING the image passes.
+  another image, fails; an operation in progress is waited for; RUNNING the image passes, and so
+  does PAUSED with it (an idle schedule paused the stage; the image runs when it resumes).
 
 Before the Lambda's own time runs out it raises "still rolling out", so the next `pulumi up`
 checks again.
@@ -130,16 +131,19 @@ def apprunner_verdict(service: Optional[dict[str, Any]], operations: list[dict[s
     latest = operations[0] if operations else {}
     status = latest.get("Status")
     if status in APPRUNNER_FAILED:
-        return FAILED, (f"its last operation ({latest.get('Type')}) is {status}: the new version never became "
-                        "healthy and App Runner went back to the previous one")
+        why = ("the new version never became healthy and App Runner went back to the previous one"
+               if str(status).startswith("ROLLBACK") else "the new version never became healthy")
+        return FAILED, f"its last operation ({latest.get('Type')}) is {status}: {why}"
     if status in ("PENDING", "IN_PROGRESS") or service.get("Status") == "OPERATION_IN_PROGRESS":
         return WAITING, f"operation {latest.get('Type')} {status}"
-    if service.get("Status") != "RUNNING":
-        return FAILED, f"the service is {service.get('Status')}"
+    state = service.get("Status")
+    if state not in ("RUNNING", "PAUSED"):
+        return FAILED, f"the service is {state}"
     serving = ((service.get("SourceConfiguration") or {}).get("ImageRepository") or {}).get("ImageIdentifier")
     if serving != image:
         return FAILED, f"it runs {serving}, not {image}"
-    return READY, f"RUNNING {image}"
+    # Paused by its idle schedule: the update took, and the image runs when the service resumes.
+    return READY, f"{state} {image}"
 
 
 def recent_events(service: Optional[dict[str, Any]], count: int = EVENTS_SHOWN) -> list[str]:

@@ -271,3 +271,14 @@ def test_every_new_revision_runs_the_check_after_the_service_has_rolled_it_out(c
 def test_nothing_that_leaves_the_revision_alone_runs_the_check(change):
     t = run_transition("prod", LIVE, {**LIVE, **change})
     assert t.change(INVOCATION, ROLLOUT_INVOCATION).kind == "same"
+
+
+def test_going_back_to_the_previous_release_rolls_it_out_and_checks_it_again():
+    # docs/compute.md, "A deployment that never gets healthy": set the settings back, `pulumi up`.
+    failed = {**LIVE, "redCapS3Path": "my-redcap-releases/redcap15.1.0.zip"}
+    t = run_transition("prod", failed, LIVE)
+    t.assert_safe()
+    assert t.change("aws:ecs/service:Service", "redcap-service").kind == "update"
+    assert t.change(INVOCATION, ROLLOUT_INVOCATION).kind == "replace"
+    event = json.loads(t.after.named(ROLLOUT_INVOCATION, INVOCATION).inputs["input"])
+    assert event["taskDefinition"] == t.after.one("aws:ecs/service:Service").inputs["taskDefinition"]

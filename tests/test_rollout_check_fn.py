@@ -238,3 +238,13 @@ def test_app_runner_running_again_after_its_rollback_fails_with_where_to_look():
 def test_app_runner_serving_another_image_fails():
     with pytest.raises(fn.RolloutFailed, match=f"it runs redcap-prod:other, not {IMAGE_NEW}"):
         apprunner_check(AppRunnerSays(("RUNNING", "redcap-prod:other", "SUCCEEDED")))
+
+
+def test_app_runner_paused_by_its_idle_schedule_passes_with_the_new_image_only():
+    assert apprunner_check(AppRunnerSays(("PAUSED", IMAGE_NEW, "SUCCEEDED")))["detail"] == f"PAUSED {IMAGE_NEW}"
+    with pytest.raises(fn.RolloutFailed, match=f"it runs redcap-prod:old, not {IMAGE_NEW}"):
+        apprunner_check(AppRunnerSays(("PAUSED", "redcap-prod:old", "SUCCEEDED")))
+    with pytest.raises(fn.RolloutFailed, match="the service is DELETED"):
+        apprunner_check(AppRunnerSays(("DELETED", IMAGE_NEW, "SUCCEEDED")))
+    with pytest.raises(fn.RolloutFailed, match=r"is FAILED: the new version never became healthy\.\n"):
+        apprunner_check(AppRunnerSays(("RUNNING", IMAGE_NEW, "FAILED")))
