@@ -42,7 +42,6 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Mapping, Optional, Sequence
 
 import pulumi
@@ -51,7 +50,7 @@ import pulumi_random as random
 
 from components import policies
 from components.context import AwsContext
-from components.image import project_relative
+from components.lambdas import FunctionSpec, logged_function, write_logs
 
 DATABASE_NAME = "redcap"
 MASTER_USERNAME = "dbadmin"
@@ -61,9 +60,6 @@ CA_CERTIFICATE = "rds-ca-rsa2048-g1"
 AUTO_PAUSE_SECONDS = 300
 ENGINE = "aurora-mysql"
 ENGINE_MODE = "provisioned"
-FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
-# Switching IAM authentication on takes minutes; Lambda allows 15.
-IAM_AUTH_TIMEOUT_SECONDS = 900
 # AWS's policy for the Enhanced Monitoring role, as the RDS User Guide prescribes.
 ENHANCED_MONITORING_POLICY_SUFFIX = "service-role/AmazonRDSEnhancedMonitoringRole"
 
@@ -314,30 +310,16 @@ class Database(pulumi.ComponentResource):
     def _iam_auth(self, name: str, args: DatabaseArgs,
                   restored: Mapping[ClusterSpec, aws.rds.Cluster]) -> dict[ClusterSpec, aws.lambda_.Invocation]:
         """Switch IAM database authentication on for each restored cluster, once, and wait for it."""
-        ctx = args.context
         child = pulumi.ResourceOptions(parent=self)
-        function_name = f"redcap-{ctx.stack}-db-iam-auth"
-        group = aws.cloudwatch.LogGroup(
-            f"{name}-iam-auth-logs", name=f"/aws/lambda/{function_name}",
-            retention_in_days=args.log_retention_days, kms_key_id=args.kms_key_arn, opts=child)
-        role = aws.iam.Role(
-            f"{name}-iam-auth-role",
-            assume_role_policy=ctx.account_id.apply(lambda a: policies.assume_role_policy("lambda.amazonaws.com", a)),
-            opts=child)
         clusters = [restored[spec] for spec in sorted(restored, key=lambda s: restore_suffix(s.snapshot_id))]
-        role_policy = aws.iam.RolePolicy(
-            f"{name}-iam-auth-policy", role=role.id,
-            policy=pulumi.Output.all(group.arn, *[c.arn for c in clusters]).apply(
-                lambda a: iam_auth_policy(log_group_arn=a[0], cluster_arns=a[1:])),
-            opts=child)
-        function = aws.lambda_.Function(
-            f"{name}-iam-auth", name=function_name, role=role.arn, runtime="python3.12",
-            handler="rds_iam_auth.handler", timeout=IAM_AUTH_TIMEOUT_SECONDS, memory_size=128,
-            architectures=["x86_64"],
-            code=pulumi.AssetArchive({"rds_iam_auth.py": pulumi.FileAsset(project_relative(FUNCTIONS_DIR / "rds_iam_auth.py"))}),
-            logging_config={"log_format": "Text", "log_group": group.name},
+        # Switching IAM authentication on takes minutes: Lambda's maximum timeout (the default).
+        function = logged_function(f"{name}-iam-auth", args.context, FunctionSpec(
+            function_name=f"redcap-{args.context.stack}-db-iam-auth", module="rds_iam_auth",
             description="Switches IAM database authentication on for a REDCap cluster restored from a snapshot",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[group, role_policy]))
+            policy=lambda group_arn: pulumi.Output.all(group_arn, *[c.arn for c in clusters]).apply(
+                lambda a: iam_auth_policy(log_group_arn=a[0], cluster_arns=a[1:])),
+            kms_key_arn=args.kms_key_arn, log_retention_days=args.log_retention_days),
+            self, function_resource=f"{name}-iam-auth")
         # Once per cluster: a new cluster (new identifier) is a new input, an unchanged one
         # invokes nothing.
         return {
@@ -433,7 +415,7 @@ def cluster_parameters(max_allowed_packet: int) -> list[tuple[str, str, str]]:
 
 def iam_auth_policy(*, log_group_arn: str, cluster_arns: Sequence[str]) -> str:
     return policies.document([
-        policies.allow(["logs:CreateLogStream", "logs:PutLogEvents"], [f"{log_group_arn}:*"], sid="WriteLogs"),
+        write_logs(log_group_arn),
         policies.allow(["rds:DescribeDBClusters", "rds:ModifyDBCluster"], sorted(cluster_arns),
                        sid="EnableIamAuthentication"),
     ])

@@ -39,19 +39,19 @@ import yaml
 
 from components import buckets, policies
 from components.context import AwsContext
+from components.lambdas import FunctionSpec, SignedCode, logged_function, write_logs
+from components.paths import FUNCTIONS_DIR, project_relative
 from container import context as build_context
 
-FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
 CODEBUILD_IMAGE = "aws/codebuild/standard:7.0"
 BUILD_TIMEOUT_MINUTES = 60
 QUEUED_TIMEOUT_MINUTES = 480
-TRIGGER_TIMEOUT_SECONDS = 900  # Lambda's maximum; longer builds are adopted by the next `pulumi up`
 KEEP_IMAGES = 10
 HASH_LENGTH = 12
 MAX_TAG_LENGTH = 128
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: the same files give the same zip bytes
-TRIGGER_HANDLER = "build_trigger.py"
+TRIGGER_MODULE = "build_trigger"  # functions/build_trigger.py
 # AWS Signer's platform for Lambda code, and how long a signature is valid (Lambda refuses to
 # deploy code whose signature expired; deployed code keeps running).
 SIGNING_PLATFORM = "AWSLambda-SHA384-ECDSA"
@@ -235,15 +235,6 @@ def signing_profile_name(stack: str, suffix_hex: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", f"redcap_{stack}")[:64 - 9] + f"_{suffix_hex}"
 
 
-def project_relative(path: Path) -> str:
-    """A path relative to the working directory (the project, under `pulumi up`) when it lies
-    below it: the same checkout in another folder then gives the same program inputs."""
-    try:
-        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
 def ensure_ca_bundle(path: Path, url: str = RDS_CA_BUNDLE_URL) -> Path:
     """The RDS CA bundle for local builds: downloaded once into the build directory."""
     if not path.is_file():
@@ -289,7 +280,7 @@ def codebuild_policy(*, partition: str, region: str, account_id: str, log_group_
 
 def trigger_policy(*, log_group_arn: str, project_arn: str, repository_arn: str) -> str:
     return policies.document([
-        policies.allow(["logs:CreateLogStream", "logs:PutLogEvents"], [f"{log_group_arn}:*"], sid="WriteLogs"),
+        write_logs(log_group_arn),
         policies.allow(["codebuild:BatchGetBuilds", "codebuild:ListBuildsForProject", "codebuild:StartBuild"],
                        [project_arn], sid="RunBuilds"),
         policies.allow(["ecr:DescribeImages"], [repository_arn], sid="FindTag"),
@@ -466,7 +457,7 @@ class Image(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[build_policy]))
 
         invocation = self._trigger(name, args, repo, project, source_location, tag, context_object,
-                                   self._signed_trigger_code(name, args, artifacts, versioning), child)
+                                   self._signed_trigger_code(name, args, artifacts, versioning))
         self.build_project_name = project.name
         self.build_trigger_function_name = invocation.function_name
         image_uri = pulumi.Output.all(repo.repository_url, tag, invocation.result).apply(lambda a: f"{a[0]}:{a[1]}")
@@ -496,11 +487,11 @@ class Image(pulumi.ComponentResource):
         return bucket, versioning
 
     def _signed_trigger_code(self, name: str, args: ImageArgs, artifacts: aws.s3.Bucket,
-                             versioning: aws.s3.BucketVersioning) -> "SignedCode":
+                             versioning: aws.s3.BucketVersioning) -> SignedCode:
         """The trigger's zip, uploaded, signed by AWS Signer, and the code-signing configuration
         that makes Lambda accept only code signed by this profile."""
         child = pulumi.ResourceOptions(parent=self)
-        archive, digest = function_zip(FUNCTIONS_DIR / TRIGGER_HANDLER, args.build_dir)
+        archive, digest = function_zip(FUNCTIONS_DIR / f"{TRIGGER_MODULE}.py", args.build_dir)
         code = aws.s3.BucketObjectv2(
             f"{name}-trigger-code", bucket=artifacts.id, key=f"functions/build_trigger-{digest}.zip",
             source=pulumi.FileAsset(project_relative(archive)), content_type="application/zip",
@@ -526,31 +517,16 @@ class Image(pulumi.ComponentResource):
 
     def _trigger(self, name: str, args: ImageArgs, repo: aws.ecr.Repository, project: aws.codebuild.Project,
                  source_location: pulumi.Output[str], tag: pulumi.Output[str], context_object: aws.s3.BucketObjectv2,
-                 code: "SignedCode", child: pulumi.ResourceOptions) -> aws.lambda_.Invocation:
-        ctx = args.context
-        function_name = f"redcap-{ctx.stack}-image-build"
-        group = aws.cloudwatch.LogGroup(
-            f"{name}-trigger-logs", name=f"/aws/lambda/{function_name}",
-            retention_in_days=args.log_retention_days, kms_key_id=args.kms_key_arn, opts=child)
-        role = aws.iam.Role(
-            f"{name}-trigger-role",
-            assume_role_policy=ctx.account_id.apply(lambda a: policies.assume_role_policy("lambda.amazonaws.com", a)),
-            opts=child)
-        trigger_role_policy = aws.iam.RolePolicy(
-            f"{name}-trigger-policy", role=role.id,
-            policy=pulumi.Output.all(group.arn, project.arn, repo.arn).apply(
-                lambda a: trigger_policy(log_group_arn=a[0], project_arn=a[1], repository_arn=a[2])),
-            opts=child)
-        function = aws.lambda_.Function(
-            f"{name}-trigger", name=function_name, role=role.arn, runtime="python3.12",
-            handler="build_trigger.handler", timeout=TRIGGER_TIMEOUT_SECONDS, memory_size=256,
-            architectures=["x86_64"],
-            s3_bucket=code.bucket, s3_key=code.key, code_signing_config_arn=code.code_signing_config_arn,
-            # One build at a time: a second `pulumi up` meanwhile is throttled, not a second build.
-            reserved_concurrent_executions=1,
-            logging_config={"log_format": "Text", "log_group": group.name},
+                 code: SignedCode) -> aws.lambda_.Invocation:
+        # Lambda's maximum timeout (the default): longer builds are adopted by the next `pulumi up`.
+        function = logged_function(f"{name}-trigger", args.context, FunctionSpec(
+            function_name=f"redcap-{args.context.stack}-image-build", module=TRIGGER_MODULE,
             description="Builds the REDCap image for a tag in CodeBuild and waits for the result",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[group, trigger_role_policy]))
+            policy=lambda group_arn: pulumi.Output.all(group_arn, project.arn, repo.arn).apply(
+                lambda a: trigger_policy(log_group_arn=a[0], project_arn=a[1], repository_arn=a[2])),
+            kms_key_arn=args.kms_key_arn, log_retention_days=args.log_retention_days, memory_mb=256,
+            # One build at a time: a second `pulumi up` meanwhile is throttled, not a second build.
+            reserved_concurrency=1, signed_code=code), self, function_resource=f"{name}-trigger")
         event = pulumi.Output.all(project.name, repo.name, tag, source_location).apply(lambda a: json.dumps({
             "projectName": a[0], "repositoryName": a[1], "imageTag": a[2], "sourceLocation": a[3],
             "maxBuildHours": (BUILD_TIMEOUT_MINUTES + QUEUED_TIMEOUT_MINUTES) / 60 + 1,
@@ -560,15 +536,6 @@ class Image(pulumi.ComponentResource):
             f"{name}-build-invocation", function_name=function.name, input=event,
             lifecycle_scope="CREATE_ONLY",
             opts=pulumi.ResourceOptions(parent=self, depends_on=[context_object, project]))
-
-
-@dataclass(frozen=True)
-class SignedCode:
-    """Where the signed copy of a function's zip is, and the configuration that enforces it."""
-
-    bucket: pulumi.Output[str]
-    key: pulumi.Output[str]
-    code_signing_config_arn: pulumi.Output[str]
 
 
 def config_sql_path(sql_dir: Path) -> Path:

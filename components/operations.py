@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
@@ -33,15 +32,13 @@ from components import policies
 from components.alarms import (AppRunnerMetrics, ExpressMetrics, FargateMetrics, StageMetrics, WAKE_GRACE_MINUTES,
                                alarm_name, alarm_specs, metric_queries, schedule_cron)
 from components.context import AwsContext
-from components.image import project_relative
 from components.dashboard import (CRON_ERRORS_FILTER, DashboardFacts, dashboard_body, dashboard_name, dashboard_url,
                                   query_name, saved_queries)
+from components.lambdas import FunctionSpec, logged_function, write_logs
 from components.notifications import EmailSubscription, email_subscription
 from components.secrets import encrypted_secret
 from settings.operations import OperationsSettings
 
-FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
-CHECK_TIMEOUT_SECONDS = 900  # Lambda's maximum: a smoke check may wait for new tasks to come up
 # Budget alerts: actual spend at these percentages of the limit, and a forecast above it.
 BUDGET_ACTUAL_PERCENTS = (80, 100)
 BUDGET_FORECAST_PERCENT = 100
@@ -221,7 +218,7 @@ def alarm_topic_policy(topic_arn: str, account_id: str, partition: str, region: 
 
 def check_policy(*, log_group_arn: str, secret_arn: str, kms_key_arn: str, namespace: str) -> str:
     return policies.document([
-        policies.allow(["logs:CreateLogStream", "logs:PutLogEvents"], [f"{log_group_arn}:*"], sid="WriteLogs"),
+        write_logs(log_group_arn),
         policies.allow(["secretsmanager:GetSecretValue"], [secret_arn], sid="ReadCheckHeader"),
         policies.allow(["kms:Decrypt"], [kms_key_arn], sid="DecryptCheckHeader",
                        Condition={"StringLike": {"kms:ViaService": "secretsmanager.*.amazonaws.com"}}),
@@ -392,20 +389,6 @@ class Operations(pulumi.ComponentResource):
 
     def _checker(self, name: str, args: OperationsArgs, tier: Tier, secret: aws.secretsmanager.Secret,
                  namespace: str) -> aws.lambda_.Function:
-        ctx = args.context
-        function_name = f"redcap-{ctx.stack}-site-check"
-        group = aws.cloudwatch.LogGroup(
-            f"{name}-check-logs", name=f"/aws/lambda/{function_name}", retention_in_days=args.log_retention_days,
-            kms_key_id=args.kms_key_arn, opts=pulumi.ResourceOptions(parent=self))
-        role = aws.iam.Role(
-            f"{name}-check-role",
-            assume_role_policy=ctx.account_id.apply(lambda a: policies.assume_role_policy("lambda.amazonaws.com", a)),
-            opts=pulumi.ResourceOptions(parent=self))
-        grants = aws.iam.RolePolicy(
-            f"{name}-check-policy", role=role.id,
-            policy=pulumi.Output.all(group.arn, secret.arn, args.kms_key_arn).apply(
-                lambda a: check_policy(log_group_arn=a[0], secret_arn=a[1], kms_key_arn=a[2], namespace=namespace)),
-            opts=pulumi.ResourceOptions(parent=self))
         variables: dict[str, pulumi.Input[str]] = {
             "SITE_URL": args.site_url, "CHECK_SECRET_ARN": secret.arn, "CHECK_HEADER": args.cron_header,
             "METRIC_NAMESPACE": namespace, "UPTIME_MINUTES": str(args.settings.uptime_minutes),
@@ -414,16 +397,14 @@ class Operations(pulumi.ComponentResource):
         if schedule is not None:
             variables["IDLE_SCHEDULE"] = schedule
         # Outside the VPC on purpose: the checks reach the site as its users do, over the internet.
-        return aws.lambda_.Function(
-            f"{name}-site-check", name=function_name, role=role.arn, runtime="python3.12",
-            handler="site_check.handler", timeout=CHECK_TIMEOUT_SECONDS, memory_size=128,
-            architectures=["x86_64"],
-            code=pulumi.AssetArchive({"site_check.py": pulumi.FileAsset(project_relative(FUNCTIONS_DIR / "site_check.py"))}),
-            environment={"variables": variables},
-            logging_config={"log_format": "Text", "log_group": group.name},
+        # Lambda's maximum timeout (the default): a smoke check may wait for new tasks to come up.
+        return logged_function(f"{name}-check", args.context, FunctionSpec(
+            function_name=f"redcap-{args.context.stack}-site-check", module="site_check",
             description="REDCap uptime and post-deploy checks through the public entry",
-            tags={"UptimeCheckOf": tier.entry_arn},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[group, grants]))
+            policy=lambda group_arn: pulumi.Output.all(group_arn, secret.arn, args.kms_key_arn).apply(
+                lambda a: check_policy(log_group_arn=a[0], secret_arn=a[1], kms_key_arn=a[2], namespace=namespace)),
+            kms_key_arn=args.kms_key_arn, log_retention_days=args.log_retention_days, environment=variables,
+            tags={"UptimeCheckOf": tier.entry_arn}), self, function_resource=f"{name}-site-check")
 
     def _uptime_schedule(self, name: str, args: OperationsArgs, checker: aws.lambda_.Function) -> None:
         ctx = args.context

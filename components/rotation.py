@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Optional, Sequence
 
 import pulumi
@@ -27,13 +26,9 @@ import pulumi_aws as aws
 
 from components import policies
 from components.context import AwsContext
-from components.image import project_relative
+from components.lambdas import FunctionSpec, logged_function, write_logs
 from components.notifications import EmailSubscription, email_subscription
 
-FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
-HANDLER_FILE = "rotate_access_key.py"
-# Long enough for the first-key wait during `pulumi up` (Lambda's maximum).
-TIMEOUT_SECONDS = 900
 RETIRE_SCHEDULE = "rate(15 minutes)"
 ALARM_PERIOD_SECONDS = 900
 
@@ -145,7 +140,7 @@ def rotation_policy(*, log_group_arn: str, secret_arns: Sequence[str], user_arns
     key (through Secrets Manager only), the keys of its users, starting a rotation of its own
     secrets (which invokes itself), and redeploying exactly its runtime."""
     statements = [
-        policies.allow(["logs:CreateLogStream", "logs:PutLogEvents"], [f"{log_group_arn}:*"], sid="WriteLogs"),
+        write_logs(log_group_arn),
         policies.allow(["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue",
                         "secretsmanager:ListSecretVersionIds", "secretsmanager:PutSecretValue",
                         "secretsmanager:RotateSecret", "secretsmanager:UpdateSecretVersionStage"],
@@ -195,38 +190,24 @@ class CredentialRotation(pulumi.ComponentResource):
         if not args.credentials or len({c.kind for c in args.credentials}) != len(args.credentials):
             raise ValueError("CredentialRotationArgs.credentials needs one entry per kind")
         ctx = args.context
-        child = pulumi.ResourceOptions(parent=self)
         self.function_name = function_name(ctx.stack)
         function_arn = pulumi.Output.all(ctx.partition, ctx.account_id).apply(
             lambda a: f"arn:{a[0]}:lambda:{ctx.region}:{a[1]}:function:{self.function_name}")
-
-        group = aws.cloudwatch.LogGroup(
-            f"{name}-logs", name=f"/aws/lambda/{self.function_name}", retention_in_days=args.log_retention_days,
-            kms_key_id=args.kms_key_arn, opts=child)
-        role = aws.iam.Role(
-            f"{name}-role",
-            assume_role_policy=ctx.account_id.apply(lambda a: policies.assume_role_policy("lambda.amazonaws.com", a)),
-            opts=child)
         secret_arns = [c.secret_arn for c in args.credentials]
         user_arns = [c.user_arn for c in args.credentials]
-        role_policy = aws.iam.RolePolicy(
-            f"{name}-policy", role=role.id,
-            policy=pulumi.Output.all(group.arn, secret_arns, user_arns, args.kms_key_arn, function_arn,
-                                     ctx.partition, ctx.account_id).apply(
+        targets = pulumi.Output.all(*[pulumi.Output.all(c.kind, c.secret_arn, c.user_name, c.user_arn, c.bucket)
+                                      for c in args.credentials]).apply(targets_json)
+        # Lambda's maximum timeout (the default): long enough for the first-key wait during `pulumi up`.
+        function = logged_function(name, ctx, FunctionSpec(
+            function_name=self.function_name, module="rotate_access_key",
+            description="Rotates REDCap's IAM access keys held in Secrets Manager (S3, SES SMTP)",
+            policy=lambda group_arn: pulumi.Output.all(group_arn, secret_arns, user_arns, args.kms_key_arn, function_arn,
+                                                       ctx.partition, ctx.account_id).apply(
                 lambda a: rotation_policy(log_group_arn=a[0], secret_arns=a[1], user_arns=a[2], kms_key_arn=a[3],
                                           function_arn=a[4], rollout=args.rollout, partition=a[5],
                                           region=ctx.region, account_id=a[6])),
-            opts=child)
-        targets = pulumi.Output.all(*[pulumi.Output.all(c.kind, c.secret_arn, c.user_name, c.user_arn, c.bucket)
-                                      for c in args.credentials]).apply(targets_json)
-        function = aws.lambda_.Function(
-            f"{name}-function", name=self.function_name, role=role.arn, runtime="python3.12",
-            handler="rotate_access_key.handler", timeout=TIMEOUT_SECONDS, memory_size=256, architectures=["x86_64"],
-            code=pulumi.AssetArchive({HANDLER_FILE: pulumi.FileAsset(project_relative(FUNCTIONS_DIR / HANDLER_FILE))}),
-            environment={"variables": {"ROTATION_TARGETS": targets, "ROLLOUT": args.rollout.as_json()}},
-            logging_config={"log_format": "Text", "log_group": group.name},
-            description="Rotates REDCap's IAM access keys held in Secrets Manager (S3, SES SMTP)",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[group, role_policy]))
+            kms_key_arn=args.kms_key_arn, log_retention_days=args.log_retention_days, memory_mb=256,
+            environment={"ROTATION_TARGETS": targets, "ROLLOUT": args.rollout.as_json()}), self)
 
         self.ready_secret_arns = {}
         self.email_subscriptions = []
