@@ -7,13 +7,13 @@ again after its own rollback. So after the runtime's update an aws.lambda_.Invoc
 scope CREATE_ONLY) runs a function that asks the service what serves and fails the update, with
 the service's reason, its latest events and where to look, when it is not what this update
 deployed. What that is (the task definition revision for ECS, the image for Express and App
-Runner) is the invocation's input, and the runtime's other settings are its triggers: each new
-version replaces the invocation, so the check runs exactly when something rolled out, and an
+Runner) is the invocation's input, and App Runner's environment and sizes are its triggers: each
+new version replaces the invocation, so the check runs exactly when something rolled out, and an
 unchanged `pulumi up` (or a drift run) runs nothing. A failed check leaves the invocation out of
 the state, so every later `pulumi up` checks again until a version rolls out.
 
 One check per stage, whatever the runtime (the runtime components describe what they deployed
-as a DeployedVersion): a switch between runtimes updates its function and runs it against the new
+as a DeployedVersion): a switch between runtimes updates its grants and runs it against the new
 service, instead of creating a second function of the same name before the old one is deleted.
 """
 from __future__ import annotations
