@@ -37,7 +37,7 @@ from components.context import AwsContext
 from components.dns import AliasTarget
 from components.ecs import CONTAINER_NAME, HEALTH_PATH, task_roles
 from components.network import AVAILABILITY_ZONES, SUBNET_MASK, TIERS, VPC_CIDR
-from components.runtime import RuntimeContract
+from components.runtime import RuntimeContract, environment_list, trusting_forwarded_host
 from components.rollout import DeployedVersion
 from settings.common import plan_subnets
 
@@ -63,7 +63,9 @@ CLOUDFRONT_NAME_LIMIT = 64
 # stop (the target groups' deregistration delay, 300 s by default) does Express remove the load
 # balancer, target groups and security groups, with the infrastructure role.
 DRAIN_WAIT = "10m"
-# The viewer's Host goes to the origin as X-Forwarded-Host (Host itself must be the endpoint's).
+# The viewer's Host goes to the origin as X-Forwarded-Host (Host itself must be the endpoint's),
+# over any value the viewer sent; the container takes the site's host name from it
+# (TRUST_FORWARDED_HOST, set for this runtime only).
 FORWARDED_HOST_FUNCTION = """function handler(event) {
   var request = event.request;
   request.headers['x-forwarded-host'] = {value: request.headers.host.value};
@@ -230,7 +232,10 @@ class ExpressService(pulumi.ComponentResource):
             primary_container={
                 "image": args.image_uri,
                 "container_port": port,
-                "environments": args.runtime.environment_list(),
+                # Host reaches the container as the managed endpoint's name; the site's own
+                # comes as X-Forwarded-Host from the function below, and only from it.
+                "environments": args.runtime.environment.apply(
+                    lambda env: environment_list(trusting_forwarded_host(env))),
                 "aws_logs_configurations": [{"log_group": group.name, "log_stream_prefix": CONTAINER_NAME}],
             },
             network_configurations=[{"subnets": args.private_subnet_ids,

@@ -164,6 +164,16 @@ def environment_list(env: dict[str, str]) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in sorted(env.items())]
 
 
+def trusting_forwarded_host(env: dict[str, str]) -> dict[str, str]:
+    """The contract's environment for a container that the internet reaches only through a
+    proxy that writes X-Forwarded-Host itself, from the viewer's Host (Express: CloudFront's
+    function): the container then takes the site's host name from that header
+    (container/README.md, TRUST_FORWARDED_HOST). Not part of the contract itself, which ECS,
+    App Runner and the tunnel host use as it is: there a client's own X-Forwarded-Host would
+    reach the container, and with it the host name of REDCap's password-reset and survey links."""
+    return dict(sorted({**env, "TRUST_FORWARDED_HOST": "true"}.items()))
+
+
 def runtime_role_policy(*, secret_arns: Sequence[str], kms_key_arn: str, region: str,
                         db_connect_arn: Optional[str]) -> str:
     """Least privilege of the runtime principal (App Runner instance role, ECS task role,

@@ -30,6 +30,14 @@ def test_service_runs_the_pinned_image_without_auto_deployments():
     assert source["authenticationConfiguration"]["accessRoleArn"] == run.named("redcap-access-role").outputs["arn"]
 
 
+@pytest.mark.parametrize("variant", ["dev-apprunner", "apprunner-cname"])
+def test_the_container_never_takes_the_host_from_x_forwarded_host(variant):
+    # App Runner's proxy writes no X-Forwarded-Host of its own: a client's would reach REDCap.
+    environment = service(run_variant(variant)).inputs["sourceConfiguration"]["imageRepository"][
+        "imageConfiguration"]["runtimeEnvironmentVariables"]
+    assert "PORT" in environment and "TRUST_FORWARDED_HOST" not in environment
+
+
 def test_access_role_pulls_only_from_the_stack_repository():
     run = run_variant("dev-apprunner")
     role = run.named("redcap-access-role")

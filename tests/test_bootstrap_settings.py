@@ -40,7 +40,8 @@ def test_contract_names():
                  "DB_TLS", "SES_CREDENTIALS_SECRET_ID", "SMTP_EMAIL", "PHP_TIMEZONE", "PORT",
                  "TLS_PORT", "AWS_ENDPOINT_URL", "BOOTSTRAP_DB_WAIT_SECONDS",
                  "REDCAP_ADMIN_SECRET_ID", "REDCAP_CONFIG_SQL_MODE", "STATUS_PORT", "PHP_MEMORY_LIMIT",
-                 "REQUEST_TIMEOUT_SECONDS", "LB_IDLE_TIMEOUT_SECONDS", "CONTAINER_MEMORY_MIB"):
+                 "REQUEST_TIMEOUT_SECONDS", "LB_IDLE_TIMEOUT_SECONDS", "CONTAINER_MEMORY_MIB",
+                 "TRUST_FORWARDED_HOST"):
         assert name in OPTIONAL_ENV
 
 
@@ -111,6 +112,7 @@ MALFORMED = [
     ("REQUEST_TIMEOUT_SECONDS", "2m", "an integer 1..86400"),
     ("LB_IDLE_TIMEOUT_SECONDS", "0", "an integer 1..86400"),
     ("CONTAINER_MEMORY_MIB", "4 GB", "an integer 256..1048576"),
+    ("TRUST_FORWARDED_HOST", "yes", "true or false"),
     ("REDCAP_ROOT", "var/www/html", "an absolute path"),
     ("REDCAP_CONFIG_SQL", "redcap.sql", "an absolute path"),
     ("MSMTPRC_PATH", "msmtprc", "an absolute path"),
@@ -173,6 +175,9 @@ def test_valid_optional_values():
     # The web tier's variables as the ECS runtime sets them (read by the CMD, not kept here).
     load_settings({**VALID, "PHP_MEMORY_LIMIT": "1G", "REQUEST_TIMEOUT_SECONDS": "4000",
                    "LB_IDLE_TIMEOUT_SECONDS": "4000", "CONTAINER_MEMORY_MIB": "4096", "STATUS_PORT": "9000"})
+    # ... and as the Express runtime sets them.
+    load_settings({**VALID, "REQUEST_TIMEOUT_SECONDS": "60", "LB_IDLE_TIMEOUT_SECONDS": "60",
+                   "TRUST_FORWARDED_HOST": "true"})
 
 
 @pytest.mark.parametrize("value", ["onInstall", "apply", "", "  "])

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from container.webtier.sizing import (
-    APCU_MIB, IMAGEMAGICK_MEMORY_MIB, MAX_WORKERS, OPCACHE_MIB, RESERVE_MIB, WORKER_OVERHEAD_MIB, Plan, WebSettings,
-    cgroup_memory_limit, effective_memory, load_web_settings, make_plan, meminfo_total_bytes, parse_php_size_mib,
-    plan_from_system, workers_for,
+    APCU_MIB, FORWARDED_HOST_DEFINE, IMAGEMAGICK_MEMORY_MIB, MAX_WORKERS, OPCACHE_MIB, RESERVE_MIB,
+    WORKER_OVERHEAD_MIB, Plan, WebSettings, cgroup_memory_limit, effective_memory, load_web_settings, make_plan,
+    meminfo_total_bytes, parse_php_size_mib, plan_from_system, workers_for,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,14 +138,34 @@ def test_environment_defaults_and_empty_values() -> None:
 
 def test_every_invalid_variable_is_reported() -> None:
     parsed, problems = load_web_settings({"PHP_MEMORY_LIMIT": "64M", "REQUEST_TIMEOUT_SECONDS": "0",
-                                          "LB_IDLE_TIMEOUT_SECONDS": "soon", "CONTAINER_MEMORY_MIB": "100"})
+                                          "LB_IDLE_TIMEOUT_SECONDS": "soon", "CONTAINER_MEMORY_MIB": "100",
+                                          "TRUST_FORWARDED_HOST": "yes"})
     assert parsed is None
     assert [(p.key, p.value, p.allowed, p.example) for p in problems] == [
         ("PHP_MEMORY_LIMIT", "64M", "a size in M or G from 128M to 16G", "512M"),
         ("REQUEST_TIMEOUT_SECONDS", "0", "an integer 1..86400", "120"),
         ("LB_IDLE_TIMEOUT_SECONDS", "soon", "an integer 1..86400", "4000"),
         ("CONTAINER_MEMORY_MIB", "100", "an integer 256..1048576", "4096"),
+        ("TRUST_FORWARDED_HOST", "yes", "true or false", "true"),
     ]
+
+
+@pytest.mark.parametrize("value,trusted", [(None, False), ("", False), (" ", False), ("false", False),
+                                           ("true", True), (" true ", True)])
+def test_forwarded_host_is_trusted_only_when_told(value: str | None, trusted: bool) -> None:
+    parsed, problems = load_web_settings({} if value is None else {"TRUST_FORWARDED_HOST": value})
+    assert problems == [] and parsed is not None
+    assert parsed.trust_forwarded_host is trusted
+    # What Apache is started with: the Define that apache/common.conf's directives depend on.
+    assert parsed.apache_defines() == ([f"-D{FORWARDED_HOST_DEFINE}"] if trusted else [])
+
+
+@pytest.mark.parametrize("value", ["True", "TRUE", "yes", "1", "on", "no"])
+def test_forwarded_host_words_are_exact(value: str) -> None:
+    # A near miss is neither value: a typo must not silently trust (or distrust) the header.
+    parsed, problems = load_web_settings({"TRUST_FORWARDED_HOST": value})
+    assert parsed is None
+    assert [(p.key, p.value, p.allowed) for p in problems] == [("TRUST_FORWARDED_HOST", value.strip(), "true or false")]
 
 
 # --- the numbers the rule assumes are the ones the image sets -----------------------------------

@@ -47,7 +47,10 @@ def test_task_definition_is_fargate_x86_with_settings_sizes(variant, cpu, memory
     definition = container(run)
     assert definition["image"] == run.outputs["imageUri"] and ":latest" not in definition["image"]
     assert definition["portMappings"] == [{"containerPort": port, "hostPort": port, "protocol": "tcp"}]
-    assert {e["name"]: e["value"] for e in definition["environment"]}["PORT"] == str(port)
+    env = {e["name"]: e["value"] for e in definition["environment"]}
+    assert env["PORT"] == str(port)
+    # The internet-facing load balancer passes a client's own X-Forwarded-Host on: never trusted here.
+    assert "TRUST_FORWARDED_HOST" not in env
 
 
 @pytest.mark.parametrize("variant", ["prod", "ecs-local"])

@@ -4,12 +4,14 @@ and no Route53."""
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 
 import harness
 from compute_support import CERTIFICATE_ARN, policy_of, policy_violations, run_variant, statements
 from components import express
+from container.webtier.sizing import load_web_settings
 from transitions import run_transition
 
 SERVICE = "aws:ecs/expressGatewayService:ExpressGatewayService"
@@ -243,6 +245,33 @@ def test_a_given_certificate_arn_and_no_route53():
     assert inputs["viewerCertificate"]["acmCertificateArn"] == CERTIFICATE_ARN
     assert run.outputs["siteUrl"] == "https://redcap.example.org"
     assert (service(run).inputs["cpu"], service(run).inputs["memory"]) == ("4096", "8192")
+
+
+def service_env(run: harness.StackRun) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in service(run).inputs["primaryContainer"]["environments"]}
+
+
+def test_only_the_service_behind_cloudfront_takes_the_host_from_x_forwarded_host():
+    """The service's container is told to trust X-Forwarded-Host, which CloudFront's function
+    writes from the viewer's Host; the tunnel host of the same stage, reached on localhost with
+    any header a user types, runs the same contract without it."""
+    run = run_variant("express-zone-tunnel")
+    env = service_env(run)
+    assert env["TRUST_FORWARDED_HOST"] == "true"
+    assert load_web_settings(env)[0].trust_forwarded_host is True  # the container's own reading
+    run_line = next(line for line in run.one("aws:ec2/instance:Instance").inputs["userData"].splitlines()
+                    if line.startswith("docker run"))
+    tunnel_env = dict(w.split("=", 1) for w in shlex.split(run_line) if "=" in w and not w.startswith("-"))
+    assert "TRUST_FORWARDED_HOST" not in tunnel_env
+    # Otherwise the same contract, this one variable apart.
+    assert {k: v for k, v in env.items() if k != "TRUST_FORWARDED_HOST"} == {
+        k: v for k, v in tunnel_env.items() if k != "TLS_PORT"}
+    assert list(env) == sorted(env)
+    # The header the container trusts is the one the viewer-request function sets.
+    behaviour = distribution(run).inputs["defaultCacheBehavior"]
+    function = run.one("aws:cloudfront/function:Function")
+    assert behaviour["functionAssociations"] == [{"eventType": "viewer-request", "functionArn": function.outputs["arn"]}]
+    assert "request.headers['x-forwarded-host'] = {value: request.headers.host.value};" in function.inputs["code"]
 
 
 def test_tunnel_host_runs_the_same_image_and_contract():

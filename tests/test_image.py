@@ -20,7 +20,7 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from unittest import mock
@@ -46,12 +46,18 @@ def app(image: BuiltImage, mariadb, moto_server) -> Iterator[RunningApp]:
     running.stop()
 
 
-def request(app: RunningApp, path: str, headers: dict[str, str] | None = None,
+def request(app: RunningApp | WebTier, path: str,
+            headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
             method: str = "GET") -> tuple[int, dict[str, str], str]:
-    """One request without following redirects; header names lower-cased."""
+    """One request without following redirects; header names lower-cased. Headers given as
+    pairs may repeat a name."""
+    pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or ())
     conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=15)
     try:
-        conn.request(method, path, headers=headers or {})
+        conn.putrequest(method, path, skip_host=any(name.lower() == "host" for name, _ in pairs))
+        for name, value in pairs:
+            conn.putheader(name, value)
+        conn.endheaders()
         r = conn.getresponse()
         return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode(errors="replace")
     finally:
@@ -131,8 +137,9 @@ def test_health_endpoint_needs_neither_php_nor_database(image: BuiltImage) -> No
      "PHP_MEMORY_LIMIT must be a size in M or G from 128M to 16G (example: 512M), got '64M'"),
     ({"REQUEST_TIMEOUT_SECONDS": "0"},
      "REQUEST_TIMEOUT_SECONDS must be an integer 1..86400 (example: 120), got '0'"),
+    ({"TRUST_FORWARDED_HOST": "yes"}, "TRUST_FORWARDED_HOST must be true or false (example: true), got 'yes'"),
 ], ids=["privileged", "not-a-number", "same-as-tls", "status-privileged", "status-default-is-port",
-        "status-same-as-tls", "php-memory-too-small", "no-request-timeout"])
+        "status-same-as-tls", "php-memory-too-small", "no-request-timeout", "trust-forwarded-host-not-a-word"])
 def test_ports_and_sizing_are_checked_before_apache_starts(image: BuiltImage, env: dict[str, str],
                                                            message: str) -> None:
     args = ["run", "--rm", "--network", "none", "--entrypoint", "/usr/local/bin/redcap-apache"]
@@ -166,6 +173,63 @@ def test_old_version_urls_redirect_to_the_current_version(app: RunningApp) -> No
     # The current version is served, not redirected.
     status, _, body = request(app, f"/{VERSION_DIR}/VERSION")
     assert (status, body) == (200, REDCAP_VERSION + "\n")
+
+
+# Express: Host is the internal load balancer's name, the site's own comes as X-Forwarded-Host.
+INTERNAL_HOST = "internal-endpoint"
+FORWARDED = {"Host": INTERNAL_HOST, "X-Forwarded-Host": "redcap.example.org", "X-Forwarded-Proto": "https"}
+OLD_VERSION_PATH = "/redcap_v13.7.2/DataEntry/image_view.php?id=5"
+
+
+def request_info(web: RunningApp | WebTier, headers: Mapping[str, str] | Sequence[tuple[str, str]]) -> dict:
+    """What PHP was told about the request (the fixture's request page)."""
+    status, _, body = request(web, "/fixture_request.php", headers)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_forwarded_host_is_ignored_unless_trusted(app: RunningApp) -> None:
+    """ECS, App Runner and the tunnel host (no TRUST_FORWARDED_HOST): a client's X-Forwarded-Host
+    changes neither PHP's host nor the redirect, and PHP never sees the header."""
+    info = request_info(app, FORWARDED)
+    assert (info["HTTP_HOST"], info["SERVER_NAME"], info["forwarded_host_seen"]) == (INTERNAL_HOST, INTERNAL_HOST, False)
+    status, headers, _ = request(app, OLD_VERSION_PATH, FORWARDED)
+    assert (status, headers["location"]) == (302, f"https://{INTERNAL_HOST}/{VERSION_DIR}/DataEntry/image_view.php?id=5")
+    assert "host name from X-Forwarded-Host" not in app.logs()
+
+
+def test_trusted_forwarded_host_is_the_host_php_and_the_redirect_use(image: BuiltImage) -> None:
+    """Express (TRUST_FORWARDED_HOST=true): a plain host name in X-Forwarded-Host is the host PHP
+    sees, so REDCap's links and the old-version redirect name the site instead of the internal
+    load balancer; anything else in the header is ignored. The CMD alone: no database needed."""
+    web = start_web_tier(image.tag, env={"TRUST_FORWARDED_HOST": "true"})
+    try:
+        assert "; host name from X-Forwarded-Host" in web.logs()
+        status, headers, _ = request(web, OLD_VERSION_PATH, FORWARDED)
+        assert (status, headers["location"]) == (
+            302, f"https://redcap.example.org/{VERSION_DIR}/DataEntry/image_view.php?id=5")
+        assert request_info(web, FORWARDED) == {
+            "HTTP_HOST": "redcap.example.org", "SERVER_NAME": "redcap.example.org", "SERVER_PORT": "443",
+            "HTTPS": True, "forwarded_host_seen": False, "base_url": "https://redcap.example.org/"}
+        # A port goes with it; without one, the port is the default of the client's scheme.
+        info = request_info(web, {**FORWARDED, "X-Forwarded-Host": "redcap.example.org:8443"})
+        assert (info["HTTP_HOST"], info["SERVER_NAME"], info["SERVER_PORT"], info["base_url"]) == (
+            "redcap.example.org:8443", "redcap.example.org", "8443", "https://redcap.example.org:8443/")
+        info = request_info(web, {"Host": INTERNAL_HOST, "X-Forwarded-Host": "redcap.example.org"})
+        assert (info["SERVER_PORT"], info["base_url"]) == ("80", "http://redcap.example.org/")
+        # Without the header, or with anything but a plain host name, the request's own Host.
+        for bad in [[], [("X-Forwarded-Host", "evil.example/x")], [("X-Forwarded-Host", "evil.example x")],
+                    [("X-Forwarded-Host", "evil.example:")], [("X-Forwarded-Host", "a.example, b.example")],
+                    [("X-Forwarded-Host", "a.example"), ("X-Forwarded-Host", "b.example")]]:
+            headers_sent = [("Host", INTERNAL_HOST), ("X-Forwarded-Proto", "https"), *bad]
+            info = request_info(web, headers_sent)
+            assert (info["HTTP_HOST"], info["SERVER_NAME"], info["forwarded_host_seen"]) == (
+                INTERNAL_HOST, INTERNAL_HOST, False), bad
+            status, headers, _ = request(web, OLD_VERSION_PATH, headers_sent)
+            assert (status, headers["location"]) == (
+                302, f"https://{INTERNAL_HOST}/{VERSION_DIR}/DataEntry/image_view.php?id=5"), bad
+    finally:
+        web.stop()
 
 
 def test_no_directory_listing_and_private_paths(app: RunningApp) -> None:

@@ -2,6 +2,7 @@
 Runner, ECS and the tunnel host alike; env var names exactly those of notes/container-contract.md."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from compute_support import (VARIANTS, compute_resources, invoke_schema_errors, 
                              resource_schema_errors, run_variant, run_variant_uncached, run_variant_with_calls,
                              statements)
 from components.ecs import IDLE_TIMEOUT_SECONDS
-from components.runtime import app_runner_memory_mib, container_environment, environment_list, runtime_role_policy
+from components.runtime import (app_runner_memory_mib, container_environment, environment_list, runtime_role_policy,
+                                trusting_forwarded_host)
+from container.webtier.sizing import load_web_settings
 
 # notes/container-contract.md, "Environment variables (names are an interface)".
 # The names the container's bootstrap reads are the contract: one source for both sides.
@@ -85,6 +88,17 @@ def test_web_tier_sizing_appears_only_when_given():
 @pytest.mark.parametrize("memory, mib", [("0.5 GB", 512), ("1 GB", 1024), ("4 GB", 4096), ("12 GB", 12288)])
 def test_app_runner_memory_in_mib(memory, mib):
     assert app_runner_memory_mib(memory) == mib
+
+
+def test_trusting_the_forwarded_host_adds_exactly_that_variable_which_the_container_reads():
+    env = container_environment(**BASE)
+    assert "TRUST_FORWARDED_HOST" not in env  # never part of the contract itself
+    trusting = trusting_forwarded_host(env)
+    assert trusting == {**env, "TRUST_FORWARDED_HOST": "true"} and list(trusting) == sorted(trusting)
+    assert set(trusting) <= CONTRACT_NAMES
+    # The container reads it as the one change: the same web tier, trusting the header.
+    parsed, problems = load_web_settings(trusting)
+    assert problems == [] and parsed == dataclasses.replace(load_web_settings(env)[0], trust_forwarded_host=True)
 
 
 def test_environment_list_is_sorted_name_value_pairs():

@@ -53,6 +53,8 @@ OPTIONAL_ENV: dict[str, str | None] = {
     "REQUEST_TIMEOUT_SECONDS": str(DEFAULT_REQUEST_TIMEOUT_SECONDS),
     "LB_IDLE_TIMEOUT_SECONDS": None,
     "CONTAINER_MEMORY_MIB": None,
+    # Only behind a proxy that writes X-Forwarded-Host itself (Express's CloudFront).
+    "TRUST_FORWARDED_HOST": "false",
     "AWS_ENDPOINT_URL": None,
     # Operational knobs of the bootstrap itself (tests shrink the wait and move the paths).
     "BOOTSTRAP_DB_WAIT_SECONDS": "120",

@@ -5,7 +5,8 @@
 
 1. Validate the web tier's variables and read the memory limit (``sizing``); log the plan.
 2. Start PHP-FPM (foreground) and wait for its socket, then Apache (``-DFOREGROUND``), both
-   with the plan's numbers in their environment (the configuration files read ${REDCAP_*}).
+   with the plan's numbers in their environment (the configuration files read ${REDCAP_*});
+   Apache also gets ``-DREDCAP_TRUST_FORWARDED_HOST`` with TRUST_FORWARDED_HOST=true.
 3. Forward the platform's signals to Apache, which keeps their meaning: SIGWINCH is the graceful
    stop (the image's STOPSIGNAL: requests in flight, queued ones included, finish first),
    SIGTERM/SIGINT stop at once, SIGHUP/SIGUSR1 restart.
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .sizing import DEFAULT_STATUS_PORT, Plan, load_web_settings, plan_from_system
+from .sizing import DEFAULT_STATUS_PORT, FORWARDED_HOST_DEFINE, Plan, load_web_settings, plan_from_system
 
 FPM = "/usr/sbin/php-fpm8.4"
 FPM_CONFIG = "/etc/php/8.4/fpm/php-fpm.conf"
@@ -143,10 +144,12 @@ class Supervisor:
 
 
 def configtest(plan: Plan) -> int:
-    """Both servers parse their configuration with this plan's numbers (as www-data)."""
+    """Both servers parse their configuration with this plan's numbers (as www-data); Apache's
+    also with the trusted forwarded host, whose directives are skipped unless it is defined."""
     env = {**os.environ, "STATUS_PORT": os.environ.get("STATUS_PORT") or DEFAULT_STATUS_PORT,
            **plan.environment()}
-    for cmd in (["apache2ctl", "-t"], [FPM, "--test", "--fpm-config", FPM_CONFIG]):
+    for cmd in (["apache2ctl", "-t"], ["apache2ctl", "-t", f"-D{FORWARDED_HOST_DEFINE}"],
+                [FPM, "--test", "--fpm-config", FPM_CONFIG]):
         # Output through a pipe of this process: PHP-FPM reopens its stderr (/proc/self/fd/2),
         # which a build step's root-owned stderr does not allow.
         r = subprocess.run(cmd, env=env, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -166,7 +169,8 @@ def main(argv: Sequence[str]) -> int:
     plan = plan_from_system(settings)
     if list(argv) == ["--configtest"]:
         return configtest(plan)
-    say("web tier: " + plan.summary())
+    say("web tier: " + plan.summary()
+        + ("; host name from X-Forwarded-Host" if settings.trust_forwarded_host else ""))
     if plan.below_one_worker:
         say(f"{plan.memory_mib} MiB is too little for PHP memory_limit {plan.php_memory_limit_mib}M: "
             "give the container more memory or lower PHP_MEMORY_LIMIT", error=True)
@@ -174,7 +178,7 @@ def main(argv: Sequence[str]) -> int:
         Path("/proc/self/comm").write_text("redcap-web")  # what ps and /proc/1/comm show
     except OSError:
         pass
-    return Supervisor({**os.environ, **plan.environment()}).run(argv)
+    return Supervisor({**os.environ, **plan.environment()}).run([*argv, *settings.apache_defines()])
 
 
 if __name__ == "__main__":

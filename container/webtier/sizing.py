@@ -66,6 +66,11 @@ MAX_PHP_MEMORY_MIB = 16384
 # pages); anything this large is no limit.
 UNLIMITED_BYTES = 1 << 62
 
+# TRUST_FORWARDED_HOST: Apache takes the site's host name from X-Forwarded-Host
+# (apache/common.conf) only when started with this Define.
+FORWARDED_HOST_DEFINE = "REDCAP_TRUST_FORWARDED_HOST"
+BOOLEAN_VALUES = {"true": True, "false": False}
+
 PHP_SIZE_RE = re.compile(r"^([1-9][0-9]{0,5})([MG])$", re.IGNORECASE)
 INT_RE = re.compile(r"^[0-9]{1,7}$")
 
@@ -86,6 +91,13 @@ class WebSettings:
     request_timeout_seconds: int
     lb_idle_timeout_seconds: int | None
     container_memory_mib: int | None
+    # Only behind a proxy that writes X-Forwarded-Host itself (Express's CloudFront function);
+    # anywhere else a client could choose the host name REDCap puts into its links.
+    trust_forwarded_host: bool = False
+
+    def apache_defines(self) -> list[str]:
+        """Apache arguments for the settings that are not numbers (the numbers are the plan's)."""
+        return [f"-D{FORWARDED_HOST_DEFINE}"] if self.trust_forwarded_host else []
 
 
 @dataclass(frozen=True)
@@ -172,10 +184,16 @@ def load_web_settings(env: Mapping[str, str]) -> tuple[WebSettings | None, list[
     timeout = number("REQUEST_TIMEOUT_SECONDS", 1, 86400, "120", DEFAULT_REQUEST_TIMEOUT_SECONDS)
     idle = number("LB_IDLE_TIMEOUT_SECONDS", 1, 86400, "4000", None)
     memory = number("CONTAINER_MEMORY_MIB", 256, 1048576, "4096", None)
-    if problems or php_mib is None or timeout is None:
+    # Exactly these words: a near miss ("True", "yes") must not be guessed either way.
+    raw_trust = _value(env, "TRUST_FORWARDED_HOST") or "false"
+    trust = BOOLEAN_VALUES.get(raw_trust)
+    if trust is None:
+        problems.append(Problem("TRUST_FORWARDED_HOST", raw_trust, "true or false", "true"))
+    if problems or php_mib is None or timeout is None or trust is None:
         return None, problems
     return WebSettings(php_memory_limit_mib=php_mib, request_timeout_seconds=timeout,
-                       lb_idle_timeout_seconds=idle, container_memory_mib=memory), []
+                       lb_idle_timeout_seconds=idle, container_memory_mib=memory,
+                       trust_forwarded_host=trust), []
 
 
 # --- the memory the container may use -----------------------------------------------------------
