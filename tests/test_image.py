@@ -198,6 +198,18 @@ def test_forwarded_host_is_ignored_unless_trusted(app: RunningApp) -> None:
     assert "host name from X-Forwarded-Host" not in app.logs()
 
 
+def test_behind_a_proxy_php_sees_the_clients_port_not_the_containers(app: RunningApp) -> None:
+    """The load balancer (ECS), App Runner and CloudFront send X-Forwarded-Proto: PHP's port is
+    then the scheme's default, so REDCap's own address carries no container port; a request
+    without it (the tunnel host's port forwarding) keeps the port it names."""
+    info = request_info(app, {"Host": "redcap.example.org", "X-Forwarded-Proto": "https"})
+    assert (info["SERVER_PORT"], info["HTTPS"], info["base_url"]) == ("443", True, "https://redcap.example.org/")
+    info = request_info(app, {"Host": "redcap.example.org", "X-Forwarded-Proto": "http"})
+    assert (info["SERVER_PORT"], info["base_url"]) == ("80", "http://redcap.example.org/")
+    info = request_info(app, {"Host": "localhost:8443"})
+    assert (info["SERVER_PORT"], info["base_url"]) == ("8443", "http://localhost:8443/")
+
+
 def test_trusted_forwarded_host_is_the_host_php_and_the_redirect_use(image: BuiltImage) -> None:
     """Express (TRUST_FORWARDED_HOST=true): a plain host name in X-Forwarded-Host is the host PHP
     sees, so REDCap's links and the old-version redirect name the site instead of the internal
