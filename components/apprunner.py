@@ -74,9 +74,17 @@ def short_name(stack: str, limit: int) -> str:
     return stage_name(stack, limit, allowed=r"A-Za-z0-9_-")
 
 
+def apprunner_ids(arn: str) -> tuple[str, str]:
+    """arn:aws:apprunner:<region>:<account>:service/<name>/<id> -> (name, id)."""
+    parts = arn.split(":service/")[-1].split("/")
+    if len(parts) != 2:
+        raise ValueError(f"not an App Runner service ARN: {arn}")
+    return parts[0], parts[1]
+
+
 def application_log_group(service_arn: str) -> str:
-    """The log group App Runner creates for a service's container output: /aws/apprunner/<name>/<id>/application."""
-    name, service_id = service_arn.split(":service/", 1)[1].split("/")[:2]
+    """The log group App Runner creates and names for a service's container output."""
+    name, service_id = apprunner_ids(service_arn)
     return f"/aws/apprunner/{name}/{service_id}/application"
 
 

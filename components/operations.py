@@ -20,7 +20,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
@@ -31,11 +30,13 @@ import pulumi_aws as aws
 from components import policies
 from components.alarms import (AppRunnerMetrics, ExpressMetrics, FargateMetrics, StageMetrics, WAKE_GRACE_MINUTES,
                                alarm_name, alarm_specs, metric_queries, schedule_cron)
+from components.apprunner import application_log_group, apprunner_ids
 from components.context import AwsContext
 from components.dashboard import (CRON_ERRORS_FILTER, DashboardFacts, dashboard_body, dashboard_name, dashboard_url,
                                   query_name, saved_queries)
 from components.lambdas import FunctionSpec, logged_function, write_logs
 from components.notifications import EmailSubscription, email_subscription
+from components.rollout import settings_fingerprint
 from components.secrets import encrypted_secret
 from settings.operations import OperationsSettings
 
@@ -196,19 +197,6 @@ def target_group_suffix(arn: str) -> str:
     return f"targetgroup/{rest}"
 
 
-def apprunner_ids(arn: str) -> tuple[str, str]:
-    """arn:aws:apprunner:<region>:<account>:service/<name>/<id> -> (name, id)."""
-    parts = arn.split(":service/")[-1].split("/")
-    if len(parts) != 2:
-        raise ValueError(f"not an App Runner service ARN: {arn}")
-    return parts[0], parts[1]
-
-
-def settings_fingerprint(values: Mapping[str, Any]) -> str:
-    """A short, stable hash of the runtime settings (sorted JSON)."""
-    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def alarm_topic_policy(topic_arn: str, account_id: str, partition: str, region: str, stack: str) -> str:
     """Only this stage's alarms may publish, and only over TLS."""
     alarms = f"arn:{partition}:cloudwatch:{region}:{account_id}:alarm:redcap-{stack}-*"
@@ -313,8 +301,7 @@ class Operations(pulumi.ComponentResource):
         elif isinstance(tier, AppRunnerTier):
             ids = pulumi.Output.from_input(tier.service_arn).apply(apprunner_ids)
             runtime_metrics = AppRunnerMetrics(service_name=ids[0], service_id=ids[1])
-            # App Runner writes the container's output to a log group it creates and names.
-            app_log_groups = [ids.apply(lambda i: f"/aws/apprunner/{i[0]}/{i[1]}/application")]
+            app_log_groups = [pulumi.Output.from_input(tier.service_arn).apply(application_log_group)]
         acl_name = (pulumi.Output.from_input(args.web_acl_arn).apply(web_acl_name)
                     if args.web_acl_arn is not None else None)
 

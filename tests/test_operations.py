@@ -16,7 +16,8 @@ import pytest
 from components import alarms as al
 from components import dashboard as db
 from components import firewall as fw
-from components.operations import apprunner_ids, load_balancer_suffix, target_group_suffix, web_acl_name
+from components.apprunner import apprunner_ids
+from components.operations import load_balancer_suffix, target_group_suffix, web_acl_name
 from functions import site_check as sc
 from harness import ACCOUNT_ID, StackRun, cached_run, run_program
 from settings.operations import OperationsSettings
